@@ -1,0 +1,344 @@
+"""A checkout at this till: price, confirm (print, then journal), return, reconcile.
+
+A receipt is printed in two phases around the journal. First a `pending` row records what is
+about to be printed and the printer's last fiscal document number; then the printer prints;
+then one transaction journals the entry and drops the pending row. A crash anywhere in
+between leaves a pending row that `reconcile` settles against the printer: a receipt the
+printer registered is journalled once, an open one is cancelled, one never started is
+dropped. So there are no points without a fiscal receipt and no fiscal receipt without its
+entry, and nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from agent import customers, journal
+from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
+from agent.pos_input import DraftLine
+from agent.rules_cache import RulesCache
+from protocol import rules
+from protocol.journal import JournalEntry
+from protocol.wire import pack, unpack
+
+log = logging.getLogger(__name__)
+
+
+class CheckoutError(Exception):
+    """A checkout that cannot go ahead, with the HTTP status and a message for the cashier."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Outcome:
+    receipt_id: str
+    fiscal_doc: int
+    seq: int
+    kind: str
+    total: int
+    earned: int = 0
+    redeemed: int = 0
+    clawback: int = 0
+    refund: int = 0
+    balance: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _receipt(lines: tuple[DraftLine, ...], store: str) -> rules.Receipt:
+    return rules.Receipt(
+        lines=tuple(
+            rules.ReceiptLine(sku=ln.sku, qty=ln.qty, price=ln.price, amount=ln.amount,
+                              category=ln.category, brand=ln.brand, flags=frozenset(ln.flags))
+            for ln in lines
+        ),
+        store=store,
+    )
+
+
+class Checkout:
+    def __init__(self, db: sqlite_utils.Database, printer: ShtrihPrinter, rules_cache: RulesCache,
+                 store: str, clock: Callable[[], datetime],
+                 on_journal: Callable[[], None] = lambda: None) -> None:
+        self.db = db
+        self.printer = printer
+        self.rules = rules_cache
+        self.store = store
+        self.clock = clock
+        self.on_journal = on_journal  # wakes the sync client
+        # One receipt at a time: a till has one printer and one journal tail.
+        self.lock = asyncio.Lock()
+
+    # -- customers ----------------------------------------------------------------------
+
+    def customer(self, customer_id: str | None) -> rules.Customer:
+        if customer_id is None:
+            return rules.Customer()
+        found = customers.view(self.db, customer_id)
+        if found is None:
+            raise CheckoutError(404, "customer is not known to this till")
+        return rules.Customer(id=found.id, balance=max(0, found.available), tier=found.tier,
+                              segments=found.segments)
+
+    def balance(self, customer_id: str | None) -> dict[str, int] | None:
+        found = customers.view(self.db, customer_id) if customer_id else None
+        if found is None:
+            return None
+        return {"available": found.available, "pending": found.pending}
+
+    # -- pricing ------------------------------------------------------------------------
+
+    def price(self, lines: tuple[DraftLine, ...], customer_id: str | None) -> dict[str, Any]:
+        version, rs = self.rules.get()
+        pricing = rules.price(rs, _receipt(lines, self.store), self.customer(customer_id),
+                              self.clock())
+        return {"ruleset_version": version, "total": sum(ln.amount for ln in lines),
+                **pricing.to_dict()}
+
+    # -- confirm ------------------------------------------------------------------------
+
+    async def confirm(self, lines: tuple[DraftLine, ...], customer_id: str | None, redeem: int,
+                      payment: str) -> Outcome:
+        async with self.lock:
+            self._refuse_if_pending()
+            now = self.clock()
+            version, rs = self.rules.get()
+            receipt = _receipt(lines, self.store)
+            customer = self.customer(customer_id)
+            if redeem and customer_id is None:
+                raise CheckoutError(409, "only members can pay with points")
+            try:
+                settlement = rules.settle(rs, receipt, customer, now, redeem)
+            except rules.RedemptionError as e:
+                raise CheckoutError(409, f"redemption refused: {e}") from None
+            paid = settlement.paid_money
+            fiscal = FiscalReceipt(
+                kind="sale",
+                lines=tuple(
+                    FiscalLine(text=ln.name, qty=ln.qty, price=ln.price,
+                               points_discount=out.redeemed_money + out.discount)
+                    for ln, out in zip(lines, settlement.lines, strict=True)
+                ),
+                cash=paid if payment == "cash" else 0,
+                card=paid if payment == "card" else 0,
+                text_lines=self._loyalty_lines(customer_id, settlement.earned,
+                                               settlement.redeemed, 0, 0),
+            )
+            receipt_id = uuid.uuid4().hex
+            lots = _journal_lots(settlement)
+            draft = JournalEntry(
+                seq=0, epoch="", prev_hash="", kind="sale", receipt_id=receipt_id,
+                at=now.isoformat(timespec="seconds"), store=self.store,
+                customer_id=customer_id, ruleset_version=version, total=paid, fiscal_doc=0,
+                earned=sum(lot["points"] for lot in lots), redeemed=settlement.redeemed,
+                lots=lots,
+                detail={"settlement": settlement.to_dict(),
+                        "lines": [ln.to_dict() for ln in lines]},
+            )
+            return await self._print_and_journal(draft, fiscal)
+
+    # -- returns ------------------------------------------------------------------------
+
+    async def return_goods(self, receipt_id: str, returning: dict[int, int]) -> Outcome:
+        async with self.lock:
+            self._refuse_if_pending()
+            row = self.db.execute(
+                "SELECT customer_id, ruleset_version, settlement, lines, returned FROM receipts"
+                " WHERE receipt_id = ?", [receipt_id]).fetchone()
+            if row is None:
+                raise CheckoutError(404, "no sale with this receipt id at this till")
+            customer_id, version, settlement_blob, lines_blob, returned_json = row
+            _, rs = self.rules.get(version)
+            settlement = rules.Settlement.from_dict(unpack(settlement_blob))
+            before = {int(k): v for k, v in json.loads(returned_json).items()}
+            try:
+                outcome = rules.price_return(rs, settlement, before, returning)
+            except rules.ReturnError as e:
+                raise CheckoutError(409, f"return refused: {e}") from None
+            sold = [DraftLine(**{**d, "flags": tuple(d["flags"])}) for d in unpack(lines_blob)]
+            fiscal = FiscalReceipt(
+                kind="return",
+                lines=tuple(_return_line(sold[rl.index], rl) for rl in outcome.lines),
+                cash=outcome.money,
+                text_lines=self._loyalty_lines(customer_id, 0, 0, outcome.clawback,
+                                               outcome.refund),
+            )
+            now = self.clock()
+            draft = JournalEntry(
+                seq=0, epoch="", prev_hash="", kind="return", receipt_id=uuid.uuid4().hex,
+                at=now.isoformat(timespec="seconds"), store=self.store,
+                customer_id=customer_id, ruleset_version=version, total=outcome.money,
+                fiscal_doc=0, clawback=outcome.clawback, refund=outcome.refund,
+                original_receipt_id=receipt_id,
+                detail={"return": outcome.to_dict(),
+                        "lines": {str(k): v for k, v in sorted(returning.items())}},
+            )
+            return await self._print_and_journal(draft, fiscal)
+
+    # -- the two phases -----------------------------------------------------------------
+
+    def _refuse_if_pending(self) -> None:
+        row = self.db.execute("SELECT receipt_id FROM pending LIMIT 1").fetchone()
+        if row:
+            raise CheckoutError(
+                409, "an earlier receipt is not finished: fix the printer, then resume or"
+                " cancel it", pending_receipt_id=row[0])
+
+    def _loyalty_lines(self, customer_id: str | None, earned: int, redeemed: int,
+                       clawback: int, refund: int) -> tuple[str, ...]:
+        if customer_id is None:
+            return ()
+        bal = self.balance(customer_id) or {"available": 0, "pending": 0}
+        available = bal["available"] - redeemed + refund
+        pending = bal["pending"] + earned - clawback
+        out = []
+        if earned:
+            out.append(f"Points earned: {earned}")
+        if redeemed:
+            out.append(f"Points spent: {redeemed}")
+        if clawback:
+            out.append(f"Points taken back: {clawback}")
+        if refund:
+            out.append(f"Points returned: {refund}")
+        out.append(f"Balance: {available} (+{max(0, pending)} pending)")
+        return tuple(out)
+
+    async def _print_and_journal(self, draft: JournalEntry, fiscal: FiscalReceipt) -> Outcome:
+        try:
+            before = await self.printer.last_fiscal_document()
+        except PrinterError as e:
+            raise CheckoutError(503, f"printer: {e.message}") from None
+        self.db.execute(
+            "INSERT INTO pending (receipt_id, kind, created_at, fiscal_before, entry, fiscal)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [draft.receipt_id, draft.kind, draft.at, before, pack(draft.to_wire()),
+             pack(_fiscal_to_wire(fiscal))],
+        )
+        try:
+            doc = await self.printer.print_receipt(fiscal)
+        except PrinterError as e:
+            log.warning("receipt %s not printed: %s", draft.receipt_id, e.message)
+            raise CheckoutError(503, f"printer: {e.message}",
+                                pending_receipt_id=draft.receipt_id) from None
+        return self._journal_pending(draft.receipt_id, doc)
+
+    def _journal_pending(self, receipt_id: str, fiscal_doc: int) -> Outcome:
+        row = self.db.execute("SELECT entry FROM pending WHERE receipt_id = ?",
+                              [receipt_id]).fetchone()
+        # Our own draft, written a moment ago: it gets its sequence number in append().
+        draft = JournalEntry(**{**unpack(row[0]), "fiscal_doc": fiscal_doc})
+        with self.db.atomic():
+            entry = journal.append(self.db, draft)
+            if entry.kind == "sale":
+                self.db.execute(
+                    "INSERT INTO receipts (receipt_id, seq, customer_id, fiscal_doc, at,"
+                    " ruleset_version, lines, settlement) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [entry.receipt_id, entry.seq, entry.customer_id, fiscal_doc, entry.at,
+                     entry.ruleset_version, pack(entry.detail["lines"]),
+                     pack(entry.detail["settlement"])],
+                )
+            else:
+                original = entry.original_receipt_id
+                returned = json.loads(self.db.execute(
+                    "SELECT returned FROM receipts WHERE receipt_id = ?", [original]
+                ).fetchone()[0])
+                for k, qty in entry.detail["lines"].items():
+                    returned[k] = returned.get(k, 0) + qty
+                self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
+                                [json.dumps(returned), original])
+            self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        log.info("receipt %s journalled as entry %d, fiscal document %d", receipt_id,
+                 entry.seq, fiscal_doc)
+        self.on_journal()
+        return Outcome(entry.receipt_id, fiscal_doc, entry.seq, entry.kind, entry.total,
+                       entry.earned, entry.redeemed, entry.clawback, entry.refund,
+                       self.balance(entry.customer_id))
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [{"receipt_id": r[0], "kind": r[1], "created_at": r[2]} for r in self.db.execute(
+            "SELECT receipt_id, kind, created_at FROM pending ORDER BY created_at")]
+
+    async def resume(self, receipt_id: str) -> Outcome:
+        """Finish a receipt the printer stopped on (paper replaced, contact back)."""
+        async with self.lock:
+            row = self.db.execute("SELECT fiscal FROM pending WHERE receipt_id = ?",
+                                  [receipt_id]).fetchone()
+            if row is None:
+                raise CheckoutError(404, "no unfinished receipt with this id")
+            try:
+                doc = await self.printer.print_receipt(_fiscal_from_wire(unpack(row[0])))
+            except PrinterError as e:
+                raise CheckoutError(503, f"printer: {e.message}",
+                                    pending_receipt_id=receipt_id) from None
+            return self._journal_pending(receipt_id, doc)
+
+    async def reconcile(self) -> list[str]:
+        """Settle every pending receipt against the printer; returns what was done."""
+        done: list[str] = []
+        async with self.lock:
+            for receipt_id, before in self.db.execute(
+                "SELECT receipt_id, fiscal_before FROM pending ORDER BY created_at"
+            ).fetchall():
+                last = await self.printer.last_fiscal_document()
+                if last > before:
+                    # The printer registered it (we print nothing else while a row is
+                    # pending): journal it with the number the printer gave it.
+                    self._journal_pending(receipt_id, last)
+                    done.append(f"{receipt_id}: printed as document {last}, journalled")
+                    continue
+                if await self.printer.document_open():
+                    await self.printer.cancel_open_document()
+                    done.append(f"{receipt_id}: open on the printer, cancelled")
+                else:
+                    done.append(f"{receipt_id}: never printed, dropped")
+                self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        for line in done:
+            log.warning("reconciled %s", line)
+        return done
+
+
+# Points that never expire are kept by the ledger as expiring at the end of time.
+NEVER = "9999-12-31T00:00:00+00:00"
+
+
+def _journal_lots(settlement: rules.Settlement) -> list[dict[str, Any]]:
+    """The lots the central's ledger keeps: those of the programme's points unit."""
+    return [
+        {"points": lot.points, "activates": lot.activates_at.isoformat(),
+         "expires": lot.expires_at.isoformat() if lot.expires_at else NEVER}
+        for lot in settlement.lots if lot.unit == settlement.unit and lot.points > 0
+    ]
+
+
+def _return_line(sold: DraftLine, rl: rules.ReturnLine) -> FiscalLine:
+    """A returned line: its price, less what points and instant discounts had paid of it."""
+    printed = FiscalLine(text=sold.name, qty=rl.qty, price=sold.price)
+    not_money = max(0, printed.total - rl.money)
+    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, points_discount=not_money)
+
+
+def _fiscal_to_wire(r: FiscalReceipt) -> dict[str, Any]:
+    return {"kind": r.kind, "cash": r.cash, "card": r.card, "text_lines": list(r.text_lines),
+            "lines": [asdict(ln) for ln in r.lines]}
+
+
+def _fiscal_from_wire(d: dict[str, Any]) -> FiscalReceipt:
+    return FiscalReceipt(kind=d["kind"], cash=d["cash"], card=d["card"],
+                         text_lines=tuple(d["text_lines"]),
+                         lines=tuple(FiscalLine(**ln) for ln in d["lines"]))

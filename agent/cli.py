@@ -1,0 +1,157 @@
+"""`tillpoint agent ...`: what store IT runs on a till."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from agent import identity, journal
+from agent.config import DEFAULT_STATE, AgentConfig
+from agent.store import get_meta, open_store
+
+
+def build_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="the till agent (checkout, devices, sync)")
+    asub = p.add_subparsers(dest="agent_cmd", required=True)
+
+    def state_arg(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--state", type=Path, default=Path(DEFAULT_STATE),
+                         help="state directory: database, keys, agent.toml (%(default)s)")
+
+    enroll = asub.add_parser("enroll", help="create this till's key and enrol it once")
+    state_arg(enroll)
+    enroll.add_argument("--central", required=True, help="URL of the central")
+    enroll.add_argument("--token", required=True, help="one-time enrolment token")
+    enroll.add_argument("--name", default="till", help="a name head office will see")
+    enroll.set_defaults(func=_enroll)
+
+    run = asub.add_parser("run", help="run the till service")
+    state_arg(run)
+    run.add_argument("--printer", help="serial port of the fiscal printer")
+    run.add_argument("--printer-baud", type=int, help="printer speed")
+    run.add_argument("--points-mode", choices=["discount", "payment"],
+                     help="redeemed points on the fiscal receipt")
+    run.add_argument("--reader", help="serial port of the card reader")
+    run.add_argument("--reader-kind", choices=["line", "rfid"], help="card reader kind")
+    run.add_argument("--reader-suffix", choices=["cr", "lf", "crlf", "none"],
+                     help="line reader's end of read")
+    run.add_argument("--pos-port", type=int, help="port of the POS API on 127.0.0.1")
+    run.add_argument("--port-file", type=Path, help="write the POS API port here when ready")
+    run.add_argument("--sync-interval", type=float, help="seconds between pushes")
+    run.add_argument("--pull-interval", type=float, help="seconds between pulls")
+    run.set_defaults(func=_run)
+
+    status = asub.add_parser("status", help="show the till's state (devices, sync, journal)")
+    state_arg(status)
+    status.add_argument("--pos-port", type=int, help="POS API port of the running agent")
+    status.set_defaults(func=_status)
+
+    jr = asub.add_parser("journal", help="journal tools")
+    jsub = jr.add_subparsers(dest="journal_cmd", required=True)
+    verify = jsub.add_parser("verify", help="check the journal's sequence and hash chain")
+    state_arg(verify)
+    verify.set_defaults(func=_verify)
+
+    shift = asub.add_parser("shift", help="fiscal shift")
+    ssub = shift.add_subparsers(dest="shift_cmd", required=True)
+    close = ssub.add_parser("close", help="close the shift with a Z report")
+    state_arg(close)
+    close.add_argument("--pos-port", type=int, help="POS API port of the running agent")
+    close.set_defaults(func=_shift_close)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
+             "pos_port", "port_file", "sync_interval", "pull_interval")
+    return {n: getattr(args, n, None) for n in names}
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    try:
+        ident = asyncio.run(identity.enroll(args.state, args.central, args.token, args.name))
+    except identity.EnrolmentFailed as e:
+        print(f"enrolment failed: {e}", file=sys.stderr)
+        return 1
+    print(f"enrolled as {ident.till_id} (store {ident.store}); state in {args.state}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cfg = AgentConfig.load(args.state, _overrides(args))
+        asyncio.run(serve(cfg))
+    except identity.NotEnrolled as e:
+        print(e, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _pos_url(args: argparse.Namespace, path: str) -> str:
+    cfg = AgentConfig.load(args.state, {"pos_port": args.pos_port})
+    return f"http://127.0.0.1:{cfg.pos_port}{path}"
+
+
+def _call(url: str, method: str = "GET") -> dict:
+    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        print(json.dumps(_call(_pos_url(args, "/pos/v1/status")), indent=2))
+        return 0
+    except (urllib.error.URLError, OSError):
+        pass
+    # Not running: say what the files say.
+    out: dict = {"running": False}
+    try:
+        ident = identity.load(args.state)
+        out.update(till_id=ident.till_id, store=ident.store, central=ident.central_url)
+    except identity.NotEnrolled as e:
+        out["enrolment"] = str(e)
+    db_path = args.state / "agent.db"
+    if db_path.exists():
+        db = open_store(db_path)
+        last_seq, _ = journal.last(db)
+        acked = int(get_meta(db, "acked_seq", "0") or 0)
+        out["journal"] = {"epoch": journal.epoch(db), "last_seq": last_seq,
+                          "acked_seq": acked, "unsent": last_seq - acked}
+        db.close()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    db_path = args.state / "agent.db"
+    if not db_path.exists():
+        print(f"no journal at {db_path}", file=sys.stderr)
+        return 2
+    db = open_store(db_path)
+    report = journal.verify(db)
+    db.close()
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
+def _shift_close(args: argparse.Namespace) -> int:
+    try:
+        result = _call(_pos_url(args, "/pos/v1/shift/close"), "POST")
+    except urllib.error.HTTPError as e:
+        print(f"shift not closed: {json.loads(e.read()).get('error')}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"agent not reachable: {e}", file=sys.stderr)
+        return 1
+    print(f"shift closed: Z report is fiscal document {result['z_report_document']}")
+    return 0

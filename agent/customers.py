@@ -1,0 +1,68 @@
+"""The till's view of customers: the central's last word plus this till's own unsynced entries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from agent.journal import epoch
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: str
+    tier: str | None
+    segments: frozenset[str]
+    available: int  # spendable now, as far as this till can know
+    pending: int  # earned, waiting out the return window
+    debt: int
+
+
+def by_token(db: sqlite_utils.Database, token: str) -> str | None:
+    row = db.execute("SELECT customer_id FROM cards WHERE token = ?", [token]).fetchone()
+    return row[0] if row else None
+
+
+def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
+    row = db.execute(
+        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq"
+        " FROM customers WHERE id = ?", [customer_id]
+    ).fetchone()
+    if row is None:
+        return None
+    tier, segments, available, pending, debt, as_of_epoch, as_of_seq = row
+    # Entries the central had not applied when it sent this balance still count here.
+    since = as_of_seq if as_of_epoch == epoch(db) else 0
+    earned, redeemed, clawback, refund = db.execute(
+        "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(redeemed), 0),"
+        " COALESCE(SUM(clawback), 0), COALESCE(SUM(refund), 0)"
+        " FROM journal WHERE customer_id = ? AND seq > ?", [customer_id, since]
+    ).fetchone()
+    return CustomerView(
+        id=customer_id,
+        tier=tier,
+        segments=frozenset(json.loads(segments)),
+        available=available - redeemed + refund,
+        pending=max(0, pending + earned - clawback),
+        debt=debt,
+    )
+
+
+def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
+    """Store what the central sent; its `acked_seq` says which of our entries it includes."""
+    with db.atomic():
+        for c in delta["customers"]:
+            db.execute(
+                "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
+                " as_of_epoch, as_of_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [c["id"], c.get("tier"), json.dumps(c.get("segments", [])), c["available"],
+                 c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0)],
+            )
+            db.execute("DELETE FROM cards WHERE customer_id = ?", [c["id"]])
+            for token in c["cards"]:
+                db.execute("INSERT OR REPLACE INTO cards (token, customer_id) VALUES (?, ?)",
+                           [token, c["id"]])
+        db.execute("UPDATE meta SET value = ? WHERE key = 'customer_cursor'",
+                   [str(delta["cursor"])])

@@ -1,0 +1,210 @@
+"""The local API the POS software calls: identify, price, confirm, return, status.
+
+It listens on 127.0.0.1 only. Card numbers the POS sends are tokenised on arrival and never
+logged; answers carry at most the last four digits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from agent import customers
+from agent.checkout import Checkout, CheckoutError
+from agent.devices.printer import PrinterError
+from agent.devices.reader import CardPresented
+from agent.pos_input import BadRequest, parse_lines, parse_return_lines
+from agent.rules_cache import NoRuleSet
+from protocol.cards import InvalidCardNumber, card_token, luhn_valid, normalize_card_number
+from protocol.rules import InputError
+from protocol.wire import unpack
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+CARD_FRESH_S = 120.0  # a presented card identifies the customer for this long
+
+
+class LastCard:
+    """The card last presented at the reader, taken once by the next identification."""
+
+    def __init__(self) -> None:
+        self._card: CardPresented | None = None
+
+    def presented(self, card: CardPresented) -> None:
+        self._card = card
+
+    def take(self) -> CardPresented | None:
+        card, self._card = self._card, None
+        if card is None or time.monotonic() - card.at > CARD_FRESH_S:
+            return None
+        return card
+
+
+@dataclass
+class Till:
+    """Everything the handlers need, under one app key."""
+
+    checkout: Checkout
+    last_card: LastCard
+    card_secret: bytes
+    refresh_customers: Callable[[], Awaitable[None]]
+    status: Callable[[], dict[str, Any]]
+    close_shift: Callable[[], Awaitable[int]]
+
+
+TILL = web.AppKey("till", Till)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (BadRequest, InputError, InvalidCardNumber) as e:
+        return web.json_response({"error": str(e)}, status=400)
+    except CheckoutError as e:
+        return web.json_response({"error": str(e), **e.extra}, status=e.status)
+    except NoRuleSet as e:
+        return web.json_response({"error": str(e)}, status=503)
+    except PrinterError as e:
+        return web.json_response({"error": f"printer: {e.message}"}, status=503)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return web.json_response({"error": e.reason}, status=e.status)
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"error": "internal error; see the agent's log"}, status=500)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _customer_id(body: dict[str, Any]) -> str | None:
+    value = body.get("customer_id")
+    if value is not None and not isinstance(value, str):
+        raise BadRequest("customer_id must be a string or null")
+    return value
+
+
+@routes.get("/pos/v1/status")
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[TILL].status())
+
+
+@routes.post("/pos/v1/identify")
+async def identify(request: web.Request) -> web.Response:
+    """By a card number the POS sends, or else by the card last presented at the reader."""
+    till = request.app[TILL]
+    body = await _body(request)
+    number = body.get("card_number")
+    if number is not None:
+        if not isinstance(number, str):
+            raise BadRequest("card_number must be a string")
+        digits = normalize_card_number(number)
+        token, last4 = card_token(till.card_secret, digits), digits[-4:]
+        kind = "bank" if luhn_valid(digits) and len(digits) >= 13 else "loyalty"
+    else:
+        card = till.last_card.take()
+        if card is None:
+            raise CheckoutError(404, "no card presented at the reader")
+        token, last4, kind = card.token, card.last4, card.kind
+    db = till.checkout.db
+    customer_id = customers.by_token(db, token)
+    if customer_id is None:
+        # Perhaps enrolled at head office a moment ago: ask the central once.
+        await till.refresh_customers()
+        customer_id = customers.by_token(db, token)
+    if customer_id is None:
+        raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
+                            card_last4=last4)
+    view = customers.view(db, customer_id)
+    assert view is not None
+    return web.json_response({
+        "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,
+        "balance": {"available": view.available, "pending": view.pending},
+    })
+
+
+@routes.post("/pos/v1/price")
+async def price(request: web.Request) -> web.Response:
+    body = await _body(request)
+    till = request.app[TILL]
+    return web.json_response(till.checkout.price(parse_lines(body.get("lines")),
+                                                 _customer_id(body)))
+
+
+@routes.post("/pos/v1/receipts")
+async def confirm(request: web.Request) -> web.Response:
+    body = await _body(request)
+    redeem = body.get("redeem", 0)
+    if isinstance(redeem, bool) or not isinstance(redeem, int) or redeem < 0:
+        raise BadRequest("redeem must be a non-negative integer of points")
+    payment = body.get("payment", "cash")
+    if payment not in ("cash", "card"):
+        raise BadRequest("payment must be 'cash' or 'card'")
+    outcome = await request.app[TILL].checkout.confirm(
+        parse_lines(body.get("lines")), _customer_id(body), redeem, payment)
+    return web.json_response(outcome.to_dict(), status=201)
+
+
+@routes.post("/pos/v1/returns")
+async def return_goods(request: web.Request) -> web.Response:
+    body = await _body(request)
+    receipt_id = body.get("receipt_id")
+    if not isinstance(receipt_id, str) or not receipt_id:
+        raise BadRequest("receipt_id must be the id of the original sale")
+    checkout = request.app[TILL].checkout
+    row = checkout.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?",
+                              [receipt_id]).fetchone()
+    if row is None:
+        raise CheckoutError(404, "no sale with this receipt id at this till")
+    returning = parse_return_lines(body.get("lines"), len(unpack(row[0])))
+    outcome = await checkout.return_goods(receipt_id, returning)
+    return web.json_response(outcome.to_dict(), status=201)
+
+
+@routes.get("/pos/v1/pending")
+async def pending(request: web.Request) -> web.Response:
+    return web.json_response({"pending": request.app[TILL].checkout.pending()})
+
+
+@routes.post("/pos/v1/pending/{receipt_id}/resume")
+async def resume(request: web.Request) -> web.Response:
+    outcome = await request.app[TILL].checkout.resume(request.match_info["receipt_id"])
+    return web.json_response(outcome.to_dict(), status=201)
+
+
+@routes.post("/pos/v1/pending/reconcile")
+async def reconcile(request: web.Request) -> web.Response:
+    return web.json_response({"done": await request.app[TILL].checkout.reconcile()})
+
+
+@routes.post("/pos/v1/shift/close")
+async def close_shift(request: web.Request) -> web.Response:
+    return web.json_response({"z_report_document": await request.app[TILL].close_shift()})
+
+
+def make_app(till: Till) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=1024 * 1024)
+    app[TILL] = till
+    app.router.add_routes(routes)
+    return app
+
+
+__all__ = ["TILL", "LastCard", "Till", "make_app"]

@@ -1,0 +1,90 @@
+"""What the POS sends, checked before anything is priced: clear errors for impossible baskets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_LINES = 500
+MAX_QTY = 1_000_000_000  # thousandths: a million units
+MAX_PRICE = 10_000_000_00  # kopecks: ten million roubles a unit
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    sku: str
+    name: str
+    qty: int  # thousandths
+    price: int  # kopecks per unit
+    category: str = ""
+    brand: str = ""
+    flags: tuple[str, ...] = ()
+
+    @property
+    def amount(self) -> int:
+        # Rounded half up to the kopeck, exactly as the fiscal printer rounds a line.
+        return (self.qty * self.price + 500) // 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sku": self.sku, "name": self.name, "qty": self.qty, "price": self.price,
+                "category": self.category, "brand": self.brand, "flags": list(self.flags)}
+
+
+def _int(obj: dict, key: str, where: str, lo: int, hi: int) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{where}.{key} must be an integer")
+    if not lo <= value <= hi:
+        raise BadRequest(f"{where}.{key} must be between {lo} and {hi}")
+    return value
+
+
+def _str(obj: dict, key: str, where: str, required: bool = False) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise BadRequest(f"{where}.{key} must be a{' non-empty' if required else ''} string")
+    if len(value) > 200:
+        raise BadRequest(f"{where}.{key} is too long")
+    return value
+
+
+def parse_lines(raw: Any) -> tuple[DraftLine, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("lines must be a non-empty list")
+    if len(raw) > MAX_LINES:
+        raise BadRequest(f"a receipt has at most {MAX_LINES} lines")
+    lines = []
+    for i, item in enumerate(raw):
+        where = f"lines[{i}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where} must be an object")
+        flags = item.get("flags", [])
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise BadRequest(f"{where}.flags must be a list of strings")
+        lines.append(DraftLine(
+            sku=_str(item, "sku", where, required=True),
+            name=_str(item, "name", where) or _str(item, "sku", where),
+            qty=_int(item, "qty", where, 1, MAX_QTY),
+            price=_int(item, "price", where, 0, MAX_PRICE),
+            category=_str(item, "category", where),
+            brand=_str(item, "brand", where),
+            flags=tuple(flags),
+        ))
+    return tuple(lines)
+
+
+def parse_return_lines(raw: Any, bought: int) -> dict[int, int]:
+    """{line index: quantity in thousandths} from [{"line": i, "qty": q}, ...]."""
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("lines must be a non-empty list of {line, qty}")
+    out: dict[int, int] = {}
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise BadRequest(f"lines[{i}] must be an object")
+        index = _int(item, "line", f"lines[{i}]", 0, bought - 1)
+        out[index] = out.get(index, 0) + _int(item, "qty", f"lines[{i}]", 1, MAX_QTY)
+    return out

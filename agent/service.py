@@ -1,0 +1,177 @@
+"""The agent as a running service: devices, checkout, sync jobs and the POS API, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sdnotify
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent import identity, journal
+from agent.central_client import CentralClient, CentralError
+from agent.checkout import Checkout
+from agent.config import AgentConfig
+from agent.devices.printer import ShtrihPrinter
+from agent.devices.reader import CardReader
+from agent.pos_api import LastCard, Till, make_app
+from agent.rules_cache import RulesCache
+from agent.store import open_store
+from agent.sync import SyncClient
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_S = 0.2
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.identity = identity.load(cfg.state)
+        self.db = open_store(cfg.state / "agent.db")
+        self.printer = ShtrihPrinter(cfg.printer, baudrate=cfg.printer_baud,
+                                     points_mode=cfg.points_mode)  # type: ignore[arg-type]
+        self.last_card = LastCard()
+        self.reader = CardReader(cfg.reader, secret=self.identity.card_secret,
+                                 on_card=self.last_card.presented,
+                                 kind=cfg.reader_kind,  # type: ignore[arg-type]
+                                 suffix=cfg.reader_suffix)  # type: ignore[arg-type]
+        self.client = CentralClient(self.identity)
+        self.sync = SyncClient(self.db, self.client)
+        self.rules = RulesCache(self.db)
+        self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
+                                 on_journal=self.wake_push)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def wake_push(self) -> None:
+        """Push soon after a receipt, coalescing a burst of receipts into one batch."""
+        job = self.scheduler.get_job("push")
+        if job is not None:
+            job.modify(next_run_time=datetime.fromtimestamp(time.time() + DEBOUNCE_S, UTC))
+
+    async def push_job(self) -> None:
+        if self.sync.backing_off():
+            return
+        with contextlib.suppress(CentralError):
+            await self.sync.push()
+
+    async def pull_job(self) -> None:
+        if self.sync.backing_off():
+            return
+        with contextlib.suppress(CentralError):
+            await self.sync.pull_ruleset()
+            await self.sync.pull_customers()
+
+    async def refresh_customers(self) -> None:
+        with contextlib.suppress(CentralError):
+            await self.sync.pull_customers()
+
+    async def reconcile_job(self) -> None:
+        if self.checkout.pending() and self.printer.state().connected:
+            await self.checkout.reconcile()
+
+    async def close_shift(self) -> int:
+        async with self.checkout.lock:
+            return await self.printer.close_shift()
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        last_seq, _ = journal.last(self.db)
+        return {
+            "till_id": self.identity.till_id,
+            "store": self.identity.store,
+            "central": self.identity.central_url,
+            "enrolment": "revoked" if self.sync.state.revoked else "active",
+            "ruleset_version": self.rules.version(),
+            "journal": {"epoch": journal.epoch(self.db), "last_seq": last_seq,
+                        "acked_seq": self.sync.acked_seq(),
+                        "unsent": last_seq - self.sync.acked_seq()},
+            "pending_receipts": self.checkout.pending(),
+            "printer": vars(self.printer.state()),
+            "reader": self.reader.state(),
+            "sync": self.sync.state.to_dict(),
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> web.AppRunner:
+        await self.printer.start()
+        await self.reader.start()
+        await self.pull_job()  # a first rule set if the central is there; fine if not
+        self.scheduler.add_job(self.push_job, "interval", seconds=self.cfg.sync_interval,
+                               id="push", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.pull_job, "interval", seconds=self.cfg.pull_interval,
+                               id="pull", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.reconcile_job, "interval", seconds=2, id="reconcile",
+                               max_instances=1, coalesce=True)
+        self.scheduler.start()
+        if await self.printer.wait_connected(timeout=5.0):
+            await self.checkout.reconcile()
+        till = Till(self.checkout, self.last_card, self.identity.card_secret,
+                    self.refresh_customers, self.status, self.close_shift)
+        runner = web.AppRunner(make_app(till))
+        await runner.setup()
+        await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()
+        port = runner.addresses[0][1]
+        if self.cfg.port_file:
+            tmp = self.cfg.port_file.with_suffix(".tmp")
+            tmp.write_text(str(port))
+            tmp.replace(self.cfg.port_file)
+        log.info("till %s: POS API on http://%s:%d", self.identity.till_id, self.cfg.pos_host,
+                 port)
+        return runner
+
+    async def stop(self, runner: web.AppRunner) -> None:
+        # Stop taking receipts first, then the jobs, then the devices; a final push gives
+        # the central what it can get before the process goes.
+        await runner.cleanup()
+        self.scheduler.shutdown(wait=False)
+        with contextlib.suppress(CentralError, asyncio.TimeoutError):
+            async with asyncio.timeout(3):
+                await self.sync.push()
+        await self.reader.stop()
+        await self.printer.stop()
+        await self.client.close()
+        self.db.close()
+
+
+async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None:
+    # From the event loop itself: a blocked loop stops the pings and systemd restarts us.
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve(cfg: AgentConfig) -> None:
+    agent = Agent(cfg)
+    runner = await agent.start()
+    notifier = sdnotify.SystemdNotifier()
+    notifier.notify("READY=1")
+    watchdog = None
+    if usec := int(os.environ.get("WATCHDOG_USEC", "0")):
+        watchdog = asyncio.create_task(_watchdog(notifier, usec / 2e6))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        notifier.notify("STOPPING=1")
+        if watchdog:
+            watchdog.cancel()
+        await agent.stop(runner)

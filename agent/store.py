@@ -1,0 +1,80 @@
+"""The till's SQLite store: one file, WAL mode, schema by registered migrations.
+
+Only this module opens the database. Every multi-step write goes through `db.atomic()`, so a
+receipt, its journal entry and its outbox row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("tillpoint-agent")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        -- The journal: append-only, gapless seq within the epoch, each entry chained.
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY, epoch TEXT NOT NULL, hash TEXT NOT NULL,
+            prev_hash TEXT NOT NULL, kind TEXT NOT NULL, receipt_id TEXT NOT NULL UNIQUE,
+            customer_id TEXT, earned INTEGER NOT NULL, redeemed INTEGER NOT NULL,
+            clawback INTEGER NOT NULL, refund INTEGER NOT NULL, fiscal_doc INTEGER NOT NULL,
+            at TEXT NOT NULL, body BLOB NOT NULL
+        );
+        CREATE INDEX journal_customer ON journal(customer_id, seq);
+        -- What the central has not acknowledged yet; rows go only once acknowledged.
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY);
+        -- A checkout between "about to print" and "printed and journalled".
+        CREATE TABLE pending (
+            receipt_id TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at TEXT NOT NULL,
+            fiscal_before INTEGER NOT NULL, entry BLOB NOT NULL, fiscal BLOB NOT NULL
+        );
+        -- Sales this till made, for returns against them.
+        CREATE TABLE receipts (
+            receipt_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, customer_id TEXT,
+            fiscal_doc INTEGER NOT NULL, at TEXT NOT NULL, ruleset_version INTEGER NOT NULL,
+            lines BLOB NOT NULL, settlement BLOB NOT NULL,
+            returned TEXT NOT NULL DEFAULT '{}'
+        );
+        -- What the central last told this till about customers.
+        CREATE TABLE customers (
+            id TEXT PRIMARY KEY, tier TEXT, segments TEXT NOT NULL DEFAULT '[]',
+            available INTEGER NOT NULL, pending INTEGER NOT NULL, debt INTEGER NOT NULL,
+            as_of_epoch TEXT, as_of_seq INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE cards (token TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
+        CREATE TABLE rulesets (
+            version INTEGER PRIMARY KEY, activates_at TEXT NOT NULL, doc BLOB NOT NULL,
+            received_at TEXT NOT NULL
+        );
+        """
+    )
+    # A new database is a new epoch: sequence numbers of an older database (lost, or
+    # restored from a backup) can never be confused with this one's.
+    db.execute("INSERT INTO meta VALUES ('epoch', ?)", [uuid.uuid4().hex])
+    db.execute("INSERT INTO meta VALUES ('acked_seq', '0')")
+    db.execute("INSERT INTO meta VALUES ('customer_cursor', '0')")
+
+
+def open_store(path: Path | str) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(path)
+    db.enable_wal()
+    db.execute("PRAGMA synchronous=FULL")  # a till's journal must survive a power cut
+    migrations.apply(db)
+    return db
+
+
+def get_meta(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])

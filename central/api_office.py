@@ -1,0 +1,200 @@
+"""The head-office API: customers, tills, enrolment tokens, rule sets, alerts, reconciliation.
+
+Every route needs the admin bearer token. Card numbers arrive only in request bodies (never
+in a URL, which access logs would keep) and leave only as their last four digits.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from aiohttp import web
+
+from central import alerts, customers, ledger, rulesets, tills
+from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from protocol.cards import InvalidCardNumber
+from protocol.rules import RuleSetError
+from protocol.wire import unpack
+
+routes = web.RouteTableDef()
+
+
+@web.middleware
+async def admin_auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        given = request.headers.get("Authorization", "")
+        expected = "Bearer " + request.app[SECRETS].admin_token
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "head-office API needs 'Authorization: Bearer <admin token>'")
+    return await handler(request)
+
+
+def _customer_error(e: customers.CustomerError) -> ApiError:
+    return ApiError(e.status, str(e))
+
+
+@routes.post("/api/v1/customers")
+async def create_customer(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        created = customers.create(
+            request.app[DB],
+            request.app[SECRETS].card_secret,
+            request.app[CLOCK](),
+            card_number=field(body, "card_number", str),
+            name=field(body, "name", str, required=False, default=""),
+            phone=field(body, "phone", str, required=False),
+            tier=field(body, "tier", str, required=False),
+            segments=field(body, "segments", list, required=False),
+            welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0),
+        )
+    except InvalidCardNumber as e:
+        raise ApiError(400, str(e)) from None
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
+    return web.json_response(created, status=201)
+
+
+@routes.post("/api/v1/customers/lookup")
+async def lookup_customer(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        cid = customers.by_card(
+            request.app[DB], request.app[SECRETS].card_secret, field(body, "card_number", str)
+        )
+        return web.json_response(customers.read(request.app[DB], cid))
+    except InvalidCardNumber as e:
+        raise ApiError(400, str(e)) from None
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
+
+
+@routes.get("/api/v1/customers/{id}")
+async def read_customer(request: web.Request) -> web.Response:
+    conn = request.app[DB]
+    try:
+        found = customers.read(conn, request.match_info["id"])
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
+    found["history"] = ledger.history(conn, found["id"])
+    return web.json_response(found)
+
+
+@routes.post("/api/v1/customers/{id}/adjustments")
+async def adjust_customer(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        result = customers.adjust(
+            request.app[DB],
+            request.match_info["id"],
+            field(body, "points", int),
+            field(body, "actor", str),
+            field(body, "reason", str),
+            request.app[CLOCK](),
+        )
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
+    return web.json_response(result)
+
+
+@routes.get("/api/v1/tills")
+async def list_tills(request: web.Request) -> web.Response:
+    return web.json_response({"tills": tills.list_tills(request.app[DB])})
+
+
+@routes.post("/api/v1/tills/{id}/revoke")
+async def revoke_till(request: web.Request) -> web.Response:
+    if not tills.revoke(request.app[DB], request.match_info["id"]):
+        raise ApiError(404, "no such till")
+    return web.json_response({"id": request.match_info["id"], "status": "revoked"})
+
+
+@routes.get("/api/v1/tills/{id}/journal")
+async def till_journal(request: web.Request) -> web.Response:
+    """What the central holds of a till's journal, to compare with the till's own."""
+    rows = (
+        request.app[DB]
+        .execute(
+            "SELECT epoch, seq, hash, body FROM journal WHERE till_id = ? ORDER BY epoch, seq",
+            (request.match_info["id"],),
+        )
+        .fetchall()
+    )
+    entries = []
+    for r in rows:
+        body = unpack(r["body"])
+        entries.append(
+            {
+                "epoch": r["epoch"],
+                "seq": r["seq"],
+                "hash": r["hash"],
+                "kind": body["kind"],
+                "earned": body["earned"],
+                "redeemed": body["redeemed"],
+                "clawback": body["clawback"],
+                "refund": body["refund"],
+            }
+        )
+    return web.json_response({"entries": entries})
+
+
+@routes.post("/api/v1/enrolment-tokens")
+async def enrolment_token(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    store = field(body, "store", str)
+    hours = field(body, "ttl_hours", int, required=False, default=24)
+    if not 1 <= hours <= 24 * 30:
+        raise ApiError(400, "'ttl_hours' must be between 1 and 720")
+    token = tills.create_enrolment_token(
+        request.app[DB], store, request.app[CLOCK](), timedelta(hours=hours)
+    )
+    return web.json_response({"token": token, "store": store}, status=201)
+
+
+@routes.get("/api/v1/ruleset")
+async def get_ruleset(request: web.Request) -> web.Response:
+    rs = rulesets.current(request.app[DB])
+    return web.json_response(
+        {"version": rs.version, "activates_at": rs.activates_at, "doc": rs.doc}
+    )
+
+
+@routes.put("/api/v1/ruleset")
+async def put_ruleset(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        version = rulesets.publish(
+            request.app[DB],
+            field(body, "doc", dict),
+            field(body, "actor", str),
+            request.app[CLOCK](),
+        )
+    except RuleSetError as e:
+        raise ApiError(422, f"rule set refused: {e}") from None
+    return web.json_response({"version": version}, status=201)
+
+
+@routes.get("/api/v1/alerts")
+async def list_alerts(request: web.Request) -> web.Response:
+    return web.json_response({"alerts": alerts.list_alerts(request.app[DB])})
+
+
+@routes.get("/api/v1/summary")
+async def summary(request: web.Request) -> web.Response:
+    """Programme totals straight from the ledger, for reports and reconciliation."""
+    conn = request.app[DB]
+    by_kind = {
+        r["kind"]: r["total"]
+        for r in conn.execute("SELECT kind, SUM(points) AS total FROM ledger GROUP BY kind")
+    }
+    receipts = conn.execute(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(kind = 'sale'), 0) AS sales,"
+        " COALESCE(SUM(kind = 'return'), 0) AS returns,"
+        " COALESCE(SUM(customer_id IS NOT NULL AND kind = 'sale'), 0) AS member_sales"
+        " FROM receipts"
+    ).fetchone()
+    return web.json_response({"ledger": by_kind, "receipts": dict(receipts)})

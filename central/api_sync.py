@@ -1,0 +1,87 @@
+"""The API tills call: enrolment, batches, the signed rule set, customer deltas."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from central import deltas, ingest, rulesets, tills
+from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from protocol.request_auth import verify_request
+from protocol.signing import BadSignature, public_key_hex
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MSGPACK = "application/msgpack"
+
+
+async def _calling_till(request: web.Request) -> str:
+    """The till that signed this request; every till endpoint but enrolment checks it."""
+    body = await request.read()
+    now = int(request.app[CLOCK]().timestamp())
+    try:
+        return verify_request(
+            request.headers,
+            request.method,
+            request.path_qs,
+            body,
+            now,
+            lambda till_id: tills.public_key_of(request.app[DB], till_id),
+        )
+    except BadSignature as e:
+        raise ApiError(401, str(e)) from None
+    except tills.TillRefused as e:
+        raise ApiError(e.status, str(e)) from None
+
+
+@routes.post("/sync/v1/enroll")
+async def enroll(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    token = field(body, "token", str)
+    public_key = field(body, "public_key", str)
+    name = field(body, "name", str, required=False, default="till")
+    secrets = request.app[SECRETS]
+    try:
+        till_id, store = tills.enrol(request.app[DB], token, public_key, name, request.app[CLOCK]())
+    except tills.EnrolmentError as e:
+        raise ApiError(e.status, str(e)) from None
+    except BadSignature as e:
+        raise ApiError(400, str(e)) from None
+    log.info("till %s enrolled for store %s", till_id, store)
+    return web.json_response(
+        {
+            "till_id": till_id,
+            "store": store,
+            "card_secret": secrets.card_secret.hex(),
+            "central_public_key": public_key_hex(secrets.signing_key),
+        }
+    )
+
+
+@routes.post("/sync/v1/batches")
+async def batches(request: web.Request) -> web.Response:
+    data = await request.read()
+    try:
+        ack = ingest.ingest(request.app[DB], data, request.app[CLOCK]())
+    except ingest.BatchRefused as e:
+        raise ApiError(e.status, str(e)) from None
+    return web.json_response(ack.to_dict())
+
+
+@routes.get("/sync/v1/ruleset")
+async def ruleset(request: web.Request) -> web.Response:
+    await _calling_till(request)
+    blob = rulesets.signed_current(request.app[DB], request.app[SECRETS].signing_key)
+    return web.Response(body=blob, content_type=MSGPACK)
+
+
+@routes.get("/sync/v1/customers")
+async def customers(request: web.Request) -> web.Response:
+    till_id = await _calling_till(request)
+    try:
+        cursor = int(request.query.get("since", "0"))
+    except ValueError:
+        raise ApiError(400, "'since' must be an integer cursor") from None
+    return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor))

@@ -1,0 +1,85 @@
+"""The central service: the aiohttp application and how it runs under systemd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import sdnotify
+from aiohttp import web
+
+from central import api_office, api_sync, db, rulesets
+from central.clock import utcnow
+from central.secrets_store import load_or_create
+from central.web_common import CLOCK, DB, SECRETS, errors_middleware
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow) -> web.Application:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    app = web.Application(
+        middlewares=[errors_middleware, api_office.admin_auth_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
+    conn = db.connect(data_dir / "central.db")
+    rulesets.ensure_default(conn, clock())
+    app[DB] = conn
+    app[SECRETS] = load_or_create(data_dir)
+    app[CLOCK] = clock
+    app.router.add_routes(api_sync.routes)
+    app.router.add_routes(api_office.routes)
+
+    async def close_db(app: web.Application) -> None:
+        app[DB].close()
+
+    app.on_cleanup.append(close_db)
+    return app
+
+
+async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None:
+    # Sent from the event loop itself, so a blocked loop stops the pings and systemd
+    # restarts the service.
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None) -> None:
+    runner = web.AppRunner(make_app(data_dir))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    if port_file:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(bound))
+        tmp.replace(port_file)
+    log.info("central listening on http://%s:%d (data in %s)", host, bound, data_dir)
+    notifier = sdnotify.SystemdNotifier()
+    notifier.notify("READY=1")
+    tasks = []
+    if usec := int(os.environ.get("WATCHDOG_USEC", "0")):
+        tasks.append(asyncio.create_task(_watchdog(notifier, usec / 2e6)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        notifier.notify("STOPPING=1")
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await runner.cleanup()

@@ -1,0 +1,125 @@
+"""Customers and their cards, as head office creates and reads them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timedelta
+
+from central import ledger
+from central.clock import iso
+from central.db import transaction
+from protocol.cards import card_token, masked, normalize_card_number
+
+
+class CustomerError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create(
+    conn: sqlite3.Connection,
+    card_secret: bytes,
+    now: datetime,
+    *,
+    card_number: str,
+    name: str = "",
+    phone: str | None = None,
+    tier: str | None = None,
+    segments: list[str] | None = None,
+    welcome_bonus: int = 0,
+    bonus_lifetime_days: int = 365,
+    actor: str = "head-office",
+) -> dict:
+    digits = normalize_card_number(card_number)
+    token = card_token(card_secret, digits)
+    customer_id = "cus_" + uuid.uuid4().hex[:16]
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM cards WHERE token = ?", (token,)).fetchone():
+            raise CustomerError(409, "this card already belongs to a customer")
+        if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ?", (phone,)).fetchone():
+            raise CustomerError(409, "a customer with this phone number already exists")
+        conn.execute(
+            "INSERT INTO customers (id, name, phone, tier, segments, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (customer_id, name, phone, tier, json.dumps(sorted(segments or [])), iso(now)),
+        )
+        conn.execute(
+            "INSERT INTO cards (token, customer_id, last4, created_at) VALUES (?, ?, ?, ?)",
+            (token, customer_id, masked(digits)[-4:], iso(now)),
+        )
+        if welcome_bonus:
+            ledger.earn(
+                conn,
+                customer_id,
+                welcome_bonus,
+                now,
+                now + timedelta(days=bonus_lifetime_days),
+                now,
+                ledger.Source(actor=actor, reason="welcome bonus"),
+                kind="bonus",
+            )
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def read(conn: sqlite3.Connection, customer_id: str) -> dict:
+    row = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
+    if row is None:
+        raise CustomerError(404, "no such customer")
+    cards = conn.execute(
+        "SELECT last4 FROM cards WHERE customer_id = ? ORDER BY created_at", (customer_id,)
+    ).fetchall()
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "phone": row["phone"],
+        "tier": row["tier"],
+        "segments": json.loads(row["segments"]),
+        "cards": ["****" + c["last4"] for c in cards],
+        "balance": ledger.balance(conn, customer_id).to_dict(),
+    }
+
+
+def by_card(conn: sqlite3.Connection, card_secret: bytes, card_number: str) -> str:
+    token = card_token(card_secret, card_number)
+    row = conn.execute("SELECT customer_id FROM cards WHERE token = ?", (token,)).fetchone()
+    if row is None:
+        raise CustomerError(404, "no customer has this card")
+    return row["customer_id"]
+
+
+def adjust(
+    conn: sqlite3.Connection,
+    customer_id: str,
+    points: int,
+    actor: str,
+    reason: str,
+    now: datetime,
+    lifetime_days: int = 365,
+) -> dict:
+    """A manual correction by a named person, with a reason: both are kept in the ledger."""
+    if not reason.strip():
+        raise CustomerError(400, "an adjustment needs a reason")
+    if points == 0:
+        raise CustomerError(400, "an adjustment of 0 points changes nothing")
+    with transaction(conn):
+        read(conn, customer_id)
+        src = ledger.Source(actor=actor, reason=reason)
+        if points > 0:
+            ledger.earn(
+                conn,
+                customer_id,
+                points,
+                now,
+                now + timedelta(days=lifetime_days),
+                now,
+                src,
+                kind="adjust",
+            )
+        else:
+            ledger.redeem(conn, customer_id, -points, now, src, kind="adjust")
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)

@@ -1,0 +1,127 @@
+"""The central's SQLite database: connection settings, transactions and schema migrations.
+
+Every module that touches the database takes a connection from here; the schema lives in
+one list of migrations, applied in order and recorded, so an old database upgrades itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: the walking skeleton's schema
+    """
+    CREATE TABLE tills (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, store TEXT NOT NULL,
+        public_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL DEFAULT 'active',
+        enrolled_at TEXT NOT NULL, last_sync_at TEXT,
+        current_epoch TEXT, acked_seq INTEGER NOT NULL DEFAULT 0, last_hash TEXT
+    );
+    CREATE TABLE till_epochs (
+        till_id TEXT NOT NULL REFERENCES tills(id), epoch TEXT NOT NULL,
+        acked_seq INTEGER NOT NULL, last_hash TEXT NOT NULL, started_at TEXT NOT NULL,
+        PRIMARY KEY (till_id, epoch)
+    );
+    CREATE TABLE enrolment_tokens (
+        token_hash TEXT PRIMARY KEY, store TEXT NOT NULL, created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, used_at TEXT, till_id TEXT
+    );
+    CREATE TABLE journal (
+        till_id TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+        hash TEXT NOT NULL, prev_hash TEXT NOT NULL, kind TEXT NOT NULL,
+        receipt_id TEXT NOT NULL, customer_id TEXT, body BLOB NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (till_id, epoch, seq)
+    );
+    CREATE TABLE customers (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', phone TEXT UNIQUE,
+        tier TEXT, segments TEXT NOT NULL DEFAULT '[]',
+        debt INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+        change_seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX customers_change ON customers(change_seq);
+    CREATE TABLE cards (
+        token TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+        last4 TEXT NOT NULL, created_at TEXT NOT NULL
+    );
+    CREATE INDEX cards_customer ON cards(customer_id);
+    CREATE TABLE lots (
+        id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+        till_id TEXT, receipt_id TEXT, points INTEGER NOT NULL,
+        remaining INTEGER NOT NULL, activates_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'expired'))
+    );
+    CREATE INDEX lots_customer ON lots(customer_id, status, expires_at);
+    CREATE INDEX lots_receipt ON lots(till_id, receipt_id);
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
+        points INTEGER NOT NULL, at TEXT NOT NULL, till_id TEXT, seq INTEGER,
+        receipt_id TEXT, actor TEXT, reason TEXT
+    );
+    CREATE INDEX ledger_customer ON ledger(customer_id, id);
+    CREATE INDEX ledger_receipt ON ledger(till_id, receipt_id);
+    CREATE TABLE redemption_lots (
+        ledger_id INTEGER NOT NULL REFERENCES ledger(id), lot_id INTEGER NOT NULL,
+        points INTEGER NOT NULL
+    );
+    CREATE INDEX redemption_lots_ledger ON redemption_lots(ledger_id);
+    CREATE TABLE receipts (
+        till_id TEXT NOT NULL, receipt_id TEXT NOT NULL, kind TEXT NOT NULL,
+        customer_id TEXT, store TEXT NOT NULL, total INTEGER NOT NULL,
+        earned INTEGER NOT NULL, redeemed INTEGER NOT NULL, clawback INTEGER NOT NULL,
+        refund INTEGER NOT NULL, original_receipt_id TEXT, at TEXT NOT NULL,
+        ruleset_version INTEGER NOT NULL,
+        PRIMARY KEY (till_id, receipt_id)
+    );
+    CREATE TABLE rulesets (
+        version INTEGER PRIMARY KEY, doc TEXT NOT NULL, published_at TEXT NOT NULL,
+        activates_at TEXT NOT NULL, actor TEXT NOT NULL
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
+        severity TEXT NOT NULL, till_id TEXT, customer_id TEXT, message TEXT NOT NULL
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters VALUES ('customer_change', 0);
+    """,
+]
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with transaction(conn):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE so two writers never both read-then-write the same balance."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def next_counter(conn: sqlite3.Connection, name: str) -> int:
+    conn.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (name,))
+    return conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]

@@ -1,0 +1,51 @@
+"""Customer deltas for tills: what changed since the till's cursor, with the balances.
+
+The answer also carries the till's acknowledged sequence read in the same snapshot, so the
+till knows which of its own entries the balances already include.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from central import ledger
+
+MAX_DELTA = 1000
+
+
+def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int) -> dict:
+    conn.execute("BEGIN")  # one read snapshot for the balances and the acknowledgement
+    try:
+        till = conn.execute(
+            "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT id, tier, segments, change_seq FROM customers WHERE change_seq > ?"
+            " ORDER BY change_seq LIMIT ?",
+            (cursor, MAX_DELTA),
+        ).fetchall()
+        customers = []
+        for r in rows:
+            cards = [
+                c["token"]
+                for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
+            ]
+            customers.append(
+                {
+                    "id": r["id"],
+                    "cards": cards,
+                    "tier": r["tier"],
+                    "segments": json.loads(r["segments"]),
+                    **ledger.balance(conn, r["id"]).to_dict(),
+                }
+            )
+    finally:
+        conn.execute("COMMIT")
+    return {
+        "cursor": rows[-1]["change_seq"] if rows else cursor,
+        "more": len(rows) == MAX_DELTA,
+        "epoch": till["current_epoch"] if till else None,
+        "acked_seq": till["acked_seq"] if till else 0,
+        "customers": customers,
+    }

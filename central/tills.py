@@ -1,0 +1,97 @@
+"""Tills: one-time enrolment tokens, enrolment of a till's key, status, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import uuid
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from central.clock import iso, parse_iso
+from central.db import transaction
+from protocol.signing import parse_public_key
+
+
+class EnrolmentError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TillRefused(Exception):
+    """A till that is unknown or not allowed to talk to the central."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_enrolment_token(
+    conn: sqlite3.Connection, store: str, now: datetime, ttl: timedelta = timedelta(days=1)
+) -> str:
+    token = secrets.token_urlsafe(24)
+    conn.execute(
+        "INSERT INTO enrolment_tokens (token_hash, store, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?)",
+        (_hash(token), store, iso(now), iso(now + ttl)),
+    )
+    return token
+
+
+def enrol(
+    conn: sqlite3.Connection, token: str, public_key_hex: str, name: str, now: datetime
+) -> tuple[str, str]:
+    """Use a token once to enrol a till's key; returns (till_id, store)."""
+    parse_public_key(public_key_hex)  # refuse garbage before touching the token
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT * FROM enrolment_tokens WHERE token_hash = ?", (_hash(token),)
+        ).fetchone()
+        if row is None:
+            raise EnrolmentError(403, "enrolment token is not known")
+        if row["used_at"] is not None:
+            raise EnrolmentError(409, "enrolment token has already been used")
+        if parse_iso(row["expires_at"]) <= now:
+            raise EnrolmentError(403, "enrolment token has expired")
+        if conn.execute("SELECT 1 FROM tills WHERE public_key = ?", (public_key_hex,)).fetchone():
+            raise EnrolmentError(409, "this key is already enrolled")
+        till_id = "till_" + uuid.uuid4().hex[:16]
+        conn.execute(
+            "INSERT INTO tills (id, name, store, public_key, enrolled_at) VALUES (?, ?, ?, ?, ?)",
+            (till_id, name, row["store"], public_key_hex, iso(now)),
+        )
+        conn.execute(
+            "UPDATE enrolment_tokens SET used_at = ?, till_id = ? WHERE token_hash = ?",
+            (iso(now), till_id, _hash(token)),
+        )
+    return till_id, row["store"]
+
+
+def public_key_of(conn: sqlite3.Connection, till_id: str) -> Ed25519PublicKey:
+    """The key of an active till; raises TillRefused for an unknown or revoked one."""
+    row = conn.execute("SELECT public_key, status FROM tills WHERE id = ?", (till_id,)).fetchone()
+    if row is None:
+        raise TillRefused(403, "till is not enrolled")
+    if row["status"] != "active":
+        raise TillRefused(403, f"till is {row['status']}: its enrolment was revoked")
+    return parse_public_key(row["public_key"])
+
+
+def revoke(conn: sqlite3.Connection, till_id: str) -> bool:
+    cur = conn.execute("UPDATE tills SET status = 'revoked' WHERE id = ?", (till_id,))
+    return cur.rowcount == 1
+
+
+def list_tills(conn: sqlite3.Connection) -> list[dict]:
+    rows = conn.execute(
+        "SELECT id, name, store, status, enrolled_at, last_sync_at, current_epoch, acked_seq"
+        " FROM tills ORDER BY enrolled_at, id"
+    ).fetchall()
+    return [dict(r) for r in rows]

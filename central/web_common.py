@@ -1,0 +1,72 @@
+"""What every central handler shares: app keys, JSON errors, request parsing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from central.secrets_store import CentralSecrets
+
+log = logging.getLogger(__name__)
+
+DB = web.AppKey("db", sqlite3.Connection)
+SECRETS = web.AppKey("secrets", CentralSecrets)
+CLOCK = web.AppKey("clock", Callable[[], datetime])
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure becomes a JSON error saying what is wrong; nothing echoes the input."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        log.info("%s %s refused: %s", request.method, request.path, e)
+        return error_response(e.status, str(e))
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return error_response(e.status, e.reason)
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error; see the central's log")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body
+
+
+def field(
+    body: dict[str, Any], name: str, kind: type, *, required: bool = True, default: Any = None
+) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise ApiError(400, f"field {name!r} is required")
+        return default
+    value = body[name]
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise ApiError(400, f"field {name!r} must be of type {kind.__name__}")
+    return value

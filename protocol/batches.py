@@ -1,0 +1,95 @@
+"""Signed batches of journal entries, till → central, and the central's answer.
+
+The envelope is `{"body": <msgpack bytes>, "sig": <Ed25519 signature of body>}`; the body
+names the till, so the central finds the key to check it with, and it is verified before
+anything in it is trusted beyond that name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from protocol.journal import JournalEntry
+from protocol.signing import BadSignature, sign, verify
+from protocol.wire import InvalidMessage, pack, require, unpack
+
+BATCH_VERSION = 1
+MAX_BATCH_ENTRIES = 500
+MAX_BATCH_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Batch:
+    till_id: str
+    epoch: str
+    entries: tuple[JournalEntry, ...]
+    sent_at: str
+
+    @property
+    def first_seq(self) -> int:
+        return self.entries[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.entries[-1].seq
+
+
+def encode_batch(key: Ed25519PrivateKey, batch: Batch) -> bytes:
+    body = pack(
+        {
+            "v": BATCH_VERSION,
+            "till": batch.till_id,
+            "epoch": batch.epoch,
+            "sent_at": batch.sent_at,
+            "entries": [e.to_wire() for e in batch.entries],
+        }
+    )
+    return pack({"body": body, "sig": sign(key, body)})
+
+
+class UnknownTill(LookupError):
+    pass
+
+
+def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey]) -> Batch:
+    """Verify and decode; raises InvalidMessage, BadSignature, or what `public_key_of` raises."""
+    if len(data) > MAX_BATCH_BYTES:
+        raise InvalidMessage(f"batch of {len(data)} bytes exceeds {MAX_BATCH_BYTES}")
+    outer = unpack(data, max_bytes=MAX_BATCH_BYTES)
+    body_bytes = require(outer, "body", bytes)
+    sig = require(outer, "sig", bytes)
+    body = unpack(body_bytes, max_bytes=MAX_BATCH_BYTES)
+    if require(body, "v", int) != BATCH_VERSION:
+        raise InvalidMessage(f"unsupported batch version {body['v']}")
+    till_id = require(body, "till", str)
+    verify(public_key_of(till_id), body_bytes, sig)
+    epoch = require(body, "epoch", str)
+    raw_entries = require(body, "entries", list)
+    if not raw_entries:
+        raise InvalidMessage("batch has no entries")
+    if len(raw_entries) > MAX_BATCH_ENTRIES:
+        raise InvalidMessage(f"batch has more than {MAX_BATCH_ENTRIES} entries")
+    entries = tuple(JournalEntry.from_wire(e) for e in raw_entries)
+    for prev, cur in itertools.pairwise(entries):
+        if cur.seq != prev.seq + 1:
+            raise InvalidMessage("batch entries are not consecutive")
+    if any(e.epoch != epoch for e in entries):
+        raise InvalidMessage("batch mixes epochs")
+    return Batch(till_id, epoch, entries, require(body, "sent_at", str))
+
+
+__all__ = [
+    "BadSignature",
+    "Batch",
+    "InvalidMessage",
+    "UnknownTill",
+    "decode_batch",
+    "encode_batch",
+]

@@ -1,0 +1,62 @@
+"""Tillpoint's rules engine: the rule-set schema and its reference evaluator.
+
+Pure: no I/O, no clock (time comes in as `now`, a timezone-aware datetime), deterministic,
+integers only (kopecks, thousandths, points in their unit's smallest step). The till runs it
+to price receipts offline; the central runs the same code to validate rule sets and re-check
+what tills report. See README.md in this package for the document format.
+"""
+
+from protocol.rules.compiler import compile_ruleset
+from protocol.rules.defaults import default_ruleset_doc, example_ruleset_doc
+from protocol.rules.engine import price, settle
+from protocol.rules.errors import InputError, RedemptionError, ReturnError, RuleSetError
+from protocol.rules.explain import ExplainEntry, Explanation
+from protocol.rules.inputs import ANONYMOUS, Customer, Receipt, ReceiptLine
+from protocol.rules.model import RuleSet
+from protocol.rules.results import (
+    Discount,
+    Earning,
+    LineOutcome,
+    Lot,
+    OfferGrant,
+    Pricing,
+    ReceiptBonus,
+    ReturnLine,
+    ReturnOutcome,
+    Settlement,
+)
+from protocol.rules.returns import price_return
+from protocol.rules.tiers import resolve_tier, tier_for_spend, window_end
+
+__all__ = [
+    "ANONYMOUS",
+    "Customer",
+    "Discount",
+    "Earning",
+    "ExplainEntry",
+    "Explanation",
+    "InputError",
+    "LineOutcome",
+    "Lot",
+    "OfferGrant",
+    "Pricing",
+    "Receipt",
+    "ReceiptBonus",
+    "ReceiptLine",
+    "RedemptionError",
+    "ReturnError",
+    "ReturnLine",
+    "ReturnOutcome",
+    "RuleSet",
+    "RuleSetError",
+    "Settlement",
+    "compile_ruleset",
+    "default_ruleset_doc",
+    "example_ruleset_doc",
+    "price",
+    "price_return",
+    "resolve_tier",
+    "settle",
+    "tier_for_spend",
+    "window_end",
+]

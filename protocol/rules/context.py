@@ -1,0 +1,68 @@
+"""One evaluation's view of the receipt: what each line is, and who and when is buying.
+
+Built once per call so conditions are cheap checks on precomputed sets. Day-of-week, hours
+and birthdays read the wall clock of `now` as given: the till passes its local time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from protocol.rules.errors import InputError
+from protocol.rules.inputs import ANONYMOUS, Customer, Receipt, ReceiptLine
+from protocol.rules.model import RuleSet, category_prefixes
+from protocol.rules.tiers import resolve_tier
+
+LineKey = tuple[str, str, str, int, int, int, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    index: int
+    line: ReceiptLine
+    prefixes: frozenset[str]
+    excluded: str  # why the line is outside the programme, "" if it is inside
+    key: LineKey  # what the line is, for tie-breaks that must not depend on line order
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    ruleset: RuleSet
+    receipt: Receipt
+    customer: Customer
+    now: datetime
+    today: date
+    minute: int
+    weekday: int
+    member: bool
+    tier: str | None
+    lines: tuple[LineView, ...]
+    eligible: tuple[int, ...]  # indexes of lines inside the programme
+
+
+def line_key(line: ReceiptLine) -> LineKey:
+    return (line.sku, line.category, line.brand, line.qty, line.price, line.amount,
+            tuple(sorted(line.flags)))
+
+
+def make_context(
+    ruleset: RuleSet, receipt: Receipt, customer: Customer | None, now: datetime,
+) -> Context:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise InputError("now must be a timezone-aware datetime")
+    if not isinstance(receipt, Receipt):
+        raise InputError("receipt must be a Receipt")
+    customer = customer or ANONYMOUS
+    views = []
+    excl = ruleset.programme.excluded
+    for i, line in enumerate(receipt.lines):
+        prefixes = category_prefixes(line.category)
+        views.append(LineView(i, line, prefixes, excl.reason(line, prefixes), line_key(line)))
+    member = customer.is_member
+    return Context(
+        ruleset=ruleset, receipt=receipt, customer=customer, now=now, today=now.date(),
+        minute=now.hour * 60 + now.minute, weekday=now.isoweekday(), member=member,
+        tier=resolve_tier(ruleset, customer) if member else None, lines=tuple(views),
+        eligible=tuple(v.index for v in views if not v.excluded),
+    )

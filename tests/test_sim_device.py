@@ -1,0 +1,243 @@
+"""The Shtrih-M command layer: modes, passwords, receipts, documents, paper, error codes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hardware_sim.fiscal_memory import FiscalMemory, load_memory, save_memory
+from hardware_sim.printer_paper import PaperRoll
+from hardware_sim.shtrih_device import ShtrihDevice
+
+CASHIER = (1).to_bytes(4, "little")
+ADMIN = (30).to_bytes(4, "little")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 14, 10, 30)
+        self.mono = 1000.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def device(tmp_path: Path, clock: Clock) -> ShtrihDevice:
+    memory = FiscalMemory()
+    state = tmp_path / "printer-state.json"
+    return ShtrihDevice(
+        memory,
+        PaperRoll(tmp_path / "paper"),
+        save=lambda: save_memory(memory, state),
+        clock=clock,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def run(device: ShtrihDevice, code: int, data: bytes = b"", password: bytes = CASHIER) -> bytes:
+    cmd = code.to_bytes(2 if code > 0xFF else 1, "big")
+    reply = device.execute(cmd + password + data)
+    assert reply.startswith(cmd)
+    return reply[len(cmd) :]
+
+
+def err(reply: bytes) -> int:
+    return reply[0]
+
+
+def le(value: int, size: int) -> bytes:
+    return value.to_bytes(size, "little")
+
+
+def sale(qty: int, price: int, text: str = "Молоко", code: int = 0x80) -> bytes:
+    return le(qty, 5) + le(price, 5) + b"\x01" + b"\x01\x00\x00\x00" + text.encode("cp1251")
+
+
+def close(cash: int, card: int = 0, percent: int = 0) -> bytes:
+    payments = le(cash, 5) + le(card, 5) + le(0, 5) + le(0, 5)
+    return payments + percent.to_bytes(2, "little", signed=True) + bytes(4) + bytes(40)
+
+
+def status(device: ShtrihDevice) -> tuple[int, int, int]:
+    reply = run(device, 0x10)
+    assert err(reply) == 0 and len(reply) == 15
+    return reply[4], reply[5], reply[6]  # mode, submode, operations
+
+
+def fs_last_document(device: ShtrihDevice) -> int:
+    reply = run(device, 0xFF01, password=ADMIN)
+    assert err(reply) == 0 and len(reply) == 31
+    return int.from_bytes(reply[-4:], "little")
+
+
+def test_full_sale_receipt(device: ShtrihDevice, tmp_path: Path) -> None:
+    assert status(device)[0] == 4
+    assert run(device, 0xE0) == b"\x00\x01"
+    assert status(device)[0] == 2
+    assert run(device, 0x8D, b"\x00") == b"\x00\x01"
+    assert status(device) == (0x08, 0, 0)
+    assert run(device, 0x80, sale(1500, 8990)) == b"\x00\x01"  # 1.5 x 89.90 = 134.85
+    assert run(device, 0x80, sale(1000, 5000, "Хлеб")) == b"\x00\x01"
+    assert run(device, 0x86, le(1000, 5) + bytes(4) + "Баллы".encode("cp1251")) == b"\x00\x01"
+    assert (
+        run(device, 0x17, b"\x02" + "Начислено 12 баллов".encode("cp1251").ljust(48, b"\0"))[0] == 0
+    )
+    assert status(device)[2] == 3
+    reply = run(device, 0x85, close(20000))
+    assert err(reply) == 0 and reply[1] == 1
+    assert int.from_bytes(reply[2:7], "little") == 20000 - 17485  # change
+    assert fs_last_document(device) == 1
+    doc = device.memory.document(1)
+    assert doc is not None and doc.total == 17485 and doc.kind == "receipt"
+    paper = (tmp_path / "paper" / doc.paper_file).read_text(encoding="utf-8")
+    for expected in ("Молоко", "1.500 x 89.90", "=134.85", "Баллы", "Начислено 12 баллов"):
+        assert expected in paper
+    assert "ИТОГ" in paper and "=174.85" in paper and "СДАЧА" in paper and "ФД №" in paper
+
+
+def test_sale_line_opens_a_receipt_on_its_own(device: ShtrihDevice) -> None:
+    run(device, 0xE0)
+    assert err(run(device, 0x80, sale(1000, 100))) == 0
+    assert status(device)[0] == 0x08
+    assert err(run(device, 0x82, sale(1000, 100))) == 0x49  # return line in a sale receipt
+
+
+def test_return_receipt_mode_high_nibble(device: ShtrihDevice) -> None:
+    run(device, 0xE0)
+    run(device, 0x8D, b"\x02")
+    assert status(device)[0] == 0x28
+    assert err(run(device, 0x82, sale(1000, 500))) == 0
+    assert err(run(device, 0x85, close(500))) == 0
+    assert device.memory.document(1).receipt_type == 2
+
+
+def test_errors_from_the_spec(device: ShtrihDevice, clock: Clock) -> None:
+    assert run(device, 0x8D, b"\x00") == b"\x16\x01"  # shift not open
+    assert err(run(device, 0x80, sale(1000, 100))) == 0x16
+    run(device, 0xE0)
+    assert err(run(device, 0x8D, b"\x07")) == 0x33  # wrong parameters
+    assert err(run(device, 0x80, b"\x01\x02")) == 0x33
+    run(device, 0x8D, b"\x00")
+    assert err(run(device, 0x8D, b"\x00")) == 0x4A  # receipt open
+    assert err(run(device, 0x41, password=ADMIN)) == 0x4A
+    run(device, 0x80, sale(1000, 1000))
+    assert err(run(device, 0x85, close(999))) == 0x45  # payments less than total
+    assert err(run(device, 0x85, close(0, card=1001))) == 0x4D  # non-cash over total
+    assert err(run(device, 0x86, le(1001, 5) + bytes(4))) == 0x5F  # negative total
+    assert device.execute(b"\x99" + CASHIER) == b"\x99\x37"  # unknown command
+    assert device.execute(b"\xff\x77" + ADMIN) == b"\xff\x77\x37"
+    run(device, 0x88)
+    assert status(device)[0] == 2
+    clock.now += timedelta(hours=24, minutes=1)
+    assert status(device)[0] == 3
+    assert run(device, 0x8D, b"\x00") == b"\x4e\x01"  # shift over 24 h
+    assert err(run(device, 0x41, password=ADMIN)) == 0
+    assert status(device)[0] == 4
+
+
+def test_passwords(device: ShtrihDevice) -> None:
+    assert run(device, 0x10, password=(5).to_bytes(4, "little"))[0] == 0x4F
+    assert run(device, 0x41, password=CASHIER)[0] == 0x4F  # reports need the administrator
+    assert run(device, 0xFF01, password=CASHIER) == b"\x4f"
+    assert run(device, 0x10, password=ADMIN)[:2] == b"\x00\x1e"  # operator 30
+    assert device.execute(b"\x10\x01\x00") == b"\x10\x33\x00"  # password cut short
+
+
+def test_reports_get_fiscal_numbers_and_cancel_does_not(device: ShtrihDevice) -> None:
+    run(device, 0xE0)
+    run(device, 0x8D, b"\x00")
+    run(device, 0x80, sale(1000, 100))
+    assert run(device, 0x88) == b"\x00\x01"
+    assert fs_last_document(device) == 0
+    assert err(run(device, 0x88)) == 0x5E  # nothing to cancel
+    assert err(run(device, 0x40, password=ADMIN)) == 0
+    assert err(run(device, 0x41, password=ADMIN)) == 0
+    assert fs_last_document(device) == 2
+    assert [d.kind for d in device.memory.documents] == ["x_report", "z_report"]
+    texts = [f.text for f in device.paper.files()]
+    assert any("ЧЕК АННУЛИРОВАН" in t and "ФД №" not in t for t in texts)
+    assert err(run(device, 0x41, password=ADMIN)) == 0x16
+
+
+def test_find_document(device: ShtrihDevice) -> None:
+    run(device, 0xE0)
+    run(device, 0x80, sale(2000, 1250))
+    run(device, 0x85, close(2500))
+    reply = run(device, 0xFF0A, le(1, 4), password=ADMIN)
+    assert reply[:3] == b"\x00\x03\x01"  # ok, receipt, received
+    body = reply[3:]
+    assert body[:5] == bytes([25, 3, 14, 10, 30])
+    assert int.from_bytes(body[5:9], "little") == 1
+    assert body[13] == 1  # operation: sale income
+    assert int.from_bytes(body[14:19], "little") == 2500
+    assert run(device, 0xFF0A, le(7, 4), password=ADMIN) == b"\x08"
+
+
+def test_paper_runs_out_mid_receipt_then_b0(device: ShtrihDevice, tmp_path: Path) -> None:
+    run(device, 0xE0)
+    run(device, 0x8D, b"\x00")
+    device.paper.run_out_after(2)
+    # The line is registered; its printing stops when the roll ends.
+    assert err(run(device, 0x80, sale(1000, 100))) == 0
+    assert status(device)[1] == 2
+    assert err(run(device, 0x80, sale(1000, 100))) == 0x6B
+    assert err(run(device, 0xB0, password=ADMIN)) == 0x6B
+    device.paper.replace()
+    assert status(device)[1] == 3
+    assert err(run(device, 0x80, sale(1000, 100))) == 0x58
+    assert err(run(device, 0xB0, password=ADMIN)) == 0
+    assert status(device)[1] == 0
+    assert err(run(device, 0x85, close(100))) == 0
+    paper = (tmp_path / "paper" / device.memory.document(1).paper_file).read_text()
+    assert "0.100 x" not in paper and "1.000 x 1.00" in paper and "ФД №" in paper
+
+
+def test_paper_out_now_refuses_printing_not_status(device: ShtrihDevice) -> None:
+    device.paper.run_out_now()
+    assert run(device, 0xE0) == b"\x6b\x01"
+    assert status(device)[1] == 1
+    device.paper.replace()
+    assert run(device, 0xE0) == b"\x00\x01"
+
+
+def test_slow_printing_answers_busy(device: ShtrihDevice, clock: Clock) -> None:
+    device.slow_printing_ms = 500
+    run(device, 0xE0)
+    assert status(device)[1] == 5
+    assert err(run(device, 0x8D, b"\x00")) == 0x50
+    clock.mono += 0.6
+    assert err(run(device, 0x8D, b"\x00")) == 0
+
+
+def test_fiscal_memory_full(device: ShtrihDevice) -> None:
+    run(device, 0xE0)
+    run(device, 0x80, sale(1000, 100))
+    device.set_fiscal_memory_full(True)
+    assert err(run(device, 0x85, close(100))) == 0x70
+    assert err(run(device, 0x88)) == 0  # the host can still clean up
+    assert err(run(device, 0x8D, b"\x00")) == 0x70
+    assert run(device, 0xFF01, password=ADMIN)[5] & 0x04
+
+
+def test_fiscal_memory_round_trip(device: ShtrihDevice, tmp_path: Path) -> None:
+    run(device, 0xE0)
+    run(device, 0x80, sale(1000, 100))
+    run(device, 0x85, close(100))
+    run(device, 0x80, sale(3000, 100, "Открыт"))
+    loaded = load_memory(tmp_path / "printer-state.json")
+    assert loaded == device.memory
+    assert loaded.open_receipt is not None and loaded.open_receipt.entries[0].text == "Открыт"
+
+
+def test_device_type(device: ShtrihDevice) -> None:
+    reply = device.execute(b"\xfc")
+    assert reply[:2] == b"\xfc\x00"
+    assert reply[8:].decode("cp1251") == "ШТРИХ-М-ПТК"

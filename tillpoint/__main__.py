@@ -1,0 +1,5 @@
+import sys
+
+from tillpoint.cli import main
+
+sys.exit(main())

@@ -1,0 +1,141 @@
+"""A whole store on one machine, as real processes: a central, and tills with their devices.
+
+The demo plays a day against it and the end-to-end tests drive it; both talk to it only the
+way real users do: the head-office API, the POS API, the simulator's control interface.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tillpoint.processes import Processes, read_file, tillpoint_cmd, wait_for
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+async def call(session: aiohttp.ClientSession, method: str, url: str, *,
+               json_body: Any = None, headers: dict[str, str] | None = None,
+               ok: tuple[int, ...] = (200, 201)) -> Any:
+    async with session.request(method, url, json=json_body, headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        if resp.status not in ok:
+            raise ApiError(resp.status, body)
+        return body
+
+
+@dataclass
+class Till:
+    name: str
+    state: Path
+    devices: Path
+    pos_url: str = ""
+    control_url: str = ""
+    till_id: str = ""
+    agent_args: list[str] = field(default_factory=list)
+
+
+class StoreHarness:
+    def __init__(self, workdir: Path, store: str = "store-1") -> None:
+        self.workdir = workdir
+        self.store = store
+        self.procs = Processes(workdir / "logs")
+        self.central_url = ""
+        self.admin_token = ""
+        self.tills: list[Till] = []
+        self.session: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self.session is not None, "call start_central() first"
+        return self.session
+
+    async def __aenter__(self) -> StoreHarness:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.procs.stop_all()
+        if self.session:
+            await self.session.close()
+
+    # -- central --------------------------------------------------------------------------
+
+    async def start_central(self) -> None:
+        data = self.workdir / "central"
+        port_file = self.workdir / "central.port"
+        port_file.unlink(missing_ok=True)
+        self.procs.start("central", tillpoint_cmd(
+            "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file)))
+        port = await wait_for(lambda: read_file(port_file), "the central to listen",
+                              check=self.procs.check_alive)
+        self.central_url = f"http://127.0.0.1:{port}"
+        self.admin_token = (data / "admin-token").read_text().strip()
+
+    async def office(self, method: str, path: str, body: Any = None,
+                     ok: tuple[int, ...] = (200, 201)) -> Any:
+        return await call(self.http, method, self.central_url + path, json_body=body,
+                          headers={"Authorization": f"Bearer {self.admin_token}"}, ok=ok)
+
+    # -- tills ----------------------------------------------------------------------------
+
+    async def add_till(self, name: str, sim_args: tuple[str, ...] = ()) -> Till:
+        till = Till(name, self.workdir / name, self.workdir / name / "devices")
+        till.devices.mkdir(parents=True, exist_ok=True)
+        control = till.devices / "control.json"
+        control.unlink(missing_ok=True)
+        self.procs.start(f"{name}-sim", tillpoint_cmd(
+            "sim", "run", "--dir", str(till.devices), "--control-port", "0", *sim_args))
+        info = await wait_for(lambda: read_file(control), f"{name}'s devices",
+                              check=self.procs.check_alive)
+        till.control_url = f"http://127.0.0.1:{json.loads(info)['port']}"
+        token = (await self.office("POST", "/api/v1/enrolment-tokens",
+                                   {"store": self.store}))["token"]
+        enroll = self.procs.start(f"{name}-enroll", tillpoint_cmd(
+            "agent", "enroll", "--state", str(till.state), "--central", self.central_url,
+            "--token", token, "--name", name))
+        await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
+        if enroll.returncode != 0:
+            raise RuntimeError(f"enrolment of {name} failed; see {self.procs.log_dir}")
+        self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not enroll]
+        till.till_id = json.loads((till.state / "till.json").read_text())["till_id"]
+        self.tills.append(till)
+        await self.start_agent(till)
+        return till
+
+    async def start_agent(self, till: Till, *extra: str) -> None:
+        port_file = till.state / "pos.port"
+        port_file.unlink(missing_ok=True)
+        self.procs.start(f"{till.name}-agent", tillpoint_cmd(
+            "agent", "run", "--state", str(till.state),
+            "--printer", str(till.devices / "printer"), "--reader", str(till.devices / "reader"),
+            "--pos-port", "0", "--port-file", str(port_file),
+            "--sync-interval", "0.5", "--pull-interval", "1", *extra))
+        port = await wait_for(lambda: read_file(port_file), f"{till.name}'s agent",
+                              timeout=60, check=self.procs.check_alive)
+        till.pos_url = f"http://127.0.0.1:{port}"
+
+    async def pos(self, till: Till, method: str, path: str, body: Any = None,
+                  ok: tuple[int, ...] = (200, 201)) -> Any:
+        return await call(self.http, method, till.pos_url + path, json_body=body, ok=ok)
+
+    async def control(self, till: Till, method: str, path: str, body: Any = None) -> Any:
+        return await call(self.http, method, till.control_url + path, json_body=body)
+
+    async def wait_synced(self, timeout: float = 120.0) -> None:
+        """Until every till's journal is acknowledged by the central."""
+        for till in self.tills:
+            async def synced(t: Till = till) -> bool | None:
+                status = await self.pos(t, "GET", "/pos/v1/status")
+                return True if status["journal"]["unsent"] == 0 else None
+
+            await wait_for(synced, f"{till.name} to sync", timeout, self.procs.check_alive)
