@@ -136,7 +136,8 @@ def measure(n: int, rounds: int) -> dict[str, Any]:
     gc.unfreeze()
     return {
         "campaigns": n, "p50_ms": _pct(cpu, 50), "p99_ms": _pct(cpu, 99),
-        "wall_p50_ms": _pct(wall, 50), "wall_p99_ms": _pct(wall, 99), "rounds": rounds, "compile_ms": round(compile_ms, 1),
+        "wall_p50_ms": _pct(wall, 50), "wall_p99_ms": _pct(wall, 99), "rounds": rounds,
+        "compile_ms": round(compile_ms, 1),
         "applied": len(p.explanation.applied), "not_applied": len(p.explanation.not_applied),
     }
 

@@ -124,6 +124,15 @@ class StoreHarness:
                               timeout=60, check=self.procs.check_alive)
         till.pos_url = f"http://127.0.0.1:{port}"
 
+        async def devices_up() -> bool | None:
+            status = await self.pos(till, "GET", "/pos/v1/status")
+            return True if status["printer"]["connected"] and status["reader"]["connected"] \
+                else None
+
+        # A card swiped before the reader's port is open is lost, as in a store.
+        await wait_for(devices_up, f"{till.name}'s devices to connect", 30,
+                       self.procs.check_alive)
+
     async def pos(self, till: Till, method: str, path: str, body: Any = None,
                   ok: tuple[int, ...] = (200, 201)) -> Any:
         return await call(self.http, method, till.pos_url + path, json_body=body, ok=ok)

@@ -62,6 +62,9 @@ EFFECT = frozenset({
 def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
     """Validate the document and build the rule set; RuleSetError lists every mistake."""
     r = Reader()
+    if not isinstance(doc, Mapping):
+        r.obj(doc, "", TOP)
+        raise RuleSetError(r.errors)
     d = r.obj(doc, "", TOP)
     version = r.int_(d, "version", "", lo=1)
     valid_from = r.moment(d, "valid_from", "")
@@ -109,6 +112,9 @@ def _section(r: Reader, value: object, path: str, allowed: frozenset[str]) -> Ma
 
 def _programme(r: Reader, value: object, path: str) -> m.Programme:
     d = _section(r, value, path, PROGRAMME)
+    if not isinstance(value, Mapping) or value is MISSING_OBJ:
+        # absent or not an object: already reported; a unit-less programme keeps the rest quiet
+        return m.Programme({}, "", "down", 14, None, None, m.Exclusion(), False)
     units: dict[str, m.Unit] = {}
     raw_units = d.get("units")
     upath = join(path, "units")
@@ -290,7 +296,7 @@ def _effect(
         r.error(join(path, "unit"), f"unknown unit {unit!r}")
 
     def only(*allowed: str) -> None:
-        for key in sorted(set(d) - {"type", *allowed}):
+        for key in sorted((set(d) & EFFECT) - {"type", *allowed}):
             r.error(join(path, key), f"does not apply to a {kind} effect")
 
     if kind == "percent":

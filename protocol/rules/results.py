@@ -305,7 +305,7 @@ class ReturnLine:
     qty: int  # returned now, thousandths
     clawback: tuple[Earning, ...]  # earned points taken back
     refund: int  # spent points given back (redemption unit)
-    refund_money: int  # what those points had paid, kopecks
+    refund_money: int  # the returned share of what points had paid on the line, kopecks
     money: int  # money given back, kopecks
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""One store on real parts: central and agent processes, real HTTP, real ptys, real SQLite.
+
+Balances are worked out by hand from the default programme: 1 point = 1.00, 5 % back on
+what is paid with money (rounded down), tobacco outside the programme, up to 50 % of a
+receipt payable with points, 14 days pending.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tillpoint.processes import wait_for
+from tillpoint.store_harness import ApiError, StoreHarness
+
+CARD = "2990000000019"  # EAN-13 with its check digit
+
+SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
+         "category": "sports/shoes"}
+CIGARETTES = {"sku": "200", "name": "Cigarettes", "qty": 1000, "price": 21900,
+              "category": "tobacco"}
+SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports"}
+
+
+@pytest.fixture
+async def store(tmp_path):
+    async with StoreHarness(tmp_path) as s:
+        await s.start_central()
+        await s.add_till("till-1")
+        yield s
+
+
+async def balances(store: StoreHarness, customer_id: str) -> dict:
+    return (await store.office("GET", f"/api/v1/customers/{customer_id}"))["balance"]
+
+
+async def test_checkout_from_card_swipe_to_central_ledger(store: StoreHarness):
+    till = store.tills[0]
+    created = await store.office("POST", "/api/v1/customers",
+                                 {"card_number": CARD, "name": "Anna", "welcome_bonus": 500})
+    cid = created["id"]
+
+    # The card is swiped at the reader; the POS asks the agent who it was.
+    await store.control(till, "POST", "/reader/present", {"barcode": CARD})
+
+    async def identified():
+        try:
+            return await store.pos(till, "POST", "/pos/v1/identify", {})
+        except ApiError as e:
+            if "no card presented" in str(e.body):
+                return None
+            raise
+
+    who = await wait_for(identified, "the swiped card to reach the agent", timeout=15)
+    assert who["customer_id"] == cid and who["card_last4"] == "0019"
+    assert who["balance"] == {"available": 500, "pending": 0}
+
+    priced = await store.pos(till, "POST", "/pos/v1/price",
+                             {"customer_id": cid, "lines": [SHOES, CIGARETTES]})
+    assert priced["total"] == 521900
+    assert priced["earned"] == 250  # 5 % of 5,000.00; nothing on tobacco
+    assert priced["max_redeemable"] == 500  # the balance, below 50 % of the receipt
+
+    sale = await store.pos(till, "POST", "/pos/v1/receipts", {
+        "customer_id": cid, "lines": [SHOES, CIGARETTES], "redeem": 200, "payment": "card"})
+    # 200 points paid 200.00 of the shoes: 5 % of the 4,800.00 paid in money.
+    assert (sale["earned"], sale["redeemed"], sale["total"]) == (240, 200, 501900)
+    assert sale["balance"] == {"available": 300, "pending": 240}
+
+    socks = await store.pos(till, "POST", "/pos/v1/receipts",
+                            {"customer_id": cid, "lines": [SOCKS]})
+    assert socks["earned"] == 22  # 5 % of 450.00 = 22.5, rounded down
+
+    anonymous = await store.pos(till, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})
+    assert anonymous["earned"] == 0
+
+    # Returns: the cigarettes (no points either way), one pair of socks of three, then
+    # the shoes: the points they earned go back, the points that paid for them come back.
+    back = await store.pos(till, "POST", "/pos/v1/returns", {
+        "receipt_id": sale["receipt_id"], "lines": [{"line": 1, "qty": 1000}]})
+    assert (back["clawback"], back["refund"], back["total"]) == (0, 0, 21900)
+    back = await store.pos(till, "POST", "/pos/v1/returns", {
+        "receipt_id": socks["receipt_id"], "lines": [{"line": 0, "qty": 1000}]})
+    assert (back["clawback"], back["refund"]) == (7, 0)  # a third of 22, rounded down
+    back = await store.pos(till, "POST", "/pos/v1/returns", {
+        "receipt_id": sale["receipt_id"], "lines": [{"line": 0, "qty": 1000}]})
+    assert (back["clawback"], back["refund"], back["total"]) == (240, 200, 480000)
+
+    await store.wait_synced()
+    assert await balances(store, cid) == {"available": 500, "pending": 15, "debt": 0}
+    summary = await store.office("GET", "/api/v1/summary")
+    assert summary["receipts"] == {"n": 6, "sales": 3, "returns": 3, "member_sales": 2}
+    tills = (await store.office("GET", "/api/v1/tills"))["tills"]
+    assert tills[0]["acked_seq"] == 6 and tills[0]["last_sync_at"] is not None
+
+    # Every journal entry has its fiscal document, and the other way round.
+    docs = (await store.control(till, "GET", "/printer/documents"))["documents"]
+    receipts = [d for d in docs if d["lines"]]
+    assert len(receipts) == 6
+    held = (await store.office("GET", f"/api/v1/tills/{till.till_id}/journal"))["entries"]
+    assert [e["seq"] for e in held] == [1, 2, 3, 4, 5, 6]
+    paper = (await store.control(till, "GET", "/printer/paper"))["paper"]
+    shoes_receipt = next(p["text"] for p in paper if "Running shoes" in p["text"])
+    assert "Points spent: 200" in shoes_receipt and "Points earned: 240" in shoes_receipt
+
+
+async def test_bad_input_at_the_till_gets_clear_errors_and_changes_nothing(
+        store: StoreHarness):
+    till = store.tills[0]
+    with pytest.raises(ApiError) as e:
+        await store.pos(till, "POST", "/pos/v1/identify", {"card_number": "4276380012345671"})
+    assert e.value.status == 404 and "unknown card ****5671" in e.value.body["error"]
+    cases = [
+        ({"lines": []}, "non-empty"),
+        ({"lines": [{**SOCKS, "qty": -1}]}, "qty"),
+        ({"lines": [{**SOCKS, "price": 1.5}]}, "price"),
+        ({"lines": [SOCKS], "redeem": 10}, "only members"),
+        ({"lines": [SOCKS], "customer_id": "cus_nobody"}, "not known"),
+        ({"lines": [SOCKS], "payment": "barter"}, "payment"),
+    ]
+    for body, word in cases:
+        with pytest.raises(ApiError) as e:
+            await store.pos(till, "POST", "/pos/v1/receipts", body)
+        assert 400 <= e.value.status < 500 and word in e.value.body["error"], body
+    with pytest.raises(ApiError) as e:
+        await store.pos(till, "POST", "/pos/v1/returns",
+                        {"receipt_id": "nope", "lines": [{"line": 0, "qty": 1}]})
+    assert e.value.status == 404
+    status = await store.pos(till, "GET", "/pos/v1/status")
+    assert status["journal"]["last_seq"] == 0 and status["pending_receipts"] == []
+    docs = (await store.control(till, "GET", "/printer/documents"))["documents"]
+    assert docs == []
+    log = (store.procs.log_dir / "till-1-agent.log").read_text()
+    assert "4276380012345671" not in log
+
+
+async def test_redeeming_more_than_allowed_is_refused_with_the_reason(store: StoreHarness):
+    till = store.tills[0]
+    cid = (await store.office("POST", "/api/v1/customers",
+                              {"card_number": CARD, "welcome_bonus": 1000}))["id"]
+    await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+    with pytest.raises(ApiError) as e:
+        # 450.00 of socks: at most 50 %, 225 points.
+        await store.pos(till, "POST", "/pos/v1/receipts",
+                        {"customer_id": cid, "lines": [SOCKS], "redeem": 300})
+    assert e.value.status == 409 and "redemption refused" in e.value.body["error"]
+    status = await store.pos(till, "GET", "/pos/v1/status")
+    assert status["journal"]["last_seq"] == 0
