@@ -102,7 +102,7 @@ class StoreHarness:
                                    {"store": self.store}))["token"]
         enroll = self.procs.start(f"{name}-enroll", tillpoint_cmd(
             "agent", "enroll", "--state", str(till.state), "--central", self.central_url,
-            "--token", token, "--name", name))
+            f"--token={token}", "--name", name))
         await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
         if enroll.returncode != 0:
             raise RuntimeError(f"enrolment of {name} failed; see {self.procs.log_dir}")

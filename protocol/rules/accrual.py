@@ -59,7 +59,8 @@ def campaign_points(
         total = div_round(sum(weights), 100, prog.rounding)
     if allowance is not None:
         total = min(total, allowance)
-    parts = allocate(total, weights, [ctx.lines[i].key for i in lines])
+    views = ctx.lines
+    parts = allocate(total, weights, lambda j: views[lines[j]].key)
     return Grant(c, total, {i: p for i, p in zip(lines, parts, strict=True) if p})
 
 
@@ -69,7 +70,11 @@ def discount_parts(
 ) -> list[int]:
     """Kopecks `c` takes off each of `lines`, never more than what is left of a line."""
     e = c.effect
-    keys = [ctx.lines[i].key for i in lines]
+    views = ctx.lines
+
+    def keys(j: int) -> tuple:
+        return views[lines[j]].key
+
     if e.kind == m.DISCOUNT_PERCENT:
         parts = [nets[i] * e.bp // m.BP for i in lines]  # down: a discount is never rounded up
         if allowance is not None and sum(parts) > allowance:

@@ -9,7 +9,7 @@ return in several steps add up to the share of the whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 ROUNDING_MODES = ("down", "half_up", "up")
 
@@ -25,11 +25,14 @@ def div_round(num: int, den: int, mode: str = "down") -> int:
     return (2 * num + den) // (2 * den)  # half_up
 
 
-def allocate(total: int, weights: Sequence[int], keys: Sequence[Hashable]) -> list[int]:
+def allocate(
+    total: int, weights: Sequence[int], keys: Sequence[Hashable] | Callable[[int], Hashable],
+) -> list[int]:
     """Split `total` over `weights` in proportion, in integers that add up to `total`.
 
     Each part is the floor of its exact share; the units left over go to the largest
-    remainders. Ties are broken by `keys` (what the line is, not where it sits), so the
+    remainders. Ties are broken by `keys` (what the line is, not where it sits; a sequence, or
+    a function of the position, called only when there is something left over), so the
     outcome does not depend on the order of lines. No part exceeds its weight when
     total <= sum(weights).
     """
@@ -41,7 +44,8 @@ def allocate(total: int, weights: Sequence[int], keys: Sequence[Hashable]) -> li
     left = total - sum(parts)
     if left:
         rems = [total * w % wsum for w in weights]
-        order = sorted(range(n), key=lambda i: (-rems[i], keys[i]))
+        key_of = keys if callable(keys) else keys.__getitem__
+        order = sorted(range(n), key=lambda i: (-rems[i], key_of(i)))
         for i in order[:left]:
             parts[i] += 1
     return parts

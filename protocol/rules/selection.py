@@ -157,7 +157,7 @@ def _apply(
         if receipt_stop:
             misses.append(_miss(c, ("stop", f"no further promotions after {receipt_stop}")))
             continue
-        live = tuple(i for i in ch.lines if i not in stopped)
+        live = tuple(i for i in ch.lines if i not in stopped) if stopped else ch.lines
         if not live:
             misses.append(_miss(c, ("stop", f"no further promotions after {stopped[ch.lines[0]]}")))
             continue

@@ -1,0 +1,50 @@
+"""`tillpoint demo` as a user runs it: a real store, a day of sales, a true reconciliation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_demo_plays_a_day_and_the_ledger_matches_the_journals(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "tillpoint", "demo", "--json", "--receipts", "30", "--tills", "2",
+         "--members", "5", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout)
+    assert summary["receipts"] == 30
+    assert summary["ledger_matches_journals"] is True
+    assert summary["returns"] >= 1 and summary["points_redeemed"] > 0
+    assert 0 < summary["members"] <= 5
+    assert summary["non_member_receipts"] > 0
+    # Every process it started is gone: nothing holds the central's port file any more.
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tillpoint", "demo", "--receipts", "100000", "--tills", "1",
+         "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # Wait until the day is under way: the till has printed its first receipt.
+        while not list((tmp_path / "till-1" / "devices" / "paper").glob("*.txt")):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the demo never got going"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
