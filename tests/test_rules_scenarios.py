@@ -440,6 +440,15 @@ def test_amount_discount_never_exceeds_the_goods():
     assert p.discount == rub(200) and all(ln.net == 0 for ln in p.lines)
 
 
+def test_fixed_discount_per_unit():
+    rs = ruleset_with({"id": "yogurt", "members_only": False, "lines": {"skus": ["yog"]},
+                       "effect": {"type": "discount", "amount_per_unit": rub(15)}})
+    p = price(rs, receipt(line("yog", rub(240), qty=4000), line("cheap", rub(10))), None, NOON)
+    assert [ln.discount for ln in p.lines] == [rub(60), 0]
+    tiny = price(rs, receipt(line("yog", rub(10), qty=1000)), None, NOON)
+    assert tiny.discount == rub(10)  # never below zero
+
+
 def test_second_unit_is_earned_separately():
     r = receipt(line("pan", rub(1000), category="home"))
     c = member(tier="base", segments=frozenset({"airline"}))

@@ -75,8 +75,11 @@ def discount_parts(
     def keys(j: int) -> tuple:
         return views[lines[j]].key
 
-    if e.kind == m.DISCOUNT_PERCENT:
-        parts = [nets[i] * e.bp // m.BP for i in lines]  # down: a discount is never rounded up
+    if e.kind in (m.DISCOUNT_PERCENT, m.DISCOUNT_PER_UNIT):
+        if e.kind == m.DISCOUNT_PERCENT:
+            parts = [nets[i] * e.bp // m.BP for i in lines]  # down: never rounded up
+        else:  # so much off each unit (a weighed line: per kilogram), never below zero
+            parts = [min(nets[i], e.amount * views[i].line.qty // 1000) for i in lines]
         if allowance is not None and sum(parts) > allowance:
             parts = allocate(allowance, parts, keys)
         return parts

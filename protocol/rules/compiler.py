@@ -26,9 +26,10 @@ MAX_DAYS = 36_600
 
 TOP = frozenset({"version", "valid_from", "programme", "tiers", "redemption", "campaigns", "meta"})
 PROGRAMME = frozenset({
-    "units", "default_unit", "rounding", "return_window_days", "lifetime", "excluded",
-    "earn_on_redeemed",
+    "units", "default_unit", "rounding", "return_window_days", "return_windows", "lifetime",
+    "excluded", "earn_on_redeemed",
 })
+RETURN_WINDOW = frozenset({"match", "channels", "tiers", "days"})
 UNIT = frozenset({"decimals", "worth", "name"})
 WORTH = frozenset({"steps", "kopecks"})
 LIFETIME = frozenset({"days", "period"})
@@ -54,8 +55,8 @@ HOURS = frozenset({"from", "to"})
 BASKET = frozenset({"min_amount", "min_qty"})
 BUDGET = frozenset({"total", "per_customer", "period"})
 EFFECT = frozenset({
-    "type", "percent", "by_tier", "unit", "points", "per", "factor", "of", "amount", "offer",
-    "valid_days",
+    "type", "percent", "by_tier", "unit", "points", "per", "factor", "of", "amount",
+    "amount_per_unit", "offer", "valid_days",
 })
 
 
@@ -68,8 +69,8 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
     d = r.obj(doc, "", TOP)
     version = r.int_(d, "version", "", lo=1)
     valid_from = r.moment(d, "valid_from", "")
-    programme = _programme(r, d.get("programme", MISSING_OBJ), "programme")
     tiers = _tiers(r, d["tiers"], "tiers") if "tiers" in d else None
+    programme = _programme(r, d.get("programme", MISSING_OBJ), "programme", tiers)
     redemption = _redemption(r, d.get("redemption", MISSING_OBJ), "redemption", programme)
     campaigns: list[m.Campaign] = []
     paths: dict[str, str] = {}
@@ -110,7 +111,7 @@ def _section(r: Reader, value: object, path: str, allowed: frozenset[str]) -> Ma
     return r.obj(value, path, allowed)
 
 
-def _programme(r: Reader, value: object, path: str) -> m.Programme:
+def _programme(r: Reader, value: object, path: str, tiers: m.Tiers | None) -> m.Programme:
     d = _section(r, value, path, PROGRAMME)
     if not isinstance(value, Mapping) or value is MISSING_OBJ:
         # absent or not an object: already reported; a unit-less programme keeps the rest quiet
@@ -150,10 +151,23 @@ def _programme(r: Reader, value: object, path: str) -> m.Programme:
         r.strs(ed, "skus", ep), r.strs(ed, "categories", ep), r.strs(ed, "brands", ep),
         r.strs(ed, "flags", ep),
     )
+    windows = []
+    for i, item in enumerate(r.items(d, "return_windows", path)):
+        p = join(join(path, "return_windows"), i)
+        wd = r.obj(item, p, RETURN_WINDOW)
+        channels = r.strs(wd, "channels", p)
+        for ch in sorted(channels - set(CHANNELS)):
+            r.error(join(p, "channels"), f"unknown channel {ch!r} (use {', '.join(CHANNELS)})")
+        tier_ids = r.strs(wd, "tiers", p)
+        _check_tiers(r, tier_ids, join(p, "tiers"), tiers)
+        windows.append(m.ReturnWindow(
+            _selector(r, wd.get("match", {}), join(p, "match")), channels, tier_ids,
+            r.int_(wd, "days", p, hi=MAX_DAYS)))
     return m.Programme(
         units=units, default_unit=default_unit, rounding=rounding, return_window_days=window,
         lifetime_days=lifetime_days, lifetime_period=lifetime_period, excluded=excluded,
         earn_on_redeemed=r.bool_(d, "earn_on_redeemed", path, False),
+        return_windows=tuple(windows),
     )
 
 
@@ -324,14 +338,18 @@ def _effect(
         factor = r.scaled(d, "factor", path, 2, 101, 10_000, "factor")
         return m.Effect(m.MULTIPLIER, factor=factor, of=r.str_(d, "of", path, default="base"))
     if kind == "discount":
-        only("percent", "amount")
-        if ("percent" in d) == ("amount" in d):
-            r.error(path, "a discount gives exactly one of percent or amount (kopecks per receipt)")
+        only("percent", "amount", "amount_per_unit")
+        given = [k for k in ("percent", "amount", "amount_per_unit") if k in d]
+        if len(given) != 1:
+            r.error(path, "a discount gives exactly one of percent (of each line), amount"
+                          " (kopecks per receipt) or amount_per_unit (kopecks per unit)")
             return m.Effect(m.DISCOUNT_PERCENT)
         if "percent" in d:
             bp = r.scaled(d, "percent", path, 2, 1, m.BP, "percent")
             return m.Effect(m.DISCOUNT_PERCENT, bp=bp)
-        return m.Effect(m.DISCOUNT_AMOUNT, amount=r.int_(d, "amount", path, lo=1))
+        if "amount" in d:
+            return m.Effect(m.DISCOUNT_AMOUNT, amount=r.int_(d, "amount", path, lo=1))
+        return m.Effect(m.DISCOUNT_PER_UNIT, amount=r.int_(d, "amount_per_unit", path, lo=1))
     if kind == "next_purchase_offer":
         only("offer", "valid_days")
         return m.Effect(

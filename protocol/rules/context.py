@@ -24,6 +24,7 @@ class LineView:
     prefixes: frozenset[str]
     excluded: str  # why the line is outside the programme, "" if it is inside
     key: LineKey  # what the line is, for tie-breaks that must not depend on line order
+    return_days: int  # the line's return window: its points stay pending that long
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +55,18 @@ def make_context(
     if not isinstance(receipt, Receipt):
         raise InputError("receipt must be a Receipt")
     customer = customer or ANONYMOUS
+    member = customer.is_member
+    tier = resolve_tier(ruleset, customer) if member else None
     views = []
-    excl = ruleset.programme.excluded
+    prog = ruleset.programme
     for i, line in enumerate(receipt.lines):
         prefixes = category_prefixes(line.category)
-        views.append(LineView(i, line, prefixes, excl.reason(line, prefixes), line_key(line)))
-    member = customer.is_member
+        views.append(LineView(
+            i, line, prefixes, prog.excluded.reason(line, prefixes), line_key(line),
+            prog.window_for(line, prefixes, receipt.channel, tier)))
     return Context(
         ruleset=ruleset, receipt=receipt, customer=customer, now=now, today=now.date(),
         minute=now.hour * 60 + now.minute, weekday=now.isoweekday(), member=member,
-        tier=resolve_tier(ruleset, customer) if member else None, lines=tuple(views),
+        tier=tier, lines=tuple(views),
         eligible=tuple(v.index for v in views if not v.excluded),
     )

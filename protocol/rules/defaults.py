@@ -56,6 +56,10 @@ def example_ruleset_doc() -> dict[str, Any]:
             "default_unit": "points",
             "rounding": "down",
             "return_window_days": 14,
+            "return_windows": [
+                {"match": {"categories": ["electro"]}, "days": 30},
+                {"channels": ["web", "app"], "days": 21},
+            ],
             "lifetime": {"days": 365},
             "excluded": {
                 "categories": ["tobacco", "alcohol", "gift_cards"],

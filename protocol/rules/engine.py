@@ -97,6 +97,7 @@ def settle(ruleset: m.RuleSet, receipt: Receipt, customer: Customer | None, now:
 def _outcome(ctx: Context, sel: Selection, rc: Caps, redeemed: Sequence[int]) -> _Outcome:
     rs = ctx.ruleset
     prog = rs.programme
+    views = ctx.lines
     runit = prog.units[rs.redemption.unit]
     money = [runit.money(p) for p in redeemed]
     base = [n if prog.earn_on_redeemed else n - r for n, r in zip(sel.nets, money, strict=True)]
@@ -111,7 +112,7 @@ def _outcome(ctx: Context, sel: Selection, rc: Caps, redeemed: Sequence[int]) ->
     earned: list[list[Earning]] = [[] for _ in ctx.lines]
     bonuses: list[ReceiptBonus] = []
     by_unit: dict[str, int] = {}
-    lot_points: dict[tuple[str, int | None], int] = {}
+    lot_points: dict[tuple[str, int, int | None], int] = {}  # (unit, return days, lifetime)
     totals: dict[str, int] = {}
     offers: list[OfferGrant] = []
     entries: list[ExplainEntry] = []
@@ -138,14 +139,17 @@ def _outcome(ctx: Context, sel: Selection, rc: Caps, redeemed: Sequence[int]) ->
             continue
         totals[c.id] = g.total
         by_unit[e.unit] = by_unit.get(e.unit, 0) + g.total
-        key = (e.unit, c.lifetime_days)
-        lot_points[key] = lot_points.get(key, 0) + g.total
         if e.kind == m.PER_RECEIPT:
             bonuses.append(ReceiptBonus(c.id, e.unit, g.total, ch.lines, c.when.min_amount,
                                         c.when.min_qty, ch.requires))
+            # pending until every line it rests on is past its return window
+            key = (e.unit, max(views[i].return_days for i in ch.lines), c.lifetime_days)
+            lot_points[key] = lot_points.get(key, 0) + g.total
         else:
             for i, p in g.per_line.items():
                 earned[i].append(Earning(c.id, e.unit, p))
+                key = (e.unit, views[i].return_days, c.lifetime_days)
+                lot_points[key] = lot_points.get(key, 0) + p
         entries.append(ExplainEntry(
             c.id, c.name, True, f"+{fmt_points(g.total, unit.decimals)} {e.unit}"
             + _capped(ch.allowance, g.total), points=g.total, unit=e.unit))
@@ -155,6 +159,7 @@ def _outcome(ctx: Context, sel: Selection, rc: Caps, redeemed: Sequence[int]) ->
             excluded=v.excluded, discounts=sel.discounts[v.index],
             earned=tuple(earned[v.index]), redeemed=redeemed[v.index],
             redeemed_money=money[v.index], redeem_cap=rc.line_caps[v.index],
+            return_days=v.return_days,
         )
         for v in ctx.lines
     )
@@ -170,17 +175,18 @@ def _capped(allowance: int | None, granted: int) -> str:
     return " (budget allowance reached)" if allowance is not None and granted >= allowance else ""
 
 
-def _lots(ctx: Context, lot_points: dict[tuple[str, int | None], int]) -> tuple[Lot, ...]:
+def _lots(ctx: Context, lot_points: dict[tuple[str, int, int | None], int]) -> tuple[Lot, ...]:
     prog = ctx.ruleset.programme
-    act = activation(prog, ctx.now)
-    merged: dict[tuple[str, datetime | None], int] = {}
-    for (unit, days), pts in lot_points.items():
-        k = (unit, expiry(prog, act, days))
+    merged: dict[tuple[str, datetime, datetime | None], int] = {}
+    for (unit, return_days, lifetime), pts in lot_points.items():
+        act = activation(ctx.now, return_days)
+        k = (unit, act, expiry(prog, act, lifetime))
         merged[k] = merged.get(k, 0) + pts
     far = datetime.max.replace(tzinfo=ctx.now.tzinfo)
     return tuple(
         Lot(unit, pts, act, exp)
-        for (unit, exp), pts in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or far))
+        for (unit, act, exp), pts in sorted(
+            merged.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or far))
     )
 
 

@@ -1,6 +1,7 @@
 """When earned points become spendable and when they expire.
 
-Points stay pending through the return window (a return in that time simply cancels them),
+Points stay pending through the return window (a return in that time simply cancels them;
+the window may differ by goods, channel and tier, so one receipt can make several lots),
 then live for the programme's lifetime: a number of days after activation, or to the end of
 the month, quarter or year in which they activate. A campaign may give its points a shorter
 life of its own (a birthday bonus that burns in 30 days).
@@ -13,8 +14,8 @@ from datetime import datetime, timedelta
 from protocol.rules.model import Programme
 
 
-def activation(prog: Programme, now: datetime) -> datetime:
-    return now + timedelta(days=prog.return_window_days)
+def activation(now: datetime, return_days: int) -> datetime:
+    return now + timedelta(days=return_days)
 
 
 def expiry(prog: Programme, activates_at: datetime, lifetime_days: int | None) -> datetime | None:

@@ -29,10 +29,11 @@ PER_RECEIPT = "per_receipt"
 MULTIPLIER = "multiplier"
 DISCOUNT_PERCENT = "discount_percent"
 DISCOUNT_AMOUNT = "discount_amount"
+DISCOUNT_PER_UNIT = "discount_per_unit"
 GRANT_OFFER = "grant_offer"
 
 ACCRUAL_KINDS = frozenset({PERCENT, PER_AMOUNT, PER_UNIT, PER_RECEIPT, MULTIPLIER})
-DISCOUNT_KINDS = frozenset({DISCOUNT_PERCENT, DISCOUNT_AMOUNT})
+DISCOUNT_KINDS = frozenset({DISCOUNT_PERCENT, DISCOUNT_AMOUNT, DISCOUNT_PER_UNIT})
 RECEIPT_KINDS = frozenset({PER_RECEIPT, GRANT_OFFER})
 MULTIPLIABLE_KINDS = frozenset({PERCENT, PER_AMOUNT, PER_UNIT})
 
@@ -170,7 +171,7 @@ class Effect:
     per: int = 0  # per_amount: each full `per` kopecks
     factor: int = 0  # multiplier, hundredths
     of: str = ""  # multiplier: id of the campaign whose points are multiplied
-    amount: int = 0  # discount_amount, kopecks per receipt
+    amount: int = 0  # discount_amount: kopecks per receipt; discount_per_unit: per unit
     offer: str = ""  # grant_offer
     valid_days: int = 0  # grant_offer
 
@@ -209,6 +210,16 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnWindow:
+    """A return window other than the programme's for some goods, channels or tiers."""
+
+    match: Selector
+    channels: frozenset[str]
+    tiers: frozenset[str]
+    days: int
+
+
+@dataclass(frozen=True, slots=True)
 class Programme:
     units: Mapping[str, Unit]
     default_unit: str
@@ -218,6 +229,18 @@ class Programme:
     lifetime_period: str | None  # month, quarter, year: points last to the end of it
     excluded: Exclusion
     earn_on_redeemed: bool
+    return_windows: tuple[ReturnWindow, ...] = ()  # first match wins
+
+    def window_for(self, line: ReceiptLine, prefixes: frozenset[str], channel: str,
+                   tier: str | None) -> int:
+        for w in self.return_windows:
+            if w.channels and channel not in w.channels:
+                continue
+            if w.tiers and tier not in w.tiers:
+                continue
+            if w.match.matches(line, prefixes):
+                return w.days
+        return self.return_window_days
 
 
 @dataclass(frozen=True, slots=True)

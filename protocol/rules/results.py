@@ -63,6 +63,7 @@ class LineOutcome:
     redeemed: int = 0  # points spent on this line (redemption unit)
     redeemed_money: int = 0  # what they paid, kopecks
     redeem_cap: int = 0  # the most points this line could take
+    return_days: int = 0  # the line's return window, days
 
     @property
     def discount(self) -> int:
@@ -87,6 +88,7 @@ class LineOutcome:
             "excluded": self.excluded, "discounts": [d.to_dict() for d in self.discounts],
             "earned": [e.to_dict() for e in self.earned], "redeemed": self.redeemed,
             "redeemed_money": self.redeemed_money, "redeem_cap": self.redeem_cap,
+            "return_days": self.return_days,
         }
 
     @classmethod
@@ -97,7 +99,7 @@ class LineOutcome:
             discounts=tuple(Discount.from_dict(x) for x in d.get("discounts", ())),
             earned=tuple(Earning.from_dict(x) for x in d.get("earned", ())),
             redeemed=d.get("redeemed", 0), redeemed_money=d.get("redeemed_money", 0),
-            redeem_cap=d.get("redeem_cap", 0),
+            redeem_cap=d.get("redeem_cap", 0), return_days=d.get("return_days", 0),
         )
 
 

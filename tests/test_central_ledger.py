@@ -1,0 +1,135 @@
+"""The points ledger: lots, spending order, debts, returns; and its invariant under any story."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central import db, ledger
+from central.clock import iso
+
+T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(tmp_path):
+    c = db.connect(tmp_path / "ledger.db")
+    yield c
+    c.close()
+
+
+def customer(conn, cid: str = "c1") -> str:
+    conn.execute("INSERT INTO customers (id, created_at) VALUES (?, ?)", (cid, iso(T0)))
+    return cid
+
+
+def src(receipt: str, till: str = "t1") -> ledger.Source:
+    return ledger.Source(till_id=till, receipt_id=receipt)
+
+
+def test_earned_points_wait_out_the_return_window_then_expire(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 100, T0 + timedelta(days=14), T0 + timedelta(days=379), T0, src("r1"))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=0, pending=100, debt=0)
+    ledger.mature(conn, cid, T0 + timedelta(days=14))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=100, pending=0, debt=0)
+    ledger.mature(conn, cid, T0 + timedelta(days=379))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=0, pending=0, debt=0)
+    kinds = [h["kind"] for h in reversed(ledger.history(conn, cid))]
+    assert kinds == ["earn", "activate", "expire"]
+
+
+def test_spending_takes_the_soonest_expiring_points_first(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 100, T0, T0 + timedelta(days=300), T0, src("late"))
+    ledger.earn(conn, cid, 100, T0, T0 + timedelta(days=30), T0, src("soon"))
+    ledger.redeem(conn, cid, 120, T0, src("spend"))
+    ledger.mature(conn, cid, T0 + timedelta(days=30))  # the soon lot was used up
+    assert ledger.balance(conn, cid).available == 80
+
+
+def test_overspend_is_debt_and_later_activations_pay_it(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 50, T0, T0 + timedelta(days=365), T0, src("a"))
+    assert ledger.redeem(conn, cid, 80, T0, src("b")) == 30
+    assert ledger.balance(conn, cid) == ledger.Balance(available=-30, pending=0, debt=30)
+    ledger.earn(conn, cid, 100, T0 + timedelta(days=14), T0 + timedelta(days=400), T0, src("c"))
+    ledger.mature(conn, cid, T0 + timedelta(days=14))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=70, pending=0, debt=0)
+
+
+def test_return_takes_back_from_the_receipts_own_lot_and_refunds_into_the_spent_lots(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 200, T0, T0 + timedelta(days=100), T0, src("bonus"))
+    ledger.redeem(conn, cid, 150, T0, src("sale"))
+    ledger.earn(conn, cid, 40, T0 + timedelta(days=14), T0 + timedelta(days=379), T0,
+                src("sale"))
+    ledger.clawback(conn, cid, 40, "sale", T0, src("ret"))
+    ledger.refund(conn, cid, 150, "sale", T0, src("ret"))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=200, pending=0, debt=0)
+    # The refunded points went back into the bonus lot: they expire with it.
+    ledger.mature(conn, cid, T0 + timedelta(days=100))
+    assert ledger.balance(conn, cid).available == 0
+
+
+def test_clawback_beyond_the_balance_is_recorded_as_debt(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 60, T0, T0 + timedelta(days=365), T0, src("sale"))
+    ledger.redeem(conn, cid, 60, T0, src("spent-elsewhere"))
+    assert ledger.clawback(conn, cid, 60, "sale", T0, src("ret")) == 60
+    assert ledger.balance(conn, cid) == ledger.Balance(available=-60, pending=0, debt=60)
+
+
+# -- the invariant -------------------------------------------------------------------------
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["earn", "redeem", "clawback", "refund", "age"]),
+        st.integers(min_value=1, max_value=500),
+        st.integers(min_value=0, max_value=4),  # which receipt
+        st.integers(min_value=0, max_value=40),  # days
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_balance_always_equals_the_sum_of_ledger_movements(tmp_path_factory, ops):
+    conn = db.connect(tmp_path_factory.mktemp("prop") / "l.db")
+    cid = customer(conn)
+    now = T0
+    earned = dict.fromkeys(range(5), 0)
+    spent = dict.fromkeys(range(5), 0)
+    try:
+        for op, points, receipt, days in ops:
+            r = f"r{receipt}"
+            if op == "age":
+                now += timedelta(days=days)
+                ledger.mature(conn, cid, now)
+            elif op == "earn":
+                ledger.earn(conn, cid, points, now + timedelta(days=days % 15),
+                            now + timedelta(days=30 + days), now, src(r))
+                earned[receipt] += points
+            elif op == "redeem":
+                ledger.redeem(conn, cid, points, now, src(r))
+                spent[receipt] += points
+            elif op == "clawback" and earned[receipt]:
+                back = min(points, earned[receipt])
+                ledger.clawback(conn, cid, back, r, now, src("ret"))
+                earned[receipt] -= back
+            elif op == "refund" and spent[receipt]:
+                back = min(points, spent[receipt])
+                ledger.refund(conn, cid, back, r, now, src("ret"))
+                spent[receipt] -= back
+            bal = ledger.balance(conn, cid)
+            assert bal.available + bal.pending == ledger.movement_total(conn, cid)
+            assert bal.debt >= 0 and bal.pending >= 0
+            negative = conn.execute("SELECT COUNT(*) FROM lots WHERE remaining < 0").fetchone()
+            assert negative[0] == 0
+    finally:
+        conn.close()
