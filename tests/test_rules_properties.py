@@ -26,6 +26,21 @@ from protocol.rules import (
 from protocol.rules.model import BP
 from tests.test_rules_support import EXAMPLE, MSK
 
+
+def _variant() -> dict:
+    """The example with points in hundredths, a point worth 0.37, rounding half up, and
+    earning on the part paid with points: other integer paths through the same code."""
+    doc = example_ruleset_doc()
+    doc["programme"]["units"]["points"] = {"decimals": 2, "worth": {"steps": 100, "kopecks": 37}}
+    doc["programme"]["rounding"] = "half_up"
+    doc["programme"]["earn_on_redeemed"] = True
+    doc["redemption"]["min_balance"] = 0
+    return doc
+
+
+VARIANT = compile_ruleset(_variant())
+RULESETS = st.sampled_from([EXAMPLE, VARIANT])
+
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -95,9 +110,9 @@ def _settle(rs, r, c, now, share: int) -> Settlement:
 
 
 @SETTINGS
-@given(receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
-def test_allocations_add_up_to_the_totals(r, c, now, share):
-    s = _settle(EXAMPLE, r, c, now, share)
+@given(RULESETS, receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
+def test_allocations_add_up_to_the_totals(rs, r, c, now, share):
+    s = _settle(rs, r, c, now, share)
     assert sum(ln.redeemed for ln in s.lines) == s.redeemed
     assert sum(ln.redeemed_money for ln in s.lines) == s.redeemed_money
     assert sum(ln.discount for ln in s.lines) == s.discount
@@ -120,9 +135,9 @@ def test_allocations_add_up_to_the_totals(r, c, now, share):
 
 
 @SETTINGS
-@given(receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
-def test_nothing_earned_or_paid_with_points_on_excluded_goods(r, c, now, share):
-    s = _settle(EXAMPLE, r, c, now, share)
+@given(RULESETS, receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
+def test_nothing_earned_or_paid_with_points_on_excluded_goods(rs, r, c, now, share):
+    s = _settle(rs, r, c, now, share)
     for ln in s.lines:
         if ln.excluded:
             assert ln.earned == () and ln.redeemed == 0 and ln.redeem_cap == 0
@@ -150,9 +165,9 @@ def test_redemption_within_cap_balance_and_receipt(r, c, now):
 
 
 @SETTINGS
-@given(receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100), st.randoms())
-def test_full_return_in_any_steps_restores_exactly(r, c, now, share, rnd):
-    s = _settle(EXAMPLE, r, c, now, share)
+@given(RULESETS, receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100), st.randoms())
+def test_full_return_in_any_steps_restores_exactly(rs, r, c, now, share, rnd):
+    s = _settle(rs, r, c, now, share)
     remaining = {ln.index: ln.qty for ln in s.lines}
     done: dict[int, int] = {}
     claw: Counter[str] = Counter()
@@ -163,7 +178,7 @@ def test_full_return_in_any_steps_restores_exactly(r, c, now, share, rnd):
             if left and rnd.random() < 0.6:
                 q = rnd.choice([left, rnd.randint(1, left)])
                 step[i] = q
-        out = price_return(EXAMPLE, s, done, step)
+        out = price_return(rs, s, done, step)
         for i, q in step.items():
             remaining[i] -= q
         done = dict(out.returned_after)
@@ -180,13 +195,13 @@ def test_full_return_in_any_steps_restores_exactly(r, c, now, share, rnd):
 
 
 @SETTINGS
-@given(receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100), st.randoms())
-def test_result_does_not_depend_on_the_order_of_lines(r, c, now, share, rnd):
-    s1 = _settle(EXAMPLE, r, c, now, share)
+@given(RULESETS, receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100), st.randoms())
+def test_result_does_not_depend_on_the_order_of_lines(rs, r, c, now, share, rnd):
+    s1 = _settle(rs, r, c, now, share)
     order = list(range(len(r.lines)))
     rnd.shuffle(order)
     r2 = Receipt(tuple(r.lines[i] for i in order), r.store, r.region, r.channel)
-    s2 = _settle(EXAMPLE, r2, c, now, share)
+    s2 = _settle(rs, r2, c, now, share)
     for attr in ("earned", "redeemed", "redeemed_money", "discount", "qualifying_amount"):
         assert getattr(s1, attr) == getattr(s2, attr)
     assert s1.earned_by_unit == s2.earned_by_unit
@@ -214,13 +229,13 @@ def test_result_does_not_depend_on_the_order_of_campaigns(r, c, now, share, rnd)
 
 
 @SETTINGS
-@given(receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
-def test_evaluation_is_deterministic_and_round_trips(r, c, now, share):
-    p1, p2 = price(EXAMPLE, r, c, now), price(EXAMPLE, r, c, now)
+@given(RULESETS, receipts, customers(), st.sampled_from(TIMES), st.integers(0, 100))
+def test_evaluation_is_deterministic_and_round_trips(rs, r, c, now, share):
+    p1, p2 = price(rs, r, c, now), price(rs, r, c, now)
     assert p1 == p2
     assert Pricing.from_dict(p1.to_dict()) == p1
-    s = _settle(EXAMPLE, r, c, now, share)
-    assert s == _settle(EXAMPLE, r, c, now, share)
+    s = _settle(rs, r, c, now, share)
+    assert s == _settle(rs, r, c, now, share)
     d = s.to_dict()
     assert Settlement.from_dict(d) == s
     assert Settlement.from_dict(msgpack.unpackb(msgpack.packb(d), strict_map_key=False)) == s

@@ -188,6 +188,20 @@ def test_points_that_expire_at_the_end_of_the_quarter():
     assert s.lots[0].expires_at == datetime(2025, 4, 1, tzinfo=MSK)  # activates 19 March
 
 
+def test_longer_return_window_for_electronics_keeps_their_points_pending_longer():
+    r = receipt(line("tv", rub(1000), category="electro"), line("pan", rub(1000), category="home"))
+    s = settle(EXAMPLE, r, member(tier="base"), NOON)
+    assert [(lot.points, lot.activates_at) for lot in s.lots] == [
+        (30, NOON + timedelta(days=14)), (30, NOON + timedelta(days=30))]
+    assert [ln.return_days for ln in s.lines] == [30, 14]
+
+
+def test_return_window_by_channel():
+    r = receipt(line("pan", rub(1000), category="home"), channel="web")
+    (lot,) = settle(EXAMPLE, r, member(tier="base"), NOON).lots
+    assert lot.activates_at == NOON + timedelta(days=21)
+
+
 # ---------------------------------------------------------------- tiers (progressive accrual)
 
 

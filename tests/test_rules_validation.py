@@ -201,6 +201,15 @@ def test_lifetime_is_days_or_period_not_both():
     assert "exactly one of days" in _errors(doc)["programme.lifetime"]
 
 
+def test_bad_return_window():
+    doc = default_ruleset_doc()
+    doc["programme"]["return_windows"] = [{"match": {"categories": ["electro"]}},
+                                          {"channels": ["shop"], "days": 7}]
+    errs = _errors(doc)
+    assert errs["programme.return_windows[0].days"] == "is required"
+    assert "unknown channel 'shop'" in errs["programme.return_windows[1].channels"]
+
+
 def test_rounding_mode():
     doc = default_ruleset_doc()
     doc["programme"]["rounding"] = "banker"
@@ -227,6 +236,15 @@ def test_redemption_share_above_100():
     doc = default_ruleset_doc()
     doc["redemption"]["max_receipt_share"] = 150
     assert "between 0 and 100" in _errors(doc)["redemption.max_receipt_share"]
+
+
+def test_campaign_that_is_not_an_object_or_is_empty():
+    doc = default_ruleset_doc()
+    doc["campaigns"] += ["base2", {}]
+    errs = _errors(doc)
+    assert errs["campaigns[1]"] == "must be an object, got the string 'base2'"
+    assert errs["campaigns[2].id"] == "is required"
+    assert errs["campaigns[2].effect"] == "is required"
 
 
 def test_missing_sections():

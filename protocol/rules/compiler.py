@@ -93,7 +93,7 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
         version=version, valid_from=valid_from, programme=programme, tiers=tiers,
         redemption=redemption, campaigns=tuple(campaigns),
         by_id={c.id: i for i, c in enumerate(campaigns)},
-        index=CampaignIndex(campaigns), doc=doc,
+        index=CampaignIndex(campaigns),
     )
 
 
@@ -363,7 +363,7 @@ def _campaign(
     r: Reader, value: object, path: str, prog: m.Programme, tiers: m.Tiers | None,
 ) -> m.Campaign | None:
     d = r.obj(value, path, CAMPAIGN)
-    if not d:
+    if not isinstance(value, Mapping):  # already reported
         return None
     cid = r.str_(d, "id", path)
     if "effect" in d:

@@ -293,4 +293,3 @@ class RuleSet:
     campaigns: tuple[Campaign, ...]  # sorted by (-priority, id): the order of evaluation
     by_id: Mapping[str, int]
     index: CampaignIndex
-    doc: Mapping[str, object]
