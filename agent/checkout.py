@@ -24,6 +24,7 @@ import sqlite_utils
 
 from agent import customers, journal
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
+from agent.failpoints import failpoint
 from agent.pos_input import DraftLine
 from agent.rules_cache import RulesCache
 from protocol import rules
@@ -228,12 +229,14 @@ class Checkout:
             [draft.receipt_id, draft.kind, draft.at, before, pack(draft.to_wire()),
              pack(_fiscal_to_wire(fiscal))],
         )
+        failpoint("before_print")
         try:
             doc = await self.printer.print_receipt(fiscal)
         except PrinterError as e:
             log.warning("receipt %s not printed: %s", draft.receipt_id, e.message)
             raise CheckoutError(503, f"printer: {e.message}",
                                 pending_receipt_id=draft.receipt_id) from None
+        failpoint("after_print")
         return self._journal_pending(draft.receipt_id, doc)
 
     def _journal_pending(self, receipt_id: str, fiscal_doc: int) -> Outcome:

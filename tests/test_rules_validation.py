@@ -6,8 +6,19 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from protocol.rules import RuleSetError, compile_ruleset, default_ruleset_doc, example_ruleset_doc
+from protocol.rules import (
+    RuleSetError,
+    compile_ruleset,
+    default_ruleset_doc,
+    example_ruleset_doc,
+    price,
+    price_return,
+    settle,
+)
+from tests.test_rules_support import NOON, line, member, receipt, rub
 
 
 def _doc(**changes: Any) -> dict[str, Any]:
@@ -275,3 +286,48 @@ def test_all_mistakes_reported_at_once():
     paths = [p for p, _ in e.value.errors]
     assert paths == ["programme.rounding", "campaigns[1].effect.percent", "campaigns[2].id"]
     assert "campaigns[1].effect.percent: percent must be between 0 and 100" in str(e.value)
+
+
+# ---------------------------------------------------------------- any mistake, no crash
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**7) | st.floats(allow_nan=False)
+    | st.sampled_from(["", "x", "base", "gold", "17:00", "2.5", "points", "percent", "mon"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["id", "type", "percent", "skus", "x"]), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(node: Any, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*path, i))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_damaged_document_is_refused_cleanly_or_prices_cleanly(data):
+    doc = example_ruleset_doc()
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(doc)[1:]))
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        parent[path[-1]] = data.draw(_json)
+    try:
+        rs = compile_ruleset(doc)
+    except RuleSetError as e:
+        assert e.errors and all(isinstance(p, str) and msg for p, msg in e.errors)
+        return
+    r = receipt(line("shoe", rub(1000), category="sports/shoes", brand="nike"),
+                line("latte", rub(200), category="food/coffee"))
+    c = member(balance=1000, tier="silver", segments=frozenset({"sports_lovers"}))
+    p = price(rs, r, c, NOON)
+    s = settle(rs, r, c, NOON, p.max_redeemable)
+    price_return(rs, s, {}, {0: 1000})

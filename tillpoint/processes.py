@@ -28,11 +28,13 @@ class Processes:
         self.log_dir = log_dir
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def start(self, name: str, cmd: list[str],
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, **env} if env else None)
         log.close()
         self.procs.append((name, proc))
         return proc
@@ -47,6 +49,12 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+    def find(self, name: str) -> subprocess.Popen | None:
+        return next((p for n, p in self.procs if n == name and p.poll() is None), None)
+
+    def forget_exited(self) -> None:
+        self.procs = [(n, p) for n, p in self.procs if p.poll() is None]
 
     def stop_all(self) -> None:
         # Agents first (they push a last batch), then the devices and the central.

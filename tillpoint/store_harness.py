@@ -7,6 +7,7 @@ way real users do: the head-office API, the POS API, the simulator's control int
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,20 +107,22 @@ class StoreHarness:
         await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
         if enroll.returncode != 0:
             raise RuntimeError(f"enrolment of {name} failed; see {self.procs.log_dir}")
-        self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not enroll]
+        self.procs.forget_exited()
         till.till_id = json.loads((till.state / "till.json").read_text())["till_id"]
         self.tills.append(till)
         await self.start_agent(till)
         return till
 
-    async def start_agent(self, till: Till, *extra: str) -> None:
+    async def start_agent(self, till: Till, *extra: str,
+                          env: dict[str, str] | None = None) -> None:
         port_file = till.state / "pos.port"
         port_file.unlink(missing_ok=True)
+        self.procs.forget_exited()
         self.procs.start(f"{till.name}-agent", tillpoint_cmd(
             "agent", "run", "--state", str(till.state),
             "--printer", str(till.devices / "printer"), "--reader", str(till.devices / "reader"),
             "--pos-port", "0", "--port-file", str(port_file),
-            "--sync-interval", "0.5", "--pull-interval", "1", *extra))
+            "--sync-interval", "0.5", "--pull-interval", "1", *extra), env=env)
         port = await wait_for(lambda: read_file(port_file), f"{till.name}'s agent",
                               timeout=60, check=self.procs.check_alive)
         till.pos_url = f"http://127.0.0.1:{port}"
@@ -132,6 +135,11 @@ class StoreHarness:
         # A card swiped before the reader's port is open is lost, as in a store.
         await wait_for(devices_up, f"{till.name}'s devices to connect", 30,
                        self.procs.check_alive)
+
+    def agent_process(self, till: Till) -> subprocess.Popen:
+        proc = self.procs.find(f"{till.name}-agent")
+        assert proc is not None, f"{till.name}'s agent is not running"
+        return proc
 
     async def pos(self, till: Till, method: str, path: str, body: Any = None,
                   ok: tuple[int, ...] = (200, 201)) -> Any:
