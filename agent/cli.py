@@ -45,6 +45,7 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--port-file", type=Path, help="write the POS API port here when ready")
     run.add_argument("--sync-interval", type=float, help="seconds between pushes")
     run.add_argument("--pull-interval", type=float, help="seconds between pulls")
+    run.add_argument("--shift-close-at", help="close the shift with a Z report daily at HH:MM")
     run.set_defaults(func=_run)
 
     status = asub.add_parser("status", help="show the till's state (devices, sync, journal)")
@@ -68,7 +69,7 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
-             "pos_port", "port_file", "sync_interval", "pull_interval")
+             "pos_port", "port_file", "sync_interval", "pull_interval", "shift_close_at")
     return {n: getattr(args, n, None) for n in names}
 
 

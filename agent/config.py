@@ -25,6 +25,7 @@ class AgentConfig:
     port_file: Path | None = None
     sync_interval: float = 5.0  # seconds between pushes when nothing wakes the client
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
+    shift_close_at: str | None = None  # "HH:MM" local time for the daily Z report
 
     @classmethod
     def load(cls, state: Path, overrides: dict[str, Any]) -> AgentConfig:
@@ -39,6 +40,11 @@ class AgentConfig:
         if unknown:
             raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         cfg = cls(**values)
+        if cfg.shift_close_at is not None:
+            hour, _, minute = cfg.shift_close_at.partition(":")
+            if not (hour.isdigit() and minute.isdigit() and int(hour) < 24
+                    and int(minute) < 60):
+                raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
             cfg.port_file = Path(cfg.port_file)

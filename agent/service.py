@@ -14,12 +14,13 @@ from typing import Any
 import sdnotify
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from tzlocal import get_localzone
 
 from agent import identity, journal
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
 from agent.config import AgentConfig
-from agent.devices.printer import ShtrihPrinter
+from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
 from agent.pos_api import LastCard, Till, make_app
 from agent.rules_cache import RulesCache
@@ -83,6 +84,13 @@ class Agent:
         if self.checkout.pending() and self.printer.state().connected:
             await self.checkout.reconcile()
 
+    async def scheduled_shift_close(self) -> None:
+        try:
+            number = await self.close_shift()
+            log.info("shift closed on schedule: Z report is fiscal document %d", number)
+        except PrinterError as e:
+            log.error("scheduled shift close failed: %s", e.message)
+
     async def close_shift(self) -> int:
         async with self.checkout.lock:
             return await self.printer.close_shift()
@@ -118,6 +126,11 @@ class Agent:
                                id="pull", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.reconcile_job, "interval", seconds=2, id="reconcile",
                                max_instances=1, coalesce=True)
+        if self.cfg.shift_close_at:
+            hour, minute = (int(x) for x in self.cfg.shift_close_at.split(":"))
+            self.scheduler.add_job(self.scheduled_shift_close, "cron", hour=hour,
+                                   minute=minute, id="shift_close",
+                                   timezone=get_localzone())  # the store's wall clock
         self.scheduler.start()
         if await self.printer.wait_connected(timeout=5.0):
             await self.checkout.reconcile()

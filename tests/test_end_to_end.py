@@ -145,3 +145,26 @@ async def test_redeeming_more_than_allowed_is_refused_with_the_reason(store: Sto
     assert e.value.status == 409 and "redemption refused" in e.value.body["error"]
     status = await store.pos(till, "GET", "/pos/v1/status")
     assert status["journal"]["last_seq"] == 0
+
+
+async def test_shift_closes_from_the_command_line_and_reopens_on_the_next_sale(
+        store: StoreHarness):
+    import asyncio
+    import sys
+
+    till = store.tills[0]
+    await store.pos(till, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})
+    port = till.pos_url.rsplit(":", 1)[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tillpoint", "agent", "shift", "close", "--state",
+        str(till.state), "--pos-port", port, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    docs = (await store.control(till, "GET", "/printer/documents"))["documents"]
+    assert [d["kind"] for d in docs] == ["receipt", "z_report"]
+    assert f"fiscal document {docs[1]['number']}" in out.decode()
+    state = await store.control(till, "GET", "/printer/state")
+    assert state["shift"]["open"] is False
+    await store.pos(till, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})
+    state = await store.control(till, "GET", "/printer/state")
+    assert state["shift"]["open"] is True and state["shift"]["number"] == 2
