@@ -59,8 +59,8 @@ def campaign_points(
         total = div_round(sum(weights), 100, prog.rounding)
     if allowance is not None:
         total = min(total, allowance)
-    views = ctx.lines
-    parts = allocate(total, weights, lambda j: views[lines[j]].key)
+    rank = ctx.rank
+    parts = allocate(total, weights, [rank[i] for i in lines])
     return Grant(c, total, {i: p for i, p in zip(lines, parts, strict=True) if p})
 
 
@@ -71,20 +71,17 @@ def discount_parts(
     """Kopecks `c` takes off each of `lines`, never more than what is left of a line."""
     e = c.effect
     views = ctx.lines
-
-    def keys(j: int) -> tuple:
-        return views[lines[j]].key
-
+    ranks = [ctx.rank[i] for i in lines]
     if e.kind in (m.DISCOUNT_PERCENT, m.DISCOUNT_PER_UNIT):
         if e.kind == m.DISCOUNT_PERCENT:
             parts = [nets[i] * e.bp // m.BP for i in lines]  # down: never rounded up
         else:  # so much off each unit (a weighed line: per kilogram), never below zero
             parts = [min(nets[i], e.amount * views[i].line.qty // 1000) for i in lines]
         if allowance is not None and sum(parts) > allowance:
-            parts = allocate(allowance, parts, keys)
+            parts = allocate(allowance, parts, ranks)
         return parts
     weights = [nets[i] for i in lines]
     total = min(e.amount, sum(weights))
     if allowance is not None:
         total = min(total, allowance)
-    return allocate(total, weights, keys)
+    return allocate(total, weights, ranks)

@@ -9,7 +9,7 @@ return in several steps add up to the share of the whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 
 ROUNDING_MODES = ("down", "half_up", "up")
 
@@ -25,16 +25,13 @@ def div_round(num: int, den: int, mode: str = "down") -> int:
     return (2 * num + den) // (2 * den)  # half_up
 
 
-def allocate(
-    total: int, weights: Sequence[int], keys: Sequence[Hashable] | Callable[[int], Hashable],
-) -> list[int]:
+def allocate(total: int, weights: Sequence[int], ranks: Sequence[int]) -> list[int]:
     """Split `total` over `weights` in proportion, in integers that add up to `total`.
 
     Each part is the floor of its exact share; the units left over go to the largest
-    remainders. Ties are broken by `keys` (what the line is, not where it sits; a sequence, or
-    a function of the position, called only when there is something left over), so the
-    outcome does not depend on the order of lines. No part exceeds its weight when
-    total <= sum(weights).
+    remainders. Ties go to the lowest of `ranks` (distinct non-negative ints ranking what each
+    line is, not where it sits), so the outcome does not depend on the order of lines. No
+    part exceeds its weight when total <= sum(weights).
     """
     n = len(weights)
     wsum = sum(weights)
@@ -43,9 +40,11 @@ def allocate(
     parts = [total * w // wsum for w in weights]
     left = total - sum(parts)
     if left:
-        rems = [total * w % wsum for w in weights]
-        key_of = keys if callable(keys) else keys.__getitem__
-        order = sorted(range(n), key=lambda i: (-rems[i], key_of(i)))
+        # one int per part orders by remainder, then by rank: a plain sort, no tuples
+        span = max(ranks) + 1
+        order_key = [(total * w % wsum) * span + (span - 1 - r)
+                     for w, r in zip(weights, ranks, strict=True)]
+        order = sorted(range(n), key=order_key.__getitem__, reverse=True)
         for i in order[:left]:
             parts[i] += 1
     return parts

@@ -40,6 +40,8 @@ class Context:
     tier: str | None
     lines: tuple[LineView, ...]
     eligible: tuple[int, ...]  # indexes of lines inside the programme
+    rank: tuple[int, ...]  # each line's place when lines are sorted by what they are
+    return_days: int | None  # the return window when all lines share one (the usual case)
 
 
 def line_key(line: ReceiptLine) -> LineKey:
@@ -64,9 +66,15 @@ def make_context(
         views.append(LineView(
             i, line, prefixes, prog.excluded.reason(line, prefixes), line_key(line),
             prog.window_for(line, prefixes, receipt.channel, tier)))
+    order = sorted(range(len(views)), key=lambda i: (views[i].key, i))
+    rank = [0] * len(views)
+    for place, i in enumerate(order):
+        rank[i] = place
     return Context(
         ruleset=ruleset, receipt=receipt, customer=customer, now=now, today=now.date(),
         minute=now.hour * 60 + now.minute, weekday=now.isoweekday(), member=member,
         tier=tier, lines=tuple(views),
-        eligible=tuple(v.index for v in views if not v.excluded),
+        eligible=tuple(v.index for v in views if not v.excluded), rank=tuple(rank),
+        return_days=views[0].return_days
+        if views and all(v.return_days == views[0].return_days for v in views) else None,
     )

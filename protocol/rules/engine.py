@@ -148,8 +148,13 @@ def _outcome(ctx: Context, sel: Selection, rc: Caps, redeemed: Sequence[int]) ->
         else:
             for i, p in g.per_line.items():
                 earned[i].append(Earning(c.id, e.unit, p))
-                key = (e.unit, views[i].return_days, c.lifetime_days)
-                lot_points[key] = lot_points.get(key, 0) + p
+            if ctx.return_days is not None:
+                key = (e.unit, ctx.return_days, c.lifetime_days)
+                lot_points[key] = lot_points.get(key, 0) + g.total
+            else:
+                for i, p in g.per_line.items():
+                    key = (e.unit, views[i].return_days, c.lifetime_days)
+                    lot_points[key] = lot_points.get(key, 0) + p
         entries.append(ExplainEntry(
             c.id, c.name, True, f"+{fmt_points(g.total, unit.decimals)} {e.unit}"
             + _capped(ch.allowance, g.total), points=g.total, unit=e.unit))

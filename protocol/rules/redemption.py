@@ -84,4 +84,4 @@ def split(ctx: Context, c: Caps, redeem: int) -> list[int]:
     if 0 < redeem < ctx.ruleset.redemption.min_redeem:
         raise RedemptionError(
             f"cannot spend {redeem}: the minimum spend is {ctx.ruleset.redemption.min_redeem}")
-    return allocate(redeem, c.line_caps, lambda j: ctx.lines[j].key)
+    return allocate(redeem, c.line_caps, ctx.rank)

@@ -13,6 +13,7 @@ from typing import Any
 from protocol.rules.arith import is_int, parse_scaled
 
 MISSING: Any = object()
+EMPTY: frozenset[str] = frozenset()
 
 
 def join(path: str, key: str | int) -> str:
@@ -97,7 +98,7 @@ class Reader:
 
     def strs(self, d: Mapping[str, Any], key: str, path: str) -> frozenset[str]:
         if key not in d:
-            return frozenset()
+            return EMPTY
         v = d[key]
         p = join(path, key)
         if not isinstance(v, list):
