@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import sqlite_utils
 
 from protocol.rules import RuleSet, compile_ruleset
@@ -31,4 +33,7 @@ class RulesCache:
             if row is None:
                 raise NoRuleSet(f"rule set version {version} is not on this till")
             self._compiled[version] = compile_ruleset(unpack(row[0]))
+            # A big rule set is tens of thousands of long-lived objects: keep them out of
+            # the collector's way, so pricing a receipt never pays for a full GC pass.
+            gc.freeze()
         return version, self._compiled[version]
