@@ -115,7 +115,10 @@ class Day:
 
     async def partial_return(self) -> None:
         """A customer brings back part of an earlier purchase to the till that sold it."""
-        till, sale, lines = self.rng.choice(self.sales[-20:])
+        # Every other return is of a receipt partly paid with points, so points come back.
+        redeemed = [s for s in self.sales[-40:] if s[1]["redeemed"]]
+        pool = redeemed if redeemed and self.stats["returns"] % 2 else self.sales[-20:]
+        till, sale, lines = self.rng.choice(pool)
         index = self.rng.randrange(len(lines))
         qty = lines[index]["qty"]
         back = qty // 2 if qty >= 2000 and qty % 2000 == 0 else qty
