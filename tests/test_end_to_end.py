@@ -125,6 +125,11 @@ async def test_bad_input_at_the_till_gets_clear_errors_and_changes_nothing(
         await store.pos(till, "POST", "/pos/v1/returns",
                         {"receipt_id": "nope", "lines": [{"line": 0, "qty": 1}]})
     assert e.value.status == 404
+    for path in ("/pos/v1/receipts", "/pos/v1/price", "/pos/v1/identify", "/pos/v1/returns"):
+        async with store.http.post(till.pos_url + path, data=b"{lines: oops",
+                                   headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 400
+            assert "not valid JSON" in (await resp.json())["error"]
     status = await store.pos(till, "GET", "/pos/v1/status")
     assert status["journal"]["last_seq"] == 0 and status["pending_receipts"] == []
     docs = (await store.control(till, "GET", "/printer/documents"))["documents"]
