@@ -234,8 +234,11 @@ class Checkout:
             doc = await self.printer.print_receipt(fiscal)
         except PrinterError as e:
             log.warning("receipt %s not printed: %s", draft.receipt_id, e.message)
-            raise CheckoutError(503, f"printer: {e.message}",
-                                pending_receipt_id=draft.receipt_id) from None
+            state = await self._after_print_failure(draft.receipt_id, before)
+            if isinstance(state, Outcome):
+                return state
+            extra = {"pending_receipt_id": draft.receipt_id} if state else {}
+            raise CheckoutError(503, f"printer: {e.message}", **extra) from None
         failpoint("after_print")
         return self._journal_pending(draft.receipt_id, doc)
 
@@ -285,6 +288,8 @@ class Checkout:
             if row is None:
                 raise CheckoutError(404, "no unfinished receipt with this id")
             try:
+                # A new roll is in: let the printer print what it held, then finish.
+                await self.printer.continue_printing()
                 doc = await self.printer.print_receipt(_fiscal_from_wire(unpack(row[0])))
             except PrinterError as e:
                 raise CheckoutError(503, f"printer: {e.message}",
@@ -292,28 +297,66 @@ class Checkout:
             return self._journal_pending(receipt_id, doc)
 
     async def reconcile(self) -> list[str]:
-        """Settle every pending receipt against the printer; returns what was done."""
+        """Settle every pending receipt against the printer; returns what was done.
+
+        Run at start-up and after contact with the printer comes back, when nobody can
+        finish the receipt any more; while the agent stays in contact, an unfinished
+        receipt waits for the cashier to resume or cancel it.
+        """
         done: list[str] = []
         async with self.lock:
             for receipt_id, before in self.db.execute(
                 "SELECT receipt_id, fiscal_before FROM pending ORDER BY created_at"
             ).fetchall():
-                last = await self.printer.last_fiscal_document()
-                if last > before:
-                    # The printer registered it (we print nothing else while a row is
-                    # pending): journal it with the number the printer gave it.
-                    self._journal_pending(receipt_id, last)
-                    done.append(f"{receipt_id}: printed as document {last}, journalled")
-                    continue
-                if await self.printer.document_open():
-                    await self.printer.cancel_open_document()
-                    done.append(f"{receipt_id}: open on the printer, cancelled")
-                else:
-                    done.append(f"{receipt_id}: never printed, dropped")
-                self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+                done.append(f"{receipt_id}: {await self._settle(receipt_id, before)}")
         for line in done:
             log.warning("reconciled %s", line)
         return done
+
+    async def cancel(self, receipt_id: str) -> str:
+        """The cashier gives up on an unfinished receipt (one the printer did register is
+        journalled instead: it is on paper and fiscal memory, so it happened)."""
+        async with self.lock:
+            row = self.db.execute("SELECT fiscal_before FROM pending WHERE receipt_id = ?",
+                                  [receipt_id]).fetchone()
+            if row is None:
+                raise CheckoutError(404, "no unfinished receipt with this id")
+            try:
+                return await self._settle(receipt_id, row[0])
+            except PrinterError as e:
+                raise CheckoutError(503, f"printer: {e.message}",
+                                    pending_receipt_id=receipt_id) from None
+
+    async def _settle(self, receipt_id: str, before: int) -> str:
+        """One pending receipt against the printer; the caller holds the lock."""
+        last = await self.printer.last_fiscal_document()
+        if last > before:
+            # The printer registered it (nothing else prints while a row is pending):
+            # journal it under the number the printer gave it.
+            self._journal_pending(receipt_id, last)
+            return f"printed as document {last}, journalled"
+        if await self.printer.document_open():
+            await self.printer.cancel_open_document()
+            outcome = "open on the printer, cancelled"
+        else:
+            outcome = "never printed, dropped"
+        self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        return outcome
+
+    async def _after_print_failure(self, receipt_id: str, before: int) -> Outcome | bool:
+        """After a failed print: the Outcome if the printer registered the receipt after
+        all; False if nothing reached the paper (the pending row is dropped); True if it
+        stays pending, open on the printer or unknown, for the cashier to resume or cancel."""
+        try:
+            last = await self.printer.last_fiscal_document()
+            if last > before:
+                return self._journal_pending(receipt_id, last)
+            if await self.printer.document_open():
+                return True
+        except PrinterError:
+            return True
+        self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        return False
 
 
 # Points that never expire are kept by the ledger as expiring at the end of time.

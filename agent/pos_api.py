@@ -190,6 +190,19 @@ async def resume(request: web.Request) -> web.Response:
     return web.json_response(outcome.to_dict(), status=201)
 
 
+@routes.post("/pos/v1/pending/{receipt_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    done = await request.app[TILL].checkout.cancel(request.match_info["receipt_id"])
+    return web.json_response({"done": done})
+
+
+@routes.post("/pos/v1/printer/continue")
+async def continue_printing(request: web.Request) -> web.Response:
+    """After the cashier put in a new roll: the printer goes on with what it held."""
+    await request.app[TILL].checkout.printer.continue_printing()
+    return web.json_response({"printer": vars(request.app[TILL].checkout.printer.state())})
+
+
 @routes.post("/pos/v1/pending/reconcile")
 async def reconcile(request: web.Request) -> web.Response:
     return web.json_response({"done": await request.app[TILL].checkout.reconcile()})

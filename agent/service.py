@@ -54,6 +54,7 @@ class Agent:
         self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
                                  on_journal=self.wake_push)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._reconciled_connection: float | None = None  # printer.connected_at last settled
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -81,8 +82,14 @@ class Agent:
             await self.sync.pull_customers()
 
     async def reconcile_job(self) -> None:
-        if self.checkout.pending() and self.printer.state().connected:
-            await self.checkout.reconcile()
+        """After contact with the printer comes back, settle what was left unfinished."""
+        connection = self.printer.connected_at
+        if connection == self._reconciled_connection or not self.printer.state().connected:
+            return
+        with contextlib.suppress(PrinterError):
+            if self.checkout.pending():
+                await self.checkout.reconcile()
+            self._reconciled_connection = connection
 
     async def scheduled_shift_close(self) -> None:
         try:
@@ -124,7 +131,7 @@ class Agent:
                                id="push", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.pull_job, "interval", seconds=self.cfg.pull_interval,
                                id="pull", max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.reconcile_job, "interval", seconds=2, id="reconcile",
+        self.scheduler.add_job(self.reconcile_job, "interval", seconds=1, id="reconcile",
                                max_instances=1, coalesce=True)
         if self.cfg.shift_close_at:
             hour, minute = (int(x) for x in self.cfg.shift_close_at.split(":"))
@@ -133,7 +140,7 @@ class Agent:
                                    timezone=get_localzone())  # the store's wall clock
         self.scheduler.start()
         if await self.printer.wait_connected(timeout=5.0):
-            await self.checkout.reconcile()
+            await self.reconcile_job()
         till = Till(self.checkout, self.last_card, self.identity.card_secret,
                     self.refresh_customers, self.status, self.close_shift)
         runner = web.AppRunner(make_app(till))
