@@ -362,6 +362,23 @@ async def test_status_poll_keeps_state_fresh(make_sim: SimFactory) -> None:
         await printer.stop()
 
 
+async def test_receipt_during_reconnect_waits_for_the_printer(make_sim: SimFactory) -> None:
+    sim = await make_sim()
+    printer = ShtrihPrinter(sim.printer, timings=FAST, status_interval=None, connect_wait=5)
+    await printer.start()
+    try:
+        assert await printer.wait_connected(10)
+        await sim.post("/faults", {"unplug": True})
+        await until(lambda: not printer.state().connected, 5, "the printer to disconnect")
+        task = asyncio.create_task(printer.print_receipt(SALE))  # waits for the printer
+        back = time.monotonic()
+        await sim.post("/faults", {"replug": True})
+        assert await task > 0
+        assert time.monotonic() - back < 2.0
+    finally:
+        await printer.stop()
+
+
 async def test_start_without_port_then_device_appears(tmp_path: Path) -> None:
     printer = ShtrihPrinter(
         str(tmp_path / "nothing"), timings=FAST, status_interval=None, connect_wait=0.5
@@ -415,9 +432,13 @@ async def test_rfid_reader_repeat_suppression(make_sim: SimFactory) -> None:
         result = await sim.post("/reader/present", {"tag": "0A00BC614E"})
         assert result["frames"] >= 1
         await until(lambda: len(cards) == 1, 5, "the tag read")
-        await asyncio.sleep(0.3)  # let any repeats arrive: they must be suppressed
-        assert len(cards) == 1 and cards[0].kind == "rfid"
+        # another tag after it: once it is read, every repeat of the first has been seen
+        await sim.post("/reader/present", {"tag": "0A00BC614F"})
+        await until(lambda: len(cards) == 2, 5, "the second tag")
+        assert [c.kind for c in cards] == ["rfid", "rfid"]
         assert cards[0].token == card_token(SECRET, f"{0x00BC614E:010d}")
+        assert cards[1].token == card_token(SECRET, f"{0x00BC614F:010d}")
+        assert reader.state()["reads"] == 2 and reader.state()["dropped"] == 0
     finally:
         await reader.stop()
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -172,6 +172,7 @@ class ShtrihPrinter:
         return copy
 
     async def wait_connected(self, timeout: float) -> bool:
+        self._usable_link()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
@@ -181,13 +182,19 @@ class ShtrihPrinter:
     async def _session(self, connected: Callable[[], None]) -> None:
         link = ShtrihLink(lambda data: conn.write(data), self.timings)
         conn = await SerialConnection.open(self.port, baudrate=self.baudrate, on_data=link.feed)
-        conn.closed.add_done_callback(lambda f: link.connection_lost(f.result()))
+
+        def lost(f: asyncio.Future[BaseException | None]) -> None:
+            link.connection_lost(f.result())
+            self._ready.clear()
+            self._state.connected = False
+
+        conn.closed.add_done_callback(lost)
         try:
             async with self._lock:
                 self._link = link
+                self._state.last_error = None
                 await self._refresh_status()  # the device must answer before we call it up
             self._state.connected = True
-            self._state.last_error = None
             self.connected_at = time.monotonic()
             self._ready.set()
             connected()
@@ -218,12 +225,30 @@ class ShtrihPrinter:
 
     # -- requests --------------------------------------------------------------------------
 
+    def _usable_link(self) -> ShtrihLink | None:
+        link = self._link
+        if link is not None and link.is_down:
+            # the port failed under a request before the session noticed: not ready
+            self._ready.clear()
+            self._state.connected = False
+            return None
+        return link
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """Wait for a connection, then take the lock: the session needs the lock to connect."""
+        await self._link_ready()
+        async with self._lock:
+            yield
+
     async def _link_ready(self) -> ShtrihLink:
-        if self._link is None and not await self.wait_connected(self.connect_wait):
+        if self._usable_link() is None:
+            await self.wait_connected(self.connect_wait)
+        link = self._usable_link()
+        if link is None:
             self._state.last_error = NOT_CONNECTED
             raise PrinterError(None, NOT_CONNECTED)
-        assert self._link is not None
-        return self._link
+        return link
 
     async def _request(self, frame: bytes, *, idempotent: bool) -> Frame:
         link = self._link
@@ -299,24 +324,20 @@ class ShtrihPrinter:
     # -- the API the checkout flow calls ---------------------------------------------------
 
     async def status(self) -> PrinterState:
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             await self._refresh_status()
         return self.state()
 
     async def last_fiscal_document(self) -> int:
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             return await self._last_document()
 
     async def document_open(self) -> bool:
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             return (await self._refresh_status()).document_open
 
     async def cancel_open_document(self) -> None:
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             if (await self._refresh_status()).document_open:
                 await self._call(
                     cmd.encode_simple(cmd.CANCEL_RECEIPT, self.password), cmd.CANCEL_RECEIPT
@@ -326,8 +347,7 @@ class ShtrihPrinter:
 
     async def continue_printing(self) -> None:
         """After the paper was replaced: `B0`. Harmless when nothing waits for it."""
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             st = await self._refresh_status()
             if st.submode in (2, 3):
                 await self._call(
@@ -339,14 +359,12 @@ class ShtrihPrinter:
                 self._state.last_error = None
 
     async def x_report(self) -> None:
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             await self._call(cmd.encode_simple(cmd.X_REPORT, self.admin_password), cmd.X_REPORT)
 
     async def close_shift(self) -> int:
         """Z report; returns its fiscal document number."""
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             st = await self._refresh_status()
             if st.document_open:
                 raise PrinterError(RECEIPT_OPEN)
@@ -365,8 +383,7 @@ class ShtrihPrinter:
 
     async def print_receipt(self, r: FiscalReceipt) -> int:
         """Print `r` as one fiscal receipt; returns its fiscal document number."""
-        async with self._lock:
-            await self._link_ready()
+        async with self._locked():
             st = await self._refresh_status()
             progress = await self._resume_or_start(r, st)
             if isinstance(progress, int):
@@ -374,6 +391,7 @@ class ShtrihPrinter:
             self._progress = progress
             await self._run_steps(progress)
             self._progress = None
+            self._state.last_error = None
             await self._refresh_status()
             number = await self._last_document()
             if number == progress.last_before:
