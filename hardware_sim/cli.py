@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from hardware_sim.card_reader import SUFFIXES, ReaderConfig
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="control HTTP port on 127.0.0.1; default 0 picks a free port (see control.json)",
     )
+    parser.add_argument(
+        "--tills",
+        type=int,
+        default=1,
+        metavar="K",
+        help="devices for K tills: each in DIR/till-N with its own control port (default 1:"
+        " the devices in DIR itself)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug details")
     return parser
 
@@ -75,6 +84,17 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     )
 
 
+async def _run_many(options: SimOptions, tills: int) -> None:
+    """One simulator per till, in one process; a signal stops them all together."""
+    stop = asyncio.Event()
+    await asyncio.gather(
+        *(
+            run(replace(options, directory=options.directory / f"till-{n}"), stop)
+            for n in range(1, tills + 1)
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -83,8 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.reader_aim.isascii():
         build_parser().error("--reader-aim must be ASCII")
+    if not 1 <= args.tills <= 64:
+        build_parser().error("--tills must be between 1 and 64")
+    if args.tills > 1 and args.control_port:
+        build_parser().error("--control-port 0 is the only choice with --tills above 1")
+    options = options_from_args(args)
     try:
-        asyncio.run(run(options_from_args(args)))
+        if args.tills == 1:
+            asyncio.run(run(options))
+        else:
+            asyncio.run(_run_many(options, args.tills))
     except (AlreadyRunning, OSError) as error:
         # A taken control port or an unwritable --dir: say so in one line, not a traceback.
         logging.getLogger("hardware_sim").error("%s", error)
