@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -22,13 +21,13 @@ from typing import Any
 
 import sqlite_utils
 
-from agent import customers, journal
+from agent import customers, journal, offline_caps
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
 from agent.failpoints import failpoint
 from agent.pos_input import DraftLine
 from agent.rules_cache import RulesCache
 from protocol import rules
-from protocol.journal import JournalEntry
+from protocol.journal import JournalEntry, new_receipt_id
 from protocol.wire import pack, unpack
 
 log = logging.getLogger(__name__)
@@ -86,14 +85,20 @@ class Checkout:
 
     # -- customers ----------------------------------------------------------------------
 
-    def customer(self, customer_id: str | None) -> rules.Customer:
+    def customer(self, customer_id: str | None,
+                 now: datetime | None = None) -> tuple[rules.Customer, offline_caps.Allowance]:
+        """The customer as the rules see them, with what the offline caps allow them."""
         if customer_id is None:
-            return rules.Customer()
+            return rules.Customer(), offline_caps.Allowance(None, None)
         found = customers.view(self.db, customer_id)
         if found is None:
             raise CheckoutError(404, "customer is not known to this till")
+        allowed = offline_caps.allowance(
+            offline_caps.load(self.db),
+            offline_caps.usage(self.db, customer_id, now or self.clock()))
         return rules.Customer(id=found.id, balance=max(0, found.available), tier=found.tier,
-                              segments=found.segments)
+                              segments=found.segments,
+                              redeem_allowance=allowed.points), allowed
 
     def balance(self, customer_id: str | None) -> dict[str, int] | None:
         found = customers.view(self.db, customer_id) if customer_id else None
@@ -105,10 +110,14 @@ class Checkout:
 
     def price(self, lines: tuple[DraftLine, ...], customer_id: str | None) -> dict[str, Any]:
         version, rs = self.rules.get()
-        pricing = rules.price(rs, _receipt(lines, self.store), self.customer(customer_id),
-                              self.clock())
+        now = self.clock()
+        customer, allowed = self.customer(customer_id, now)
+        pricing = rules.price(rs, _receipt(lines, self.store), customer, now).to_dict()
+        if allowed.reason and pricing["max_redeemable"] == allowed.points:
+            # The engine only knows "the till's offline limit"; the cashier is told which.
+            pricing["redeem_reason"] = f"up to {allowed.points}: limited by {allowed.reason}"
         return {"ruleset_version": version, "total": sum(ln.amount for ln in lines),
-                **pricing.to_dict()}
+                **pricing}
 
     # -- confirm ------------------------------------------------------------------------
 
@@ -119,9 +128,12 @@ class Checkout:
             now = self.clock()
             version, rs = self.rules.get()
             receipt = _receipt(lines, self.store)
-            customer = self.customer(customer_id)
+            customer, allowed = self.customer(customer_id, now)
             if redeem and customer_id is None:
                 raise CheckoutError(409, "only members can pay with points")
+            if allowed.points is not None and redeem > allowed.points:
+                raise CheckoutError(409, f"redemption refused: {allowed.reason}",
+                                    max_redeemable=allowed.points)
             try:
                 settlement = rules.settle(rs, receipt, customer, now, redeem)
             except rules.RedemptionError as e:
@@ -131,7 +143,7 @@ class Checkout:
                 kind="sale",
                 lines=tuple(
                     FiscalLine(text=ln.name, qty=ln.qty, price=ln.price,
-                               points_discount=out.redeemed_money + out.discount)
+                               points_discount=out.redeemed_money, discount=out.discount)
                     for ln, out in zip(lines, settlement.lines, strict=True)
                 ),
                 cash=paid if payment == "cash" else 0,
@@ -139,7 +151,7 @@ class Checkout:
                 text_lines=self._loyalty_lines(customer_id, settlement.earned,
                                                settlement.redeemed, 0, 0),
             )
-            receipt_id = uuid.uuid4().hex
+            receipt_id = new_receipt_id(now)
             lots = _journal_lots(settlement)
             draft = JournalEntry(
                 seq=0, epoch="", prev_hash="", kind="sale", receipt_id=receipt_id,
@@ -180,7 +192,7 @@ class Checkout:
             )
             now = self.clock()
             draft = JournalEntry(
-                seq=0, epoch="", prev_hash="", kind="return", receipt_id=uuid.uuid4().hex,
+                seq=0, epoch="", prev_hash="", kind="return", receipt_id=new_receipt_id(now),
                 at=now.isoformat(timespec="seconds"), store=self.store,
                 customer_id=customer_id, ruleset_version=version, total=outcome.money,
                 fiscal_doc=0, clawback=outcome.clawback, refund=outcome.refund,
@@ -375,8 +387,11 @@ def _journal_lots(settlement: rules.Settlement) -> list[dict[str, Any]]:
 def _return_line(sold: DraftLine, rl: rules.ReturnLine) -> FiscalLine:
     """A returned line: its price, less what points and instant discounts had paid of it."""
     printed = FiscalLine(text=sold.name, qty=rl.qty, price=sold.price)
-    not_money = max(0, printed.total - rl.money)
-    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, points_discount=not_money)
+    points = min(rl.refund_money, printed.total)
+    # Whatever else the money given back falls short of the price is the line's discount.
+    discount = max(0, printed.total - points - rl.money)
+    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, points_discount=points,
+                      discount=discount)
 
 
 def _fiscal_to_wire(r: FiscalReceipt) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from agent import identity, journal
+from agent import epochs, identity, journal
 from agent.config import DEFAULT_STATE, AgentConfig
 from agent.store import get_meta, open_store
 
@@ -45,6 +45,9 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--port-file", type=Path, help="write the POS API port here when ready")
     run.add_argument("--sync-interval", type=float, help="seconds between pushes")
     run.add_argument("--pull-interval", type=float, help="seconds between pulls")
+    run.add_argument("--max-backoff", type=float,
+                     help="longest wait in seconds between sync attempts while the central"
+                          " is unreachable")
     run.add_argument("--shift-close-at", help="close the shift with a Z report daily at HH:MM")
     run.set_defaults(func=_run)
 
@@ -69,7 +72,8 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
-             "pos_port", "port_file", "sync_interval", "pull_interval", "shift_close_at")
+             "pos_port", "port_file", "sync_interval", "pull_interval", "max_backoff",
+             "shift_close_at")
     return {n: getattr(args, n, None) for n in names}
 
 
@@ -127,7 +131,10 @@ def _status(args: argparse.Namespace) -> int:
         last_seq, _ = journal.last(db)
         acked = int(get_meta(db, "acked_seq", "0") or 0)
         out["journal"] = {"epoch": journal.epoch(db), "last_seq": last_seq,
-                          "acked_seq": acked, "unsent": last_seq - acked}
+                          "acked_seq": acked, "unsent": last_seq - acked,
+                          **epochs.describe(db)}
+        revoked = get_meta(db, "revoked")
+        out["enrolment"] = f"revoked: {revoked}" if revoked else out.get("enrolment", "active")
         db.close()
     print(json.dumps(out, indent=2))
     return 0

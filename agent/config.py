@@ -25,6 +25,7 @@ class AgentConfig:
     port_file: Path | None = None
     sync_interval: float = 5.0  # seconds between pushes when nothing wakes the client
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
+    max_backoff: float = 60.0  # longest wait between attempts while the central is away
     shift_close_at: str | None = None  # "HH:MM" local time for the daily Z report
 
     @classmethod

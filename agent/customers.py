@@ -33,12 +33,16 @@ def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
     if row is None:
         return None
     tier, segments, available, pending, debt, as_of_epoch, as_of_seq = row
-    # Entries the central had not applied when it sent this balance still count here.
-    since = as_of_seq if as_of_epoch == epoch(db) else 0
+    # Entries the central had not applied when it sent this balance still count here. An
+    # older epoch's entries are all in the central's figures, or were carried into the
+    # current epoch when it began (agent.epochs).
+    current = epoch(db)
+    since = as_of_seq if as_of_epoch == current else 0
     earned, redeemed, clawback, refund = db.execute(
         "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(redeemed), 0),"
         " COALESCE(SUM(clawback), 0), COALESCE(SUM(refund), 0)"
-        " FROM journal WHERE customer_id = ? AND seq > ?", [customer_id, since]
+        " FROM journal WHERE customer_id = ? AND epoch = ? AND seq > ?",
+        [customer_id, current, since]
     ).fetchone()
     return CustomerView(
         id=customer_id,

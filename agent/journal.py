@@ -2,6 +2,9 @@
 
 `append` must run inside the caller's `db.atomic()` block, together with whatever else the
 receipt writes, so that the entry and its outbox row exist exactly when the receipt does.
+Entries are keyed by (epoch, seq): a restored database goes on in a new epoch
+(agent.epochs) and keeps the old epoch's entries; appending and sending concern the
+current epoch only.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ def epoch(db: sqlite_utils.Database) -> str:
 
 
 def last(db: sqlite_utils.Database) -> tuple[int, str]:
-    """(seq, hash) of the newest entry, or (0, the epoch's genesis hash)."""
-    row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else (0, genesis_hash(epoch(db)))
+    """(seq, hash) of the current epoch's newest entry, or (0, the epoch's genesis hash)."""
+    ep = epoch(db)
+    row = db.execute("SELECT seq, hash FROM journal WHERE epoch = ? ORDER BY seq DESC LIMIT 1",
+                     [ep]).fetchone()
+    return (row[0], row[1]) if row else (0, genesis_hash(ep))
 
 
 def append(db: sqlite_utils.Database, draft: JournalEntry) -> JournalEntry:
@@ -44,23 +49,32 @@ def append(db: sqlite_utils.Database, draft: JournalEntry) -> JournalEntry:
          entry.customer_id, entry.earned, entry.redeemed, entry.clawback, entry.refund,
          entry.fiscal_doc, entry.at, pack(entry.to_wire())],
     )
-    db.execute("INSERT INTO outbox (seq) VALUES (?)", [entry.seq])
+    db.execute("INSERT INTO outbox (epoch, seq) VALUES (?, ?)", [entry.epoch, entry.seq])
     return entry
 
 
-def entries_from(db: sqlite_utils.Database, first_seq: int, limit: int) -> list[JournalEntry]:
+def entries_from(db: sqlite_utils.Database, first_seq: int, limit: int,
+                 of_epoch: str | None = None) -> list[JournalEntry]:
     rows = db.execute(
-        "SELECT body FROM journal WHERE seq >= ? ORDER BY seq LIMIT ?", [first_seq, limit]
-    ).fetchall()
+        "SELECT body FROM journal WHERE epoch = ? AND seq >= ? ORDER BY seq LIMIT ?",
+        [of_epoch or epoch(db), first_seq, limit]).fetchall()
     return [JournalEntry.from_wire(unpack(r[0])) for r in rows]
+
+
+def hashes(db: sqlite_utils.Database, of_epoch: str, first_seq: int,
+           last_seq: int) -> dict[int, str]:
+    return dict(db.execute(
+        "SELECT seq, hash FROM journal WHERE epoch = ? AND seq BETWEEN ? AND ?",
+        [of_epoch, first_seq, last_seq]).fetchall())
 
 
 @dataclass
 class VerifyReport:
     entries: int
-    last_seq: int
+    last_seq: int  # of the current epoch
     epoch: str
     problems: list[str]
+    epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -71,25 +85,37 @@ class VerifyReport:
 
 
 def verify(db: sqlite_utils.Database) -> VerifyReport:
-    """Walk the whole chain: sequence, links, hashes, and the indexed columns vs the body."""
+    """Walk every epoch's chain: sequence, links, hashes, and the indexed columns vs the body."""
     problems: list[str] = []
     ep = epoch(db)
-    prev_hash, expected_seq, count = genesis_hash(ep), 1, 0
-    for seq, hash_, body in db.execute("SELECT seq, hash, body FROM journal ORDER BY seq"):
+    epochs: list[dict[str, Any]] = []
+    chains: dict[str, tuple[int, str]] = {}  # epoch -> (next expected seq, previous hash)
+    count = 0
+    for row_epoch, seq, hash_, body in db.execute(
+            "SELECT epoch, seq, hash, body FROM journal ORDER BY epoch = ?, id", [ep]):
+        # Older epochs first, the current one last; each chains from its own genesis.
+        if row_epoch not in chains:
+            chains[row_epoch] = (1, genesis_hash(row_epoch))
+            epochs.append({"epoch": row_epoch, "entries": 0, "last_seq": 0})
+        expected_seq, prev_hash = chains[row_epoch]
+        where = f"entry {seq}" if row_epoch == ep else f"epoch {row_epoch[:8]} entry {seq}"
         count += 1
+        epochs[-1]["entries"] += 1
+        epochs[-1]["last_seq"] = seq
+        chains[row_epoch] = (seq + 1, hash_)
         try:
             e = JournalEntry.from_wire(unpack(body))
         except ValueError as err:
-            problems.append(f"entry {seq}: unreadable body ({err})")
-            expected_seq, prev_hash = seq + 1, hash_
+            problems.append(f"{where}: unreadable body ({err})")
             continue
         if seq != expected_seq:
-            problems.append(f"gap: expected entry {expected_seq}, found {seq}")
-        if e.seq != seq or e.hash != hash_ or e.epoch != ep:
-            problems.append(f"entry {seq}: indexed columns differ from its body")
+            problems.append(f"gap: expected entry {expected_seq}, found {seq}"
+                            + ("" if row_epoch == ep else f" in epoch {row_epoch[:8]}"))
+        if e.seq != seq or e.hash != hash_ or e.epoch != row_epoch:
+            problems.append(f"{where}: indexed columns differ from its body")
         if e.prev_hash != prev_hash:
-            problems.append(f"entry {seq}: does not chain to the entry before it")
+            problems.append(f"{where}: does not chain to the entry before it")
         if e.compute_hash() != e.hash:
-            problems.append(f"entry {seq}: content does not match its hash")
-        expected_seq, prev_hash = seq + 1, hash_
-    return VerifyReport(count, expected_seq - 1, ep, problems)
+            problems.append(f"{where}: content does not match its hash")
+    last_seq = chains.get(ep, (1, ""))[0] - 1
+    return VerifyReport(count, last_seq, ep, problems, epochs)

@@ -16,7 +16,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tzlocal import get_localzone
 
-from agent import identity, journal
+from agent import epochs, identity, journal
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
 from agent.config import AgentConfig
@@ -49,7 +49,8 @@ class Agent:
                                  kind=cfg.reader_kind,  # type: ignore[arg-type]
                                  suffix=cfg.reader_suffix)  # type: ignore[arg-type]
         self.client = CentralClient(self.identity)
-        self.sync = SyncClient(self.db, self.client)
+        self.sync = SyncClient(self.db, self.client, max_backoff_s=cfg.max_backoff,
+                               clock=utcnow)
         self.rules = RulesCache(self.db)
         self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
                                  on_journal=self.wake_push)
@@ -111,10 +112,12 @@ class Agent:
             "store": self.identity.store,
             "central": self.identity.central_url,
             "enrolment": "revoked" if self.sync.state.revoked else "active",
+            "ruleset_refused": self.sync.state.ruleset_refused,
             "ruleset_version": self.rules.version(),
             "journal": {"epoch": journal.epoch(self.db), "last_seq": last_seq,
                         "acked_seq": self.sync.acked_seq(),
-                        "unsent": last_seq - self.sync.acked_seq()},
+                        "unsent": last_seq - self.sync.acked_seq(),
+                        **epochs.describe(self.db)},
             "pending_receipts": self.checkout.pending(),
             "printer": vars(self.printer.state()),
             "reader": self.reader.state(),

@@ -63,6 +63,37 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO meta VALUES ('customer_cursor', '0')")
 
 
+@migrations()
+def m002_journal_keyed_by_epoch(db: sqlite_utils.Database) -> None:
+    # A restored database starts a new epoch (agent.epochs), and the entries of the old one
+    # stay: so the journal is keyed by (epoch, seq), in the order entries were written.
+    db.executescript(
+        """
+        CREATE TABLE journal_by_epoch (
+            id INTEGER PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+            hash TEXT NOT NULL, prev_hash TEXT NOT NULL, kind TEXT NOT NULL,
+            receipt_id TEXT NOT NULL, customer_id TEXT, earned INTEGER NOT NULL,
+            redeemed INTEGER NOT NULL, clawback INTEGER NOT NULL, refund INTEGER NOT NULL,
+            fiscal_doc INTEGER NOT NULL, at TEXT NOT NULL, body BLOB NOT NULL,
+            UNIQUE (epoch, seq), UNIQUE (epoch, receipt_id)
+        );
+        INSERT INTO journal_by_epoch (epoch, seq, hash, prev_hash, kind, receipt_id,
+            customer_id, earned, redeemed, clawback, refund, fiscal_doc, at, body)
+          SELECT epoch, seq, hash, prev_hash, kind, receipt_id, customer_id, earned, redeemed,
+                 clawback, refund, fiscal_doc, at, body FROM journal ORDER BY seq;
+        DROP TABLE journal;
+        ALTER TABLE journal_by_epoch RENAME TO journal;
+        CREATE INDEX journal_customer ON journal(customer_id, epoch, seq);
+        CREATE TABLE outbox_by_epoch (epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+                                      PRIMARY KEY (epoch, seq));
+        INSERT INTO outbox_by_epoch SELECT (SELECT value FROM meta WHERE key = 'epoch'), seq
+          FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_by_epoch RENAME TO outbox;
+        """
+    )
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlite_utils
 
-from agent import customers, journal
+from agent import customers, epochs, journal, offline_caps
 from agent.central_client import CentralClient, CentralError
 from agent.store import get_meta, set_meta
-from protocol.batches import Batch, encode_batch
+from protocol.batches import ENVELOPE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Batch, encode_batch
+from protocol.journal import JournalEntry
 from protocol.rules import compile_ruleset
 from protocol.ruleset_wire import decode_ruleset
 from protocol.signing import BadSignature
@@ -26,7 +28,6 @@ from protocol.wire import InvalidMessage, pack
 
 log = logging.getLogger(__name__)
 
-BATCH_ENTRIES = 200
 MAX_BACKOFF_S = 60.0
 
 
@@ -50,22 +51,39 @@ class SyncState:
 
 
 class SyncClient:
-    def __init__(self, db: sqlite_utils.Database, client: CentralClient) -> None:
+    def __init__(self, db: sqlite_utils.Database, client: CentralClient, *,
+                 max_backoff_s: float = MAX_BACKOFF_S,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
         self.client = client
-        self.state = SyncState()
+        self.max_backoff_s = max_backoff_s
+        self.monotonic = monotonic  # the backoff's clock: tests move it instead of waiting
+        self.clock = clock  # wall time of the last contact, for the offline caps
+        self.state = SyncState(revoked=get_meta(db, "revoked") is not None)
+        # Compared with the central's position once per start, and again after a refusal.
+        self.position_checked = False
 
     def _failed(self, e: CentralError) -> None:
         self.state.failures += 1
         self.state.last_error = str(e)
-        if e.status == 403 and "revoked" in str(e):
+        if e.status == 403 and "revoked" in str(e) and not self.state.revoked:
+            # Kept in the store: store IT sees it in `agent status` even after a restart.
+            # The journal stays whole; selling goes on, and nothing is sent until the till
+            # is enrolled again.
             self.state.revoked = True
-        delay = min(MAX_BACKOFF_S, 0.5 * 2 ** min(self.state.failures, 8))
-        self.state.next_attempt = time.monotonic() + delay
+            set_meta(self.db, "revoked", str(e))
+            log.error("this till's enrolment was revoked at the central: %s", e)
+        delay = min(self.max_backoff_s, 0.5 * 2 ** min(self.state.failures, 8))
+        self.state.next_attempt = self.monotonic() + delay
         if self.state.failures == 1:
             log.warning("sync failed, backing off: %s", e)
 
     def _succeeded(self) -> None:
+        offline_caps.mark_contact(self.db, self.clock())
+        if self.state.revoked:
+            self.state.revoked = False  # enrolled again at the central
+            self.db.execute("DELETE FROM meta WHERE key = 'revoked'")
         if self.state.failures:
             log.info("sync recovered after %d failures", self.state.failures)
         self.state.failures = 0
@@ -73,25 +91,64 @@ class SyncClient:
         self.state.next_attempt = 0.0
 
     def backing_off(self) -> bool:
-        return time.monotonic() < self.state.next_attempt
+        return self.monotonic() < self.state.next_attempt
 
     def acked_seq(self) -> int:
         return int(get_meta(self.db, "acked_seq", "0") or 0)
 
+    def _set_acked(self, acked: int) -> None:
+        # Outbox rows go only at or below what the central acknowledged.
+        with self.db.atomic():
+            set_meta(self.db, "acked_seq", str(acked))
+            self.db.execute("DELETE FROM outbox WHERE epoch = ? AND seq <= ?",
+                            [journal.epoch(self.db), acked])
+
+    async def check_epoch(self) -> None:
+        """Find out whether this database was restored, and if so go on in a new epoch."""
+        ep = journal.epoch(self.db)
+        hi, _ = journal.last(self.db)
+        while True:
+            lo = max(1, hi - epochs.PROBE + 1)
+            try:
+                answer = await self.client.json(
+                    "GET", f"/sync/v1/position?epoch={ep}&from={lo}&to={max(hi, lo)}")
+            except CentralError as e:
+                self._failed(e)
+                raise
+            pos = epochs.Position.from_json(answer)
+            verdict = epochs.judge(self.db, pos, lo)
+            if verdict.restored and verdict.keep_until == lo - 1 and lo > 1 and pos.hashes:
+                hi = lo - 1  # every entry compared differs: the fork is further back
+                continue
+            break
+        if verdict.restored:
+            reason = (f"database restored: the central holds entry {pos.acked_seq} of epoch"
+                      f" {ep[:8]}, this journal diverges after entry {verdict.keep_until}")
+            epochs.start_new_epoch(self.db, verdict.keep_until, reason)
+        else:
+            self._set_acked(verdict.acked_seq)
+        self.position_checked = True
+
     async def push(self) -> int:
         """Send everything above the acknowledged sequence; returns the new acknowledgement."""
+        if not self.position_checked:
+            await self.check_epoch()
         while True:
             acked = self.acked_seq()
-            entries = journal.entries_from(self.db, acked + 1, BATCH_ENTRIES)
+            entries, encoded = _bounded(journal.entries_from(self.db, acked + 1,
+                                                             MAX_BATCH_ENTRIES))
             if not entries:
                 return acked
             batch = Batch(self.client.identity.till_id, journal.epoch(self.db),
-                          tuple(entries), datetime.now(UTC).isoformat(timespec="seconds"))
+                          tuple(entries), datetime.now(UTC).isoformat(timespec="seconds"),
+                          tuple(encoded))
             data = encode_batch(self.client.identity.key, batch)
             try:
                 answer = json.loads((await self.client.request("POST", "/sync/v1/batches",
                                                                data))[0])
             except CentralError as e:
+                if e.status == 409:
+                    self.position_checked = False  # a conflict: compare positions again
                 self._failed(e)
                 raise
             self._succeeded()
@@ -99,9 +156,12 @@ class SyncClient:
             new_acked = int(answer["acked_seq"])
             if answer.get("epoch") != batch.epoch:
                 raise CentralError("central acknowledged another epoch")
-            with self.db.atomic():
-                set_meta(self.db, "acked_seq", str(new_acked))
-                self.db.execute("DELETE FROM outbox WHERE seq <= ?", [new_acked])
+            if new_acked > batch.last_seq and new_acked > journal.last(self.db)[0]:
+                # The central holds more of this epoch than this journal has: restored.
+                self.position_checked = False
+                await self.check_epoch()
+                continue
+            self._set_acked(new_acked)
             if new_acked <= acked:
                 # No progress although we sent from what it holds: retry on the schedule.
                 return new_acked
@@ -145,6 +205,23 @@ class SyncClient:
             self._succeeded()
             self.state.last_pull_ok = time.time()
             customers.apply_deltas(self.db, delta)
+            if "caps" in delta:
+                offline_caps.save(self.db, offline_caps.Caps.from_dict(delta["caps"]))
             count += len(delta["customers"])
             if not delta.get("more"):
                 return count
+
+
+def _bounded(entries: list[JournalEntry]) -> tuple[list[JournalEntry], list[bytes]]:
+    """As many entries as fit in one batch: the central refuses a bigger one outright."""
+    room = MAX_BATCH_BYTES - ENVELOPE_BYTES
+    taken: list[JournalEntry] = []
+    encoded: list[bytes] = []
+    for e in entries:
+        data = e.encoded_body()
+        room -= len(data) + 8  # msgpack's bin header
+        if room < 0 and taken:
+            break
+        taken.append(e)
+        encoded.append(data)
+    return taken, encoded

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from central import alerts, customers, ledger, rulesets, tills
+from central import alerts, customers, ledger, offline_caps, repricing, rulesets, tills
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
 from protocol.cards import InvalidCardNumber
 from protocol.rules import RuleSetError
@@ -198,3 +198,28 @@ async def summary(request: web.Request) -> web.Response:
         " FROM receipts"
     ).fetchone()
     return web.json_response({"ledger": by_kind, "receipts": dict(receipts)})
+
+
+@routes.get("/api/v1/offline-caps")
+async def get_offline_caps(request: web.Request) -> web.Response:
+    return web.json_response(offline_caps.current(request.app[DB]).to_dict())
+
+
+@routes.put("/api/v1/offline-caps")
+async def put_offline_caps(request: web.Request) -> web.Response:
+    """Set the caps; fields left out keep their defaults, null means no limit."""
+    body = await json_body(request)
+    actor = field(body, "actor", str)
+    try:
+        caps = offline_caps.OfflineCaps.from_dict(
+            {k: v for k, v in body.items() if k != "actor"})
+    except offline_caps.CapsError as e:
+        raise ApiError(400, str(e)) from None
+    offline_caps.set_caps(request.app[DB], caps, actor, request.app[CLOCK]())
+    return web.json_response(caps.to_dict())
+
+
+@routes.get("/api/v1/repricing")
+async def repricing_progress(request: web.Request) -> web.Response:
+    """How far the central has re-priced tills' sales, and how many did not match."""
+    return web.json_response(repricing.progress(request.app[DB]))

@@ -85,3 +85,18 @@ async def customers(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "'since' must be an integer cursor") from None
     return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor))
+
+
+@routes.get("/sync/v1/position")
+async def position(request: web.Request) -> web.Response:
+    """How far the central holds one of the calling till's epochs, with hashes to compare."""
+    till_id = await _calling_till(request)
+    epoch = request.query.get("epoch", "")
+    try:
+        first = int(request.query.get("from", "1"))
+        last = int(request.query.get("to", "0"))
+    except ValueError:
+        raise ApiError(400, "'from' and 'to' must be integers") from None
+    if not epoch:
+        raise ApiError(400, "'epoch' is required")
+    return web.json_response(ingest.position(request.app[DB], till_id, epoch, first, last))

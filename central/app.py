@@ -7,14 +7,14 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
 import sdnotify
 from aiohttp import web
 
-from central import api_office, api_sync, db, rulesets
+from central import api_office, api_sync, db, repricing, rulesets
 from central.clock import utcnow
 from central.secrets_store import load_or_create
 from central.web_common import CLOCK, DB, SECRETS, errors_middleware
@@ -22,9 +22,12 @@ from central.web_common import CLOCK, DB, SECRETS, errors_middleware
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+REPRICING_INTERVAL_S = 2.0
 
 
-def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow) -> web.Application:
+def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
+             reprice_every: float | None = REPRICING_INTERVAL_S) -> web.Application:
+    """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
@@ -42,8 +45,33 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow) -> web.Appl
     async def close_db(app: web.Application) -> None:
         app[DB].close()
 
+    if reprice_every is not None:
+        app.cleanup_ctx.append(_repricing_job(reprice_every))
     app.on_cleanup.append(close_db)
     return app
+
+
+def _repricing_job(every: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def job(app: web.Application) -> AsyncIterator[None]:
+        """Re-price journalled sales in the background, a chunk at a time, between requests."""
+
+        async def run() -> None:
+            cache = repricing.RuleSets(app[DB])
+            while True:
+                try:
+                    while repricing.reprice_pending(app[DB], app[CLOCK](), cache=cache):
+                        await asyncio.sleep(0)  # requests waiting meanwhile go first
+                except Exception:
+                    log.exception("re-pricing failed; trying again later")
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return job
 
 
 async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from central import ledger
+from central import ledger, offline_caps
 
 MAX_DELTA = 1000
 
@@ -48,4 +48,7 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int) -> dict
         "epoch": till["current_epoch"] if till else None,
         "acked_seq": till["acked_seq"] if till else 0,
         "customers": customers,
+        # The programme's offline caps travel with every delta, so a till has the current
+        # ones as soon as it has current balances.
+        "caps": offline_caps.current(conn).to_dict(),
     }

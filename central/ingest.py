@@ -12,15 +12,15 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from central import ledger
+from central import settlement
 from central.alerts import raise_alert
-from central.clock import iso, parse_iso
+from central.clock import iso
 from central.db import transaction
 from central.tills import TillRefused, public_key_of
 from protocol.batches import Batch, decode_batch
 from protocol.journal import JournalEntry, genesis_hash
 from protocol.signing import BadSignature
-from protocol.wire import InvalidMessage, pack
+from protocol.wire import InvalidMessage
 
 
 class BatchRefused(Exception):
@@ -109,29 +109,23 @@ def _epoch_state(conn: sqlite3.Connection, batch: Batch, now: datetime) -> tuple
 
 def _apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
     acked, last_hash = _epoch_state(conn, batch, now)
-    applied = 0
-    for entry in batch.entries:
-        if entry.seq <= acked:
-            held = conn.execute(
-                "SELECT hash FROM journal WHERE till_id = ? AND epoch = ? AND seq = ?",
-                (batch.till_id, batch.epoch, entry.seq),
-            ).fetchone()
-            if held is None or held["hash"] != entry.hash:
-                raise BatchRefused(
-                    409,
-                    f"entry {entry.seq} differs from the one already held",
-                    alert="journal rewritten",
-                )
-            continue
-        if entry.seq > acked + 1:
-            break  # a gap: the answer tells the till where to resend from
-        if entry.prev_hash != last_hash or entry.compute_hash() != entry.hash:
+    _check_replayed(conn, batch, acked)
+    fresh = [(e, raw) for e, raw in zip(batch.entries, batch.encoded, strict=True)
+             if e.seq > acked]
+    if fresh and fresh[0][0].seq != acked + 1:
+        fresh = []  # a gap: the answer tells the till where to resend from
+    for e, _ in fresh:
+        # The hash is that of the bytes received (decode_batch), so content and hash agree
+        # by construction; what is left to check is the link to the entry before.
+        if e.prev_hash != last_hash:
             raise BatchRefused(
-                422, f"entry {entry.seq} breaks the hash chain", alert="broken hash chain"
+                422, f"entry {e.seq} breaks the hash chain", alert="broken hash chain"
             )
-        _apply_entry(conn, batch.till_id, entry, now)
-        acked, last_hash = entry.seq, entry.hash
-        applied += 1
+        last_hash = e.hash
+    if fresh:
+        _store_entries(conn, batch.till_id, fresh, now)
+        settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
+        acked = fresh[-1][0].seq
     conn.execute(
         "UPDATE till_epochs SET acked_seq = ?, last_hash = ? WHERE till_id = ? AND epoch = ?",
         (acked, last_hash, batch.till_id, batch.epoch),
@@ -140,82 +134,79 @@ def _apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
         "UPDATE tills SET acked_seq = ?, last_hash = ?, last_sync_at = ? WHERE id = ?",
         (acked, last_hash, iso(now), batch.till_id),
     )
-    return Ack(batch.epoch, acked, applied)
+    return Ack(batch.epoch, acked, len(fresh))
 
 
-def _apply_entry(conn: sqlite3.Connection, till_id: str, e: JournalEntry, now: datetime) -> None:
-    conn.execute(
+def _check_replayed(conn: sqlite3.Connection, batch: Batch, acked: int) -> None:
+    """Entries the central holds already must be exactly what it holds."""
+    if batch.first_seq > acked:
+        return
+    held = dict(
+        conn.execute(
+            "SELECT seq, hash FROM journal WHERE till_id = ? AND epoch = ? AND seq BETWEEN ? AND ?",
+            (batch.till_id, batch.epoch, batch.first_seq, min(acked, batch.last_seq)),
+        ).fetchall()
+    )
+    for e in batch.entries:
+        if e.seq <= acked and held.get(e.seq) != e.hash:
+            raise BatchRefused(
+                409, f"entry {e.seq} differs from the one already held", alert="journal rewritten"
+            )
+
+
+def _store_entries(
+    conn: sqlite3.Connection, till_id: str, fresh: list[tuple[JournalEntry, bytes]], now: datetime
+) -> None:
+    received = iso(now)
+    conn.executemany(
         "INSERT INTO journal (till_id, epoch, seq, hash, prev_hash, kind, receipt_id,"
         " customer_id, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            till_id,
-            e.epoch,
-            e.seq,
-            e.hash,
-            e.prev_hash,
-            e.kind,
-            e.receipt_id,
-            e.customer_id,
-            pack(e.to_wire()),
-            iso(now),
-        ),
+        [
+            (till_id, e.epoch, e.seq, e.hash, e.prev_hash, e.kind, e.receipt_id, e.customer_id,
+             raw, received)
+            for e, raw in fresh
+        ],
     )
-    conn.execute(
+    conn.executemany(
         "INSERT OR IGNORE INTO receipts (till_id, receipt_id, kind, customer_id, store, total,"
         " earned, redeemed, clawback, refund, original_receipt_id, at, ruleset_version)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            till_id,
-            e.receipt_id,
-            e.kind,
-            e.customer_id,
-            e.store,
-            e.total,
-            e.earned,
-            e.redeemed,
-            e.clawback,
-            e.refund,
-            e.original_receipt_id,
-            e.at,
-            e.ruleset_version,
-        ),
+        [
+            (till_id, e.receipt_id, e.kind, e.customer_id, e.store, e.total, e.earned,
+             e.redeemed, e.clawback, e.refund, e.original_receipt_id, e.at, e.ruleset_version)
+            for e, _ in fresh
+        ],
     )
-    if e.customer_id is None:
-        return  # a non-member's receipt: journalled and counted, no points
-    if conn.execute("SELECT 1 FROM customers WHERE id = ?", (e.customer_id,)).fetchone() is None:
-        raise_alert(
-            conn,
-            now,
-            "unknown-customer",
-            f"entry {e.seq} names a customer the central does not know",
-            till_id=till_id,
-        )
-        return
-    src = ledger.Source(till_id=till_id, seq=e.seq, receipt_id=e.receipt_id)
-    if e.redeemed:
-        shortfall = ledger.redeem(conn, e.customer_id, e.redeemed, now, src)
-        if shortfall:
-            raise_alert(
-                conn,
-                now,
-                "offline-overspend",
-                f"receipt spent {shortfall} points more than the balance held; recorded as debt",
-                till_id=till_id,
-                customer_id=e.customer_id,
-            )
-    for lot in e.lots:
-        ledger.earn(
-            conn,
-            e.customer_id,
-            lot["points"],
-            parse_iso(lot["activates"]),
-            parse_iso(lot["expires"]),
-            now,
-            src,
-        )
-    if e.kind == "return" and e.original_receipt_id:
-        if e.refund:
-            ledger.refund(conn, e.customer_id, e.refund, e.original_receipt_id, now, src)
-        if e.clawback:
-            ledger.clawback(conn, e.customer_id, e.clawback, e.original_receipt_id, now, src)
-    ledger.touch(conn, e.customer_id)
+
+
+MAX_POSITION_HASHES = 1000
+
+
+def position(
+    conn: sqlite3.Connection, till_id: str, epoch: str, first_seq: int, last_seq: int
+) -> dict:
+    """What the central holds of a till's epoch: how far, and the hashes in a range.
+
+    A till compares them with its own journal to find out whether its database was restored
+    from a backup (agent.epochs), before it sends anything that would look like rewriting.
+    """
+    row = conn.execute(
+        "SELECT e.acked_seq, t.current_epoch FROM till_epochs e JOIN tills t ON t.id = e.till_id"
+        " WHERE e.till_id = ? AND e.epoch = ?",
+        (till_id, epoch),
+    ).fetchone()
+    if row is None:
+        return {"epoch": epoch, "known": False, "current": False, "acked_seq": 0, "hashes": {}}
+    first = max(1, first_seq)
+    last = min(last_seq, row["acked_seq"], first + MAX_POSITION_HASHES - 1)
+    hashes = conn.execute(
+        "SELECT seq, hash FROM journal WHERE till_id = ? AND epoch = ? AND seq BETWEEN ? AND ?",
+        (till_id, epoch, first, last),
+    ).fetchall()
+    return {
+        "epoch": epoch,
+        "known": True,
+        "current": row["current_epoch"] == epoch,
+        "acked_seq": row["acked_seq"],
+        "hashes": {str(r["seq"]): r["hash"] for r in hashes},
+    }

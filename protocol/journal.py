@@ -8,12 +8,23 @@ epoch chains to a hash derived from the epoch itself.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import secrets
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
-from protocol.wire import InvalidMessage, pack, require
+from protocol.wire import InvalidMessage, pack, require, unpack
 
 ENTRY_KINDS = ("sale", "return")
+
+
+def new_receipt_id(now: datetime) -> str:
+    """32 hex digits: milliseconds since the epoch, then 80 random bits (UUIDv7's layout).
+
+    Time-ordered ids make every index keyed by (till, receipt) grow at one end per till, so
+    the central writes one index page per batch instead of one per receipt.
+    """
+    return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
 
 
 def genesis_hash(epoch: str) -> str:
@@ -45,15 +56,34 @@ class JournalEntry:
     hash: str = ""
 
     def body(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("hash")
-        return d
+        # Shallow on purpose: asdict() deep-copies `detail` (hundreds of nodes per receipt),
+        # which cost more than the rest of ingest together. Entries are never mutated.
+        return {name: getattr(self, name) for name in _BODY_FIELDS}
+
+    def encoded_body(self) -> bytes:
+        """The canonical bytes the entry's hash covers, and what travels in a batch."""
+        return pack(self.body())
 
     def compute_hash(self) -> str:
-        return hashlib.sha256(pack(self.body())).hexdigest()
+        return hashlib.sha256(self.encoded_body()).hexdigest()
 
     def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**self.body(), "hash": self.hash}
+
+    @classmethod
+    def from_encoded_body(cls, data: bytes) -> JournalEntry:
+        """Decode an entry as a batch carries it; its hash is that of these very bytes.
+
+        Hashing the bytes received, rather than re-encoding what they decode to, binds the
+        entry to exactly what the till signed and saves the central a canonical re-encoding
+        of every receipt; the bytes are stored as they came.
+        """
+        if not isinstance(data, bytes):
+            raise InvalidMessage("entry is not encoded as bytes")
+        obj = unpack(data)
+        if not isinstance(obj, dict) or "hash" in obj:
+            raise InvalidMessage("entry body is not a map without a hash")
+        return cls.from_wire({**obj, "hash": hashlib.sha256(data).hexdigest()})
 
     @classmethod
     def from_wire(cls, obj: Any) -> JournalEntry:
@@ -99,6 +129,9 @@ class JournalEntry:
         if not isinstance(obj.get("detail", {}), dict):
             raise InvalidMessage("field 'detail' has the wrong type")
         return cls(**obj)
+
+
+_BODY_FIELDS = tuple(f.name for f in fields(JournalEntry) if f.name != "hash")
 
 
 def chain_ok(entries: list[JournalEntry], prev_hash: str) -> str | None:

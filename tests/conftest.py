@@ -33,7 +33,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def central(aiohttp_client: Callable, tmp_path: Path, clock: FakeClock):
     """A test client for a central app on its own data directory."""
-    app = make_app(tmp_path / "central", clock)
+    app = make_app(tmp_path / "central", clock, reprice_every=None)  # tests re-price by hand
     client = await aiohttp_client(app)
     client.db = app[DB]
     client.secrets = app[SECRETS]

@@ -173,3 +173,43 @@ async def test_shift_closes_from_the_command_line_and_reopens_on_the_next_sale(
     await store.pos(till, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})
     state = await store.control(till, "GET", "/printer/state")
     assert state["shift"]["open"] is True and state["shift"]["number"] == 2
+
+
+async def test_campaign_discount_and_points_as_a_payment_on_the_fiscal_receipt(
+        store: StoreHarness):
+    """Head office publishes a campaign; a till set to show points as a payment type."""
+    from protocol.rules import default_ruleset_doc
+
+    till = store.tills[0]
+    doc = default_ruleset_doc()
+    doc["campaigns"].append({"id": "shoes-10", "name": "10% off shoes", "priority": 10,
+                             "members_only": False, "lines": {"categories": ["sports/shoes"]},
+                             "effect": {"type": "discount", "percent": 10}})
+    published = await store.office("PUT", "/api/v1/ruleset", {"doc": doc, "actor": "marketing"})
+    assert published["version"] == 2
+    store.procs.stop(store.agent_process(till))
+    await store.start_agent(till, "--points-mode", "payment")
+
+    async def has_v2() -> bool | None:
+        status = await store.pos(till, "GET", "/pos/v1/status")
+        return True if status["ruleset_version"] == 2 else None
+
+    await wait_for(has_v2, "the till to pull rule set 2", timeout=30)
+    cid = (await store.office("POST", "/api/v1/customers",
+                              {"card_number": CARD, "welcome_bonus": 1000}))["id"]
+    await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+    sale = await store.pos(till, "POST", "/pos/v1/receipts",
+                           {"customer_id": cid, "lines": [SHOES], "redeem": 300})
+    # 5,000.00 less 10 % is 4,500.00; 300 points pay 300.00; 5 % of the 4,200.00 in money.
+    assert (sale["total"], sale["redeemed"], sale["earned"]) == (420000, 300, 210)
+    doc_ = (await store.control(till, "GET", "/printer/documents"))["documents"][-1]
+    assert [d["amount"] for d in doc_["discounts"]] == [50000]
+    assert doc_["payments"] == [420000, 0, 0, 30000]
+    assert doc_["total"] == 450000
+
+    # A bad rule set is refused at publish, naming the place.
+    bad = default_ruleset_doc()
+    bad["campaigns"][0]["effect"]["percent"] = -5
+    with pytest.raises(ApiError) as e:
+        await store.office("PUT", "/api/v1/ruleset", {"doc": bad, "actor": "marketing"})
+    assert e.value.status == 422 and "campaigns[0].effect.percent" in e.value.body["error"]

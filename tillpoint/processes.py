@@ -50,8 +50,25 @@ class Processes:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL, as a power cut would: no cleanup, no last push."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def find(self, name: str) -> subprocess.Popen | None:
         return next((p for n, p in self.procs if n == name and p.poll() is None), None)
+
+    def reap(self, name: str, timeout: float = 10.0) -> None:
+        """Wait for processes of this name that were killed to be gone, then forget them.
+
+        A SIGKILLed process can still be dying when its HTTP connection has already reset;
+        starting its successor must not mistake it for the successor dying.
+        """
+        for n, proc in self.procs:
+            if n == name:
+                proc.wait(timeout)
+        self.forget_exited()
 
     def forget_exited(self) -> None:
         self.procs = [(n, p) for n, p in self.procs if p.poll() is None]

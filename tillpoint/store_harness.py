@@ -51,6 +51,8 @@ class StoreHarness:
         self.store = store
         self.procs = Processes(workdir / "logs")
         self.central_url = ""
+        # Where tills reach the central, when not directly (a proxy in front of it).
+        self.till_central_url: str | None = None
         self.admin_token = ""
         self.tills: list[Till] = []
         self.session: aiohttp.ClientSession | None = None
@@ -71,6 +73,12 @@ class StoreHarness:
 
     # -- central --------------------------------------------------------------------------
 
+    def kill_central(self) -> None:
+        proc = self.procs.find("central")
+        assert proc is not None, "the central is not running"
+        self.procs.kill(proc)
+        self.procs.forget_exited()
+
     async def start_central(self) -> None:
         data = self.workdir / "central"
         port_file = self.workdir / "central.port"
@@ -89,8 +97,10 @@ class StoreHarness:
 
     # -- tills ----------------------------------------------------------------------------
 
-    async def add_till(self, name: str, sim_args: tuple[str, ...] = ()) -> Till:
-        till = Till(name, self.workdir / name, self.workdir / name / "devices")
+    async def add_till(self, name: str, sim_args: tuple[str, ...] = (),
+                       agent_args: tuple[str, ...] = ()) -> Till:
+        till = Till(name, self.workdir / name, self.workdir / name / "devices",
+                    agent_args=list(agent_args))
         till.devices.mkdir(parents=True, exist_ok=True)
         control = till.devices / "control.json"
         control.unlink(missing_ok=True)
@@ -102,7 +112,8 @@ class StoreHarness:
         token = (await self.office("POST", "/api/v1/enrolment-tokens",
                                    {"store": self.store}))["token"]
         enroll = self.procs.start(f"{name}-enroll", tillpoint_cmd(
-            "agent", "enroll", "--state", str(till.state), "--central", self.central_url,
+            "agent", "enroll", "--state", str(till.state), "--central",
+            self.till_central_url or self.central_url,
             f"--token={token}", "--name", name))
         await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
         if enroll.returncode != 0:
@@ -117,12 +128,13 @@ class StoreHarness:
                           env: dict[str, str] | None = None) -> None:
         port_file = till.state / "pos.port"
         port_file.unlink(missing_ok=True)
-        self.procs.forget_exited()
+        self.procs.reap(f"{till.name}-agent")
         self.procs.start(f"{till.name}-agent", tillpoint_cmd(
             "agent", "run", "--state", str(till.state),
             "--printer", str(till.devices / "printer"), "--reader", str(till.devices / "reader"),
             "--pos-port", "0", "--port-file", str(port_file),
-            "--sync-interval", "0.5", "--pull-interval", "1", *extra), env=env)
+            "--sync-interval", "0.5", "--pull-interval", "1", *till.agent_args, *extra),
+            env=env)
         port = await wait_for(lambda: read_file(port_file), f"{till.name}'s agent",
                               timeout=60, check=self.procs.check_alive)
         till.pos_url = f"http://127.0.0.1:{port}"

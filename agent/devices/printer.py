@@ -50,6 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POINTS_TEXT = "Points"
+DISCOUNT_TEXT = "Discount"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class FiscalLine:
     department: int = 1
     tax: int = 0  # tax group 0..4, 0 = none
     points_discount: int = 0  # kopecks of this line paid with points
+    discount: int = 0  # kopecks of instant discount (campaigns) on this line
 
     @property
     def total(self) -> int:
@@ -437,7 +439,7 @@ class ShtrihPrinter:
     def _check_payments(self, r: FiscalReceipt) -> None:
         if not r.lines:
             raise PrinterError(None, "the receipt has no lines")
-        total = sum(line.total for line in r.lines)
+        total = sum(line.total - line.discount for line in r.lines)
         paid = r.cash + r.card
         if self.points_mode == "discount":
             total -= r.points
@@ -463,6 +465,11 @@ class ShtrihPrinter:
                 is_return=r.kind == "return",
             )
             steps.append(_Step(frame, cmd.RETURN_SALE if r.kind == "return" else cmd.SALE))
+            if line.discount:
+                frame = cmd.encode_discount(
+                    pw, amount=line.discount, taxes=taxes, text=DISCOUNT_TEXT, width=width
+                )
+                steps.append(_Step(frame, cmd.DISCOUNT))
             if line.points_discount and self.points_mode == "discount":
                 frame = cmd.encode_discount(
                     pw, amount=line.points_discount, taxes=taxes, text=POINTS_TEXT, width=width

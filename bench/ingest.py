@@ -1,0 +1,126 @@
+"""Central ingest benchmark: signed batches from 1,000 simulated tills into the SQLite ledger.
+
+    python -m bench.ingest --json
+
+receipts_per_s: batches from `--tills` tills (default 1,000), each till's journal cut into
+batches of `--batch` entries and sent interleaved, as the central sees them in a busy hour;
+each batch goes through `central.ingest.ingest` exactly as the HTTP handler calls it:
+signature check, decoding, chain and sequence checks, journal and receipt rows, ledger
+application (lots, redemptions, debts), in one transaction per batch. HTTP is not included
+here; catch_up_s includes it.
+
+catch_up_s: one till back after 7 days offline with 5,000 receipts, from reconnect to fully
+acknowledged: a real central process, the agent's own sync client, real HTTP.
+
+The figures are also written to bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench import ingest_data
+from bench.catch_up import catch_up
+from central import db, ingest, ledger
+from central.clock import iso
+from protocol.signing import public_key_hex
+
+RESULTS = Path(__file__).parent / "results" / "ingest.json"
+
+
+def _setup(conn: sqlite3.Connection, tills: int, customers: int, rng: random.Random) -> tuple[
+        list[ingest_data.SimTill], list[str]]:
+    now = ingest_data.now()
+    sims = []
+    with db.transaction(conn):
+        for i in range(tills):
+            key = Ed25519PrivateKey.generate()
+            sim = ingest_data.SimTill(f"till_{i:05d}", key)
+            conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(now)))
+            sims.append(sim)
+        ids = [f"cus_{i:08d}" for i in range(customers)]
+        conn.executemany("INSERT INTO customers (id, created_at) VALUES (?, ?)",
+                         [(c, iso(now)) for c in ids])
+        for c in ids:
+            if rng.random() < 0.9:  # most members hold a welcome bonus; a few spend into debt
+                ledger.earn(conn, c, 500, now - timedelta(days=30), now + timedelta(days=300),
+                            now - timedelta(days=30), ledger.Source(reason="welcome"),
+                            kind="bonus")
+    return sims, ids
+
+
+def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        conn = db.connect(Path(tmp) / "central.db")
+        sims, ids = _setup(conn, tills, customers, rng)
+        now = ingest_data.now()
+        tpls = ingest_data.templates(rng, now - timedelta(hours=1))
+        rounds: list[list[bytes]] = []
+        for sim in sims:
+            ingest_data.fill(sim, rng, tpls, ids, per_till, now - timedelta(hours=1),
+                             timedelta(hours=1))
+            rounds.append(sim.batches(batch, now))
+        # Interleaved: every till's first batch, then every till's second, and so on.
+        order = [b for k in range(max(map(len, rounds))) for r in rounds if k < len(r)
+                 for b in [r[k]]]
+        receipts = tills * per_till
+        gc.collect()
+        started = time.perf_counter()
+        for data in order:
+            ingest.ingest(conn, data, now)
+        elapsed = time.perf_counter() - started
+        held = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+        conn.close()
+    assert held == receipts, f"{held} of {receipts} entries held"
+    return {"receipts": receipts, "batches": len(order), "batch_entries": batch,
+            "seconds": round(elapsed, 3), "receipts_per_s": round(receipts / elapsed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tills", type=int, default=1000, help="simulated tills (%(default)s)")
+    p.add_argument("--receipts-per-till", type=int, default=50, help="(%(default)s)")
+    p.add_argument("--batch", type=int, default=50, help="entries per batch (%(default)s)")
+    p.add_argument("--customers", type=int, default=20_000, help="members (%(default)s)")
+    p.add_argument("--catch-up-receipts", type=int, default=5000, help="(%(default)s)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-catch-up", action="store_true", help="measure ingest only")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    # Overspend alerts are part of the load; their log lines are not part of the output.
+    logging.basicConfig(level=logging.ERROR)
+    result: dict = {"tills": args.tills}
+    t = throughput(args.tills, args.receipts_per_till, args.batch, args.customers, args.seed)
+    result.update(receipts_per_s=t["receipts_per_s"], ingest=t)
+    if not args.no_catch_up:
+        c = asyncio.run(catch_up(args.catch_up_receipts, args.seed))
+        result.update(catch_up_s=c["seconds"], catch_up=c)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>16}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

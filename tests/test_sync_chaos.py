@@ -1,0 +1,187 @@
+"""Exactly once through a hostile network and killed processes, on real parts.
+
+Three tills sell at once through their POS APIs while a proxy between them and the central
+drops requests, drops answers after the central applied them, duplicates, delays, replays
+stale batches, resets connections and answers 5xx; agents and the central are SIGKILLed at
+random moments and restarted. At the end the central's journal is the tills' journals
+entry by entry, every balance is what the journals (priced by the rules, which the central
+re-checks) give, and no alarm was raised by any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+import pytest
+
+from agent import journal
+from agent.store import open_store
+from tests.fault_proxy import FaultPlan, FaultProxy
+from tillpoint.demo import card_number
+from tillpoint.processes import wait_for
+from tillpoint.store_harness import ApiError, StoreHarness, Till
+
+RECEIPTS = 2000
+MEMBERS = 30
+BONUS = 3000
+ITEMS = [{"sku": "300", "name": "Socks", "qty": 1000, "price": 15000, "category": "sports"},
+         {"sku": "100", "name": "Milk", "qty": 2000, "price": 8990, "category": "dairy"}]
+AGENT_ARGS = ("--max-backoff", "1", "--sync-interval", "0.3")
+
+
+def local_entries(till: Till) -> list[tuple[str, int, str, str | None, int, int]]:
+    db = open_store(till.state / "agent.db")
+    try:
+        rows = db.execute("SELECT epoch, seq, hash, customer_id, earned, redeemed FROM journal"
+                          " ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [tuple(r) for r in rows]
+
+
+def journalled(tills: list[Till]) -> int:
+    total = 0
+    for till in tills:
+        db = open_store(till.state / "agent.db")
+        try:
+            total += db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+        finally:
+            db.close()
+    return total
+
+
+class Chaos:
+    def __init__(self, store: StoreHarness, proxy: FaultProxy, rng: random.Random) -> None:
+        self.store = store
+        self.proxy = proxy
+        self.rng = rng
+        self.restarting: set[str] = set()
+        self.kills = {"agent": 0, "central": 0}
+
+    async def kill_agent(self, till: Till) -> None:
+        self.restarting.add(till.name)
+        try:
+            self.store.procs.kill(self.store.agent_process(till))
+            self.kills["agent"] += 1
+            await self.store.start_agent(till)
+        finally:
+            self.restarting.discard(till.name)
+
+    async def kill_central(self) -> None:
+        self.store.kill_central()
+        self.kills["central"] += 1
+        await self.store.start_central()
+        self.proxy.upstream = self.store.central_url
+
+
+async def sell(store: StoreHarness, chaos: Chaos, till: Till, customers: list[str],
+               rng: random.Random, done: asyncio.Event) -> None:
+    """A cashier at one till: receipts one after another, whatever the network does."""
+    n = 0
+    while not done.is_set():
+        n += 1
+        body: dict = {"lines": [rng.choice(ITEMS)], "payment": "cash"}
+        # Members' receipts carry loyalty lines, and the simulated printer's work grows with
+        # everything it has printed: a fifth of receipts are members', to keep this lean.
+        if rng.random() < 0.2:
+            body["customer_id"] = rng.choice(customers)
+            if n % 3 == 0:
+                body["redeem"] = 50
+        try:
+            await store.pos(till, "POST", "/pos/v1/receipts", body)
+        except ApiError as e:
+            if e.status == 409 and "redemption refused" in str(e.body):
+                continue  # a cap or the balance said no: the cashier takes cash
+            if e.status == 409 and "pending_receipt_id" in e.body:
+                await store.pos(till, "POST", "/pos/v1/pending/reconcile", {})
+                continue
+            raise
+        except (aiohttp.ClientError, TimeoutError):
+            # The agent was killed under us: wait until it is back, then go on.
+            await wait_for(lambda t=till: None if t.name in chaos.restarting else True,
+                           f"{till.name} to come back", timeout=90)
+
+
+async def test_ledger_equals_journals_after_faults_and_kills(tmp_path):
+    rng = random.Random(20261123)
+    async with StoreHarness(tmp_path) as store:
+        await store.start_central()
+        proxy = FaultProxy(store.central_url, FaultPlan(rate=0.0), seed=7)
+        store.till_central_url = await proxy.start()
+        try:
+            tills = [await store.add_till(f"till-{k + 1}", agent_args=AGENT_ARGS)
+                     for k in range(3)]
+            customers = [(await store.office("POST", "/api/v1/customers", {
+                "card_number": card_number(i + 1), "welcome_bonus": BONUS}))["id"]
+                for i in range(MEMBERS)]
+            for till in tills:
+                # The newest member: once a till knows them, it has pulled every one before.
+                await store.pos(till, "POST", "/pos/v1/identify",
+                                {"card_number": card_number(MEMBERS)})
+            proxy.plan = FaultPlan(rate=0.3, max_delay_s=0.2)
+            chaos = Chaos(store, proxy, rng)
+            done = asyncio.Event()
+            cashiers = [asyncio.create_task(sell(store, chaos, t, customers,
+                                                 random.Random(k), done))
+                        for k, t in enumerate(tills)]
+            # Kills at random points of the day: after this many receipts are journalled.
+            plan = sorted(rng.sample(range(100, RECEIPTS - 100), 6))
+            victims = ["central", "agent", "agent", "central", "agent", "agent"]
+            try:
+                for at, victim in zip(plan, victims, strict=True):
+                    await wait_for(lambda at=at: True if journalled(tills) >= at else None,
+                                   f"{at} receipts", timeout=120,
+                                   check=lambda: [c.result() for c in cashiers if c.done()])
+                    if victim == "central":
+                        await chaos.kill_central()
+                    else:
+                        await chaos.kill_agent(rng.choice(tills))
+                await wait_for(lambda: True if journalled(tills) >= RECEIPTS else None,
+                               f"{RECEIPTS} receipts", timeout=120,
+                               check=lambda: [c.result() for c in cashiers if c.done()])
+            finally:
+                done.set()
+                for c in cashiers:
+                    await c
+            proxy.plan = FaultPlan(rate=0.0)
+            await store.wait_synced(timeout=120)
+            await check_whole(store, tills, customers)
+            assert chaos.kills == {"agent": 4, "central": 2}
+            assert sum(proxy.counts.values()) > 100, proxy.counts
+        finally:
+            await proxy.close()
+
+
+async def check_whole(store: StoreHarness, tills: list[Till], customers: list[str]) -> None:
+    expected = dict.fromkeys(customers, BONUS)
+    total = 0
+    for till in tills:
+        local = local_entries(till)
+        total += len(local)
+        held = (await store.office("GET", f"/api/v1/tills/{till.till_id}/journal"))["entries"]
+        assert [(e[0], e[1], e[2]) for e in local] == [
+            (h["epoch"], h["seq"], h["hash"]) for h in held], till.name
+        for _, _, _, cid, earned, redeemed in local:
+            if cid:
+                expected[cid] += earned - redeemed
+        db = open_store(till.state / "agent.db")
+        try:
+            assert journal.verify(db).ok
+        finally:
+            db.close()
+    assert total >= RECEIPTS
+    for cid in customers:
+        bal = (await store.office("GET", f"/api/v1/customers/{cid}"))["balance"]
+        assert bal["available"] + bal["pending"] == expected[cid], cid
+
+    async def repriced() -> bool | None:
+        return True if (await store.office("GET", "/api/v1/repricing"))["behind"] == 0 else None
+
+    await wait_for(repriced, "the central to re-price every sale", timeout=60)
+    alerts = (await store.office("GET", "/api/v1/alerts"))["alerts"]
+    assert not [a for a in alerts if a["kind"] in ("security", "repricing-mismatch")], alerts
+
+
+pytestmark = pytest.mark.timeout(400)
