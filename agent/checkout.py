@@ -97,7 +97,10 @@ class Checkout:
             offline_caps.load(self.db),
             offline_caps.usage(self.db, customer_id, now or self.clock()))
         return rules.Customer(id=found.id, balance=max(0, found.available), tier=found.tier,
-                              segments=found.segments,
+                              segments=found.segments, birthday=found.birthday,
+                              purchase_count=found.purchases,
+                              qualifying_spend=found.qualifying_spend,
+                              activated_offers=found.offers,
                               redeem_allowance=allowed.points), allowed
 
     def balance(self, customer_id: str | None) -> dict[str, int] | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 import sqlite_utils
 
@@ -18,6 +19,10 @@ class CustomerView:
     available: int  # spendable now, as far as this till can know
     pending: int  # earned, waiting out the return window
     debt: int
+    birthday: date | None = None
+    offers: frozenset[str] = field(default_factory=frozenset)
+    purchases: int = 0  # sales so far, this till's unsynced ones included
+    qualifying_spend: int = 0  # kopecks in the current tier window, as the central counts
 
 
 def by_token(db: sqlite_utils.Database, token: str) -> str | None:
@@ -27,20 +32,22 @@ def by_token(db: sqlite_utils.Database, token: str) -> str | None:
 
 def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
     row = db.execute(
-        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq"
+        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile"
         " FROM customers WHERE id = ?", [customer_id]
     ).fetchone()
     if row is None:
         return None
-    tier, segments, available, pending, debt, as_of_epoch, as_of_seq = row
+    tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile_json = row
+    profile = json.loads(profile_json)
     # Entries the central had not applied when it sent this balance still count here. An
     # older epoch's entries are all in the central's figures, or were carried into the
     # current epoch when it began (agent.epochs).
     current = epoch(db)
     since = as_of_seq if as_of_epoch == current else 0
-    earned, redeemed, clawback, refund = db.execute(
+    earned, redeemed, clawback, refund, sales = db.execute(
         "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(redeemed), 0),"
-        " COALESCE(SUM(clawback), 0), COALESCE(SUM(refund), 0)"
+        " COALESCE(SUM(clawback), 0), COALESCE(SUM(refund), 0),"
+        " COALESCE(SUM(kind = 'sale'), 0)"
         " FROM journal WHERE customer_id = ? AND epoch = ? AND seq > ?",
         [customer_id, current, since]
     ).fetchone()
@@ -51,7 +58,16 @@ def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
         available=available - redeemed + refund,
         pending=max(0, pending + earned - clawback),
         debt=debt,
+        birthday=date.fromisoformat(profile["birthday"]) if profile.get("birthday") else None,
+        offers=frozenset(profile.get("offers", ())),
+        purchases=profile.get("purchases", 0) + sales,
+        # The central's figure: an upgrade earned by this till's own unsynced receipts
+        # shows once they are synced (the engine already counts the receipt being priced).
+        qualifying_spend=profile.get("qualifying_spend", 0),
     )
+
+
+PROFILE = ("birthday", "offers", "purchases", "qualifying_spend")
 
 
 def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
@@ -60,9 +76,10 @@ def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
         for c in delta["customers"]:
             db.execute(
                 "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
-                " as_of_epoch, as_of_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " as_of_epoch, as_of_seq, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [c["id"], c.get("tier"), json.dumps(c.get("segments", [])), c["available"],
-                 c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0)],
+                 c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
+                 json.dumps({k: c[k] for k in PROFILE if k in c})],
             )
             db.execute("DELETE FROM cards WHERE customer_id = ?", [c["id"]])
             for token in c["cards"]:

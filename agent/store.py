@@ -94,6 +94,13 @@ def m002_journal_keyed_by_epoch(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_customer_profile(db: sqlite_utils.Database) -> None:
+    # What the rules engine needs of a customer beyond the balance (birthday, activated
+    # offers, purchases, tier-window spend), as the central sent it.
+    db.execute("ALTER TABLE customers ADD COLUMN profile TEXT NOT NULL DEFAULT '{}'")
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

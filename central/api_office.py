@@ -50,6 +50,7 @@ async def create_customer(request: web.Request) -> web.Response:
             phone=field(body, "phone", str, required=False),
             tier=field(body, "tier", str, required=False),
             segments=field(body, "segments", list, required=False),
+            birthday=field(body, "birthday", str, required=False),
             welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0),
         )
     except InvalidCardNumber as e:
@@ -82,6 +83,26 @@ async def read_customer(request: web.Request) -> web.Response:
         raise _customer_error(e) from None
     found["history"] = ledger.history(conn, found["id"])
     return web.json_response(found)
+
+
+@routes.patch("/api/v1/customers/{id}")
+async def update_customer(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        return web.json_response(customers.update(request.app[DB], request.match_info["id"],
+                                                  body))
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
+
+
+@routes.post("/api/v1/customers/{id}/offers")
+async def activate_offer(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        return web.json_response(customers.activate_offer(
+            request.app[DB], request.match_info["id"], field(body, "offer", str)))
+    except customers.CustomerError as e:
+        raise _customer_error(e) from None
 
 
 @routes.post("/api/v1/customers/{id}/adjustments")

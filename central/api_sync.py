@@ -84,7 +84,8 @@ async def customers(request: web.Request) -> web.Response:
         cursor = int(request.query.get("since", "0"))
     except ValueError:
         raise ApiError(400, "'since' must be an integer cursor") from None
-    return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor))
+    return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor,
+                                                    request.app[CLOCK]()))
 
 
 @routes.get("/sync/v1/position")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from central import ledger
 from central.clock import iso
@@ -29,12 +29,17 @@ def create(
     phone: str | None = None,
     tier: str | None = None,
     segments: list[str] | None = None,
+    birthday: str | None = None,
     welcome_bonus: int = 0,
     bonus_lifetime_days: int = 365,
     actor: str = "head-office",
 ) -> dict:
     digits = normalize_card_number(card_number)
     token = card_token(card_secret, digits)
+    segments = _segments(segments or [])
+    birthday = _birthday(birthday)
+    if welcome_bonus < 0:
+        raise CustomerError(400, "a welcome bonus cannot be negative")
     customer_id = "cus_" + uuid.uuid4().hex[:16]
     with transaction(conn):
         if conn.execute("SELECT 1 FROM cards WHERE token = ?", (token,)).fetchone():
@@ -42,9 +47,9 @@ def create(
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ?", (phone,)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
         conn.execute(
-            "INSERT INTO customers (id, name, phone, tier, segments, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (customer_id, name, phone, tier, json.dumps(sorted(segments or [])), iso(now)),
+            "INSERT INTO customers (id, name, phone, tier, segments, birthday, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (customer_id, name, phone, tier, json.dumps(segments), birthday, iso(now)),
         )
         conn.execute(
             "INSERT INTO cards (token, customer_id, last4, created_at) VALUES (?, ?, ?, ?)",
@@ -78,6 +83,9 @@ def read(conn: sqlite3.Connection, customer_id: str) -> dict:
         "phone": row["phone"],
         "tier": row["tier"],
         "segments": json.loads(row["segments"]),
+        "birthday": row["birthday"],
+        "offers": json.loads(row["offers"]),
+        "purchases": row["purchases"],
         "cards": ["****" + c["last4"] for c in cards],
         "balance": ledger.balance(conn, customer_id).to_dict(),
     }
@@ -122,4 +130,70 @@ def adjust(
         else:
             ledger.redeem(conn, customer_id, -points, now, src, kind="adjust")
         ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def _segments(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise CustomerError(400, "segments must be a list of non-empty strings")
+    return sorted(set(value))
+
+
+def _birthday(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise CustomerError(400, "birthday must be a date, YYYY-MM-DD") from None
+
+
+# What head office may change of a customer, and how each value is checked.
+_EDITABLE = {
+    "name": lambda v: _text(v, "name"),
+    "phone": lambda v: None if v is None else _text(v, "phone"),
+    "tier": lambda v: None if v is None else _text(v, "tier"),
+    "segments": lambda v: json.dumps(_segments(v)),
+    "birthday": _birthday,
+}
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise CustomerError(400, f"{name} must be a string of at most 200 characters")
+    return value
+
+
+def update(conn: sqlite3.Connection, customer_id: str, changes: dict) -> dict:
+    """Change profile fields; tills get them with their next customer delta."""
+    unknown = set(changes) - set(_EDITABLE)
+    if unknown:
+        raise CustomerError(400, f"cannot change {', '.join(sorted(unknown))}; "
+                                 f"editable: {', '.join(sorted(_EDITABLE))}")
+    if not changes:
+        raise CustomerError(400, "nothing to change")
+    values = {k: _EDITABLE[k](v) for k, v in changes.items()}
+    with transaction(conn):
+        read(conn, customer_id)
+        phone = values.get("phone")
+        if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ? AND id != ?",
+                                  (phone, customer_id)).fetchone():
+            raise CustomerError(409, "a customer with this phone number already exists")
+        sets = ", ".join(f"{k} = ?" for k in values)  # keys come from _EDITABLE only
+        conn.execute(f"UPDATE customers SET {sets} WHERE id = ?", (*values.values(), customer_id))
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str) -> dict:
+    """The customer took up a personal offer: campaigns conditioned on it now apply."""
+    offer = _text(offer, "offer").strip()
+    if not offer:
+        raise CustomerError(400, "offer must name the offer")
+    with transaction(conn):
+        current = set(read(conn, customer_id)["offers"])
+        if offer not in current:
+            conn.execute("UPDATE customers SET offers = ? WHERE id = ?",
+                         (json.dumps(sorted(current | {offer})), customer_id))
+            ledger.touch(conn, customer_id)
     return read(conn, customer_id)

@@ -100,6 +100,15 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO repricing VALUES ('journal', 0, 0, 0);
     """,
+    # 3: what the rules engine knows of a customer beyond the balance: birthday, personal
+    # offers they activated, purchases, and spend in the current tier window
+    """
+    ALTER TABLE customers ADD COLUMN birthday TEXT;
+    ALTER TABLE customers ADD COLUMN offers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE customers ADD COLUMN purchases INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE customers ADD COLUMN window_start TEXT;
+    ALTER TABLE customers ADD COLUMN window_spend INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

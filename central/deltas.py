@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 
-from central import ledger, offline_caps
+from central import ledger, offline_caps, rulesets, tiers
 
 MAX_DELTA = 1000
 
 
-def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int) -> dict:
+def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
+                    now: datetime) -> dict:
     conn.execute("BEGIN")  # one read snapshot for the balances and the acknowledgement
     try:
         till = conn.execute(
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
         ).fetchone()
+        tier_rules = rulesets.current_tiers(conn)
         rows = conn.execute(
-            "SELECT id, tier, segments, change_seq FROM customers WHERE change_seq > ?"
+            "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
+            " window_spend, change_seq FROM customers WHERE change_seq > ?"
             " ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
@@ -31,12 +35,18 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int) -> dict
                 c["token"]
                 for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
             ]
+            tier, spend = tiers.effective(tier_rules, r["tier"], r["window_start"],
+                                          r["window_spend"], now)
             customers.append(
                 {
                     "id": r["id"],
                     "cards": cards,
-                    "tier": r["tier"],
+                    "tier": tier,
                     "segments": json.loads(r["segments"]),
+                    "birthday": r["birthday"],
+                    "offers": json.loads(r["offers"]),
+                    "purchases": r["purchases"],
+                    "qualifying_spend": spend,
                     **ledger.balance(conn, r["id"]).to_dict(),
                 }
             )

@@ -52,3 +52,16 @@ def current(conn: sqlite3.Connection) -> SignedRuleSet:
 
 def signed_current(conn: sqlite3.Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
+
+
+_tiers_by_version: dict[int, dict | None] = {}
+
+
+def current_tiers(conn: sqlite3.Connection) -> dict | None:
+    """The tiers section of the newest rule set, parsed once per version (a rule set with
+    thousands of campaigns is megabytes of JSON; deltas need only this part)."""
+    version = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
+    if version not in _tiers_by_version:
+        doc = conn.execute("SELECT doc FROM rulesets WHERE version = ?", (version,)).fetchone()
+        _tiers_by_version[version] = json.loads(doc[0]).get("tiers") if doc else None
+    return _tiers_by_version[version]

@@ -213,3 +213,46 @@ async def test_campaign_discount_and_points_as_a_payment_on_the_fiscal_receipt(
     with pytest.raises(ApiError) as e:
         await store.office("PUT", "/api/v1/ruleset", {"doc": bad, "actor": "marketing"})
     assert e.value.status == 422 and "campaigns[0].effect.percent" in e.value.body["error"]
+
+
+async def test_profile_from_head_office_reaches_the_till_and_its_campaigns(
+        store: StoreHarness):
+    """Birthday and an activated personal offer, set at head office, change what a till
+    gives: the rules engine sees them through the customer deltas."""
+    from datetime import UTC, datetime
+
+    from protocol.rules import default_ruleset_doc
+
+    till = store.tills[0]
+    doc = default_ruleset_doc()
+    doc["campaigns"] += [
+        {"id": "birthday", "priority": 5, "when": {"birthday_within_days": 3},
+         "effect": {"type": "per_receipt", "points": 100}},
+        {"id": "socks-x2", "priority": 5, "when": {"offers": ["socks-x2"]},
+         "lines": {"skus": ["300"]}, "effect": {"type": "multiplier", "factor": 2,
+                                                "of": "base"}},
+    ]
+    await store.office("PUT", "/api/v1/ruleset", {"doc": doc, "actor": "marketing"})
+    cid = (await store.office("POST", "/api/v1/customers", {"card_number": CARD}))["id"]
+    await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+
+    async def earned_becomes(points: int) -> None:
+        async def probe() -> bool | None:
+            priced = await store.pos(till, "POST", "/pos/v1/price",
+                                     {"customer_id": cid, "lines": [SOCKS]})
+            return True if priced["earned"] == points else None
+
+        await wait_for(probe, f"the till to price {points} points", timeout=30)
+
+    await earned_becomes(22)  # 5 % of 450.00
+    today = datetime.now(UTC).date().isoformat()
+    await store.office("PATCH", f"/api/v1/customers/{cid}", {"birthday": today})
+    await earned_becomes(122)  # and 100 for the birthday
+    await store.office("POST", f"/api/v1/customers/{cid}/offers", {"offer": "socks-x2"})
+    await earned_becomes(144)  # and the base points once more on the socks
+    with pytest.raises(ApiError) as e:
+        await store.office("PATCH", f"/api/v1/customers/{cid}", {"balance": 10**6})
+    assert e.value.status == 400 and "cannot change balance" in e.value.body["error"]
+    with pytest.raises(ApiError) as e:
+        await store.office("PATCH", f"/api/v1/customers/{cid}", {"birthday": "31.12.1990"})
+    assert e.value.status == 400 and "YYYY-MM-DD" in e.value.body["error"]
