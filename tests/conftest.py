@@ -39,3 +39,14 @@ async def central(aiohttp_client: Callable, tmp_path: Path, clock: FakeClock):
     client.secrets = app[SECRETS]
     client.admin = {"Authorization": f"Bearer {app[SECRETS].admin_token}"}
     return client
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    """A store of real processes: a central, and one till with its simulated devices."""
+    from tillpoint.store_harness import StoreHarness
+
+    async with StoreHarness(tmp_path) as s:
+        await s.start_central()
+        await s.add_till("till-1")
+        yield s

@@ -19,14 +19,6 @@ CARD = "2990000000019"
 SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports"}
 
 
-@pytest.fixture
-async def store(tmp_path):
-    async with StoreHarness(tmp_path) as s:
-        await s.start_central()
-        await s.add_till("till-1")
-        yield s
-
-
 async def checkout_dies(store: StoreHarness, till: Till, body: dict) -> None:
     """Send a receipt to an agent that will die on it; wait until it is dead."""
     proc = store.agent_process(till)

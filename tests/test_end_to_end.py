@@ -21,14 +21,6 @@ CIGARETTES = {"sku": "200", "name": "Cigarettes", "qty": 1000, "price": 21900,
 SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports"}
 
 
-@pytest.fixture
-async def store(tmp_path):
-    async with StoreHarness(tmp_path) as s:
-        await s.start_central()
-        await s.add_till("till-1")
-        yield s
-
-
 async def balances(store: StoreHarness, customer_id: str) -> dict:
     return (await store.office("GET", f"/api/v1/customers/{customer_id}"))["balance"]
 

@@ -19,14 +19,6 @@ SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
          "category": "sports/shoes"}
 
 
-@pytest.fixture
-async def store(tmp_path):
-    async with StoreHarness(tmp_path) as s:
-        await s.start_central()
-        await s.add_till("till-1")
-        yield s
-
-
 async def sell(store: StoreHarness, till: Till, lines=(SOCKS,)) -> dict:
     return await store.pos(till, "POST", "/pos/v1/receipts", {"lines": list(lines)})
 
