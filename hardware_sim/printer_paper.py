@@ -36,17 +36,20 @@ class PaperRoll:
         return self.submode in (SUBMODE_PAPER, SUBMODE_WAITING_CONTINUE)
 
     def print_lines(self, file_name: str, lines: list[str]) -> None:
-        for line in lines:
-            if self.submode != SUBMODE_PAPER:
-                self._held.append((file_name, line))
-                continue
-            self._append(file_name, [line])
-            if self.lines_left is not None:
-                self.lines_left -= 1
-                if self.lines_left <= 0:
-                    # The roll ends under the print head: the rest of this document waits.
-                    self.lines_left = None
-                    self.submode = SUBMODE_NO_PAPER_PRINTING
+        if self.submode != SUBMODE_PAPER:
+            self._held.extend((file_name, line) for line in lines)
+            return
+        printed = lines
+        if self.lines_left is not None and len(lines) >= self.lines_left:
+            # The roll ends under the print head: the rest of this document waits.
+            printed, rest = lines[: self.lines_left], lines[self.lines_left :]
+            self._held.extend((file_name, line) for line in rest)
+            self.lines_left = None
+            self.submode = SUBMODE_NO_PAPER_PRINTING
+        elif self.lines_left is not None:
+            self.lines_left -= len(lines)
+        if printed:
+            self._append(file_name, printed)  # one open per command, not per line
 
     def run_out_now(self) -> None:
         self.lines_left = None
@@ -73,7 +76,7 @@ class PaperRoll:
         held, self._held = self._held, []
         self.submode = SUBMODE_PAPER
         for file_name, line in held:
-            self._append(file_name, [line])
+            self._append(file_name, [line])  # rare, and held lines may span files
 
     def _append(self, file_name: str, lines: list[str]) -> None:
         with (self.paper_dir / file_name).open("a", encoding="utf-8") as f:

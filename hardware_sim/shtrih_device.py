@@ -378,7 +378,7 @@ class ShtrihDevice:
         doc.change = sum(payments) - total
         doc.text = decode_text(data[26:])
         doc.paper_file = receipt.paper_file
-        self.memory.documents.append(doc)
+        self.memory.add_document(doc)
         self.memory.open_receipt = None
         self._print(doc.paper_file, paper_layout.receipt_footer(doc, self.width))
         return to_le(doc.change, 5)
@@ -425,18 +425,15 @@ class ShtrihDevice:
         if not self.memory.shift_open:
             raise CommandError(Err.SHIFT_NOT_OPEN)
         self._require_memory()
-        shift = self.memory.shift_number
-        receipts = [
-            d for d in self.memory.documents if d.kind == "receipt" and d.shift_number == shift
-        ]
-        sales = sum(d.total for d in receipts if d.receipt_type == 0)
-        returns = sum(d.total for d in receipts if d.receipt_type == 2)
+        # Running totals kept by the fiscal memory: a report does not scan the history.
+        totals = self.memory.shift_totals(self.memory.shift_number)
+        sales, returns = totals.sales, totals.returns
         doc = self._new_document(kind, sales - returns)
         doc.paper_file = self.memory.next_paper_file()
-        self.memory.documents.append(doc)
+        self.memory.add_document(doc)
         self._loose_paper = None
         lines = paper_layout.shift_report(
-            doc, _show(doc.created_at), len(receipts), sales, returns, self.width
+            doc, _show(doc.created_at), totals.receipts, sales, returns, self.width
         )
         self._print(doc.paper_file, lines)
 

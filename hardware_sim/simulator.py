@@ -14,13 +14,12 @@ from typing import Any
 
 from hardware_sim.card_reader import CardReader, ReaderConfig
 from hardware_sim.faults import ReplyFaults
-from hardware_sim.fiscal_memory import load_memory, save_memory
+from hardware_sim.fiscal_memory import FiscalStore
 from hardware_sim.printer_paper import PaperRoll
 from hardware_sim.pty_port import PtyPort
 from hardware_sim.shtrih_device import ShtrihDevice
 from hardware_sim.shtrih_link import ShtrihLink
 
-STATE_FILE = "printer-state.json"
 PAPER_DIR = "paper"
 MODE_NAMES = {2: "shift open", 3: "shift open over 24 h", 4: "shift closed", 8: "document open"}
 SUBMODE_NAMES = {
@@ -45,8 +44,10 @@ class Simulator:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self.directory = options.directory
-        self.state_path = self.directory / STATE_FILE
-        self.memory = load_memory(self.state_path)
+        self.store = FiscalStore(self.directory)
+        self.memory = self.store.load()
+        if self.store.migrating:
+            self.save()  # move an old state's documents to the append-only log now
         self.paper = PaperRoll(self.directory / PAPER_DIR)
         self.device = ShtrihDevice(
             self.memory, self.paper, save=self.save, width=options.line_width
@@ -70,7 +71,7 @@ class Simulator:
         self.reader_port.close()
 
     def save(self) -> None:
-        save_memory(self.memory, self.state_path)
+        self.store.save(self.memory)
 
     def _printer_bytes(self, data: bytes) -> None:
         out = self.link.feed(data, time.monotonic())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from hardware_sim.fiscal_memory import FiscalMemory, load_memory, save_memory
+from hardware_sim.fiscal_memory import FiscalStore, load_memory
 from hardware_sim.printer_paper import PaperRoll
 from hardware_sim.shtrih_device import ShtrihDevice
 
@@ -31,12 +32,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def device(tmp_path: Path, clock: Clock) -> ShtrihDevice:
-    memory = FiscalMemory()
-    state = tmp_path / "printer-state.json"
+    store = FiscalStore(tmp_path)
+    memory = store.load()
     return ShtrihDevice(
         memory,
         PaperRoll(tmp_path / "paper"),
-        save=lambda: save_memory(memory, state),
+        save=lambda: store.save(memory),
         clock=clock,
         monotonic=lambda: clock.mono,
     )
@@ -232,7 +233,7 @@ def test_fiscal_memory_round_trip(device: ShtrihDevice, tmp_path: Path) -> None:
     run(device, 0x80, sale(1000, 100))
     run(device, 0x85, close(100))
     run(device, 0x80, sale(3000, 100, "Открыт"))
-    loaded = load_memory(tmp_path / "printer-state.json")
+    loaded = load_memory(tmp_path)
     assert loaded == device.memory
     assert loaded.open_receipt is not None and loaded.open_receipt.entries[0].text == "Открыт"
 
@@ -241,3 +242,91 @@ def test_device_type(device: ShtrihDevice) -> None:
     reply = device.execute(b"\xfc")
     assert reply[:2] == b"\xfc\x00"
     assert reply[8:].decode("cp1251") == "ШТРИХ-М-ПТК"
+
+
+def receipts(device: ShtrihDevice, count: int) -> None:
+    for _ in range(count):
+        assert err(run(device, 0x80, sale(1000, 100))) == 0
+        assert err(run(device, 0x85, close(100))) == 0
+
+
+def test_documents_are_appended_once_and_the_state_stays_small(
+    device: ShtrihDevice, tmp_path: Path
+) -> None:
+    run(device, 0xE0)
+    receipts(device, 3)
+    size = (tmp_path / "printer-state.json").stat().st_size
+    receipts(device, 20)
+    state = json.loads((tmp_path / "printer-state.json").read_text())
+    assert "documents" not in state and state["last_document"] == 23
+    # Only the counters' digits grow, not the history.
+    assert (tmp_path / "printer-state.json").stat().st_size <= size + 4
+    lines = (tmp_path / "fiscal-documents.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["number"] for line in lines] == list(range(1, 24))
+    assert load_memory(tmp_path) == device.memory
+
+
+def test_uncommitted_and_torn_document_lines_are_dropped(
+    device: ShtrihDevice, tmp_path: Path, clock: Clock
+) -> None:
+    run(device, 0xE0)
+    receipts(device, 2)
+    log = tmp_path / "fiscal-documents.jsonl"
+    good = log.read_bytes()
+    third = json.loads(good.splitlines()[-1]) | {"number": 3, "total": 777}
+    # Killed after appending document 3 but before the state committed it, then mid-line.
+    log.write_bytes(good + json.dumps(third).encode() + b"\n" + b'{"number": 4, "ki')
+    store = FiscalStore(tmp_path)
+    memory = store.load()
+    assert [d.number for d in memory.documents] == [1, 2] and memory.last_document == 2
+    restarted = ShtrihDevice(
+        memory, PaperRoll(tmp_path / "paper"), save=lambda: store.save(memory), clock=clock
+    )
+    receipts(restarted, 1)
+    assert [json.loads(line)["number"] for line in log.read_bytes().splitlines()] == [1, 2, 3]
+    assert load_memory(tmp_path).document(3).total == 100
+
+
+def test_a_version_1_state_is_migrated_to_the_document_log(tmp_path: Path) -> None:
+    from hardware_sim.simulator import SimOptions, Simulator
+
+    doc = {
+        "number": 1,
+        "kind": "receipt",
+        "created_at": "2025-03-14T10:30:00",
+        "shift_number": 1,
+        "fiscal_sign": 42,
+        "paper_file": "000002.txt",
+        "receipt_type": 0,
+        "entries": [
+            {
+                "kind": "sale",
+                "text": "Чай",
+                "quantity": 1000,
+                "price": 500,
+                "amount": 500,
+                "department": 1,
+                "taxes": [1, 0, 0, 0],
+            }
+        ],
+        "total": 500,
+        "payments": [500, 0, 0, 0],
+    }
+    old = {
+        "version": 1,
+        "shift_open": True,
+        "shift_number": 1,
+        "last_document": 1,
+        "shift_opened_at": "2025-03-14T10:00:00",
+        "paper_sequence": 2,
+        "documents": [doc],
+    }
+    (tmp_path / "printer-state.json").write_text(json.dumps(old), encoding="utf-8")
+    sim = Simulator(SimOptions(directory=tmp_path))
+    state = json.loads((tmp_path / "printer-state.json").read_text())
+    assert "documents" not in state and state["version"] == 2
+    lines = (tmp_path / "fiscal-documents.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["number"] for line in lines] == [1]
+    assert sim.memory.document(1).entries[0].text == "Чай"
+    assert sim.memory.shift_totals(1).sales == 500
+    assert load_memory(tmp_path) == sim.memory

@@ -76,6 +76,43 @@ async def test_fiscal_memory_survives_restart(tmp_path: Path) -> None:
         assert all(len(line) <= 32 for line in first.splitlines())
 
 
+async def test_fiscal_memory_survives_sigkill_right_after_a_receipt(tmp_path: Path) -> None:
+    with SimProcess(tmp_path) as sim:
+        port = HostPort(tmp_path / "printer")
+        try:
+            assert (await command(port, b"\xe0" + CASHIER))[1] == 0
+            for payload in sale_receipt():
+                assert (await command(port, payload))[1] == 0
+        finally:
+            port.close()
+        # Power cut the moment the host has its reply: no clean shutdown, no final save.
+        assert sim.proc is not None
+        sim.proc.send_signal(signal.SIGKILL)
+        assert sim.proc.wait(10) == -signal.SIGKILL
+
+    with SimProcess(tmp_path) as sim:
+        docs = await asyncio.to_thread(sim.call, "GET", "/printer/documents")
+        assert [(d["number"], d["kind"], d["total"]) for d in docs["documents"]] == [
+            (1, "receipt", 2000)
+        ]
+        state = await asyncio.to_thread(sim.call, "GET", "/printer/state")
+        assert state["shift"]["open"] and state["receipt"] is None
+        port = HostPort(tmp_path / "printer")
+        try:
+            for payload in sale_receipt():
+                assert (await command(port, payload))[1] == 0
+            fs = await command(port, b"\xff\x01" + ADMIN)
+            assert int.from_bytes(fs[-4:], "little") == 2
+        finally:
+            port.close()
+        docs = await asyncio.to_thread(sim.call, "GET", "/printer/documents")
+        assert [d["number"] for d in docs["documents"]] == [1, 2]  # no gap, no duplicate
+        second = await asyncio.to_thread(sim.call, "GET", "/printer/documents/2")
+        assert second == docs["documents"][1]
+    lines = (tmp_path / "fiscal-documents.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["number"] for line in lines] == [1, 2]
+
+
 def test_sigint_stops_cleanly_and_second_sim_is_refused(tmp_path: Path) -> None:
     sim = SimProcess(tmp_path).start()
     try:
