@@ -7,12 +7,15 @@ import logging
 from aiohttp import web
 
 from central import deltas, ingest, rulesets, tills
+from central.ingest_writer import IngestWriter
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
 from protocol.request_auth import verify_request
 from protocol.signing import BadSignature, public_key_hex
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+# The one writer of batches, so that batches arriving together commit together.
+WRITER = web.AppKey("ingest_writer", IngestWriter)
 
 MSGPACK = "application/msgpack"
 
@@ -64,7 +67,7 @@ async def enroll(request: web.Request) -> web.Response:
 async def batches(request: web.Request) -> web.Response:
     data = await request.read()
     try:
-        ack = ingest.ingest(request.app[DB], data, request.app[CLOCK]())
+        ack = await request.app[WRITER].submit(data, request.app[CLOCK]())
     except ingest.BatchRefused as e:
         raise ApiError(e.status, str(e)) from None
     return web.json_response(ack.to_dict())

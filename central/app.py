@@ -16,6 +16,7 @@ from aiohttp import web
 
 from central import api_office, api_sync, db, repricing, rulesets
 from central.clock import utcnow
+from central.ingest_writer import IngestWriter
 from central.secrets_store import load_or_create
 from central.web_common import CLOCK, DB, SECRETS, errors_middleware
 
@@ -37,12 +38,15 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     conn = db.connect(data_dir / "central.db")
     rulesets.ensure_default(conn, clock())
     app[DB] = conn
+    app[api_sync.WRITER] = IngestWriter(conn)
     app[SECRETS] = load_or_create(data_dir)
     app[CLOCK] = clock
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
 
     async def close_db(app: web.Application) -> None:
+        # Batches still queued were never applied: their tills get an error and resend.
+        await app[api_sync.WRITER].close()
         app[DB].close()
 
     if reprice_every is not None:

@@ -41,7 +41,25 @@ class Ack:
 
 
 def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
-    """Verify, check and apply one batch. Raises BatchRefused with the HTTP status to answer."""
+    """Verify, check and apply one batch. Raises BatchRefused with the HTTP status to answer.
+
+    One batch, one transaction; the sync API goes through central.ingest_writer instead,
+    which applies several tills' batches per transaction with the same two steps.
+    """
+    batch = verify(conn, data, now)
+    try:
+        with transaction(conn):
+            return apply(conn, batch, now)
+    except BatchRefused as refusal:
+        refusal_alert(conn, now, refusal, batch.till_id)
+        raise
+
+
+def verify(conn: sqlite3.Connection, data: bytes, now: datetime) -> Batch:
+    """Decode a batch and check its signature and till; raises BatchRefused.
+
+    Writes nothing but the alert for a bad signature, so it runs outside any transaction.
+    """
     till_for_alert: str | None = None
     try:
 
@@ -50,26 +68,23 @@ def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
             till_for_alert = till_id
             return public_key_of(conn, till_id)
 
-        batch = decode_batch(data, key_of)
+        # The detail (the rules engine's account of the receipt) is for re-pricing, which
+        # reads it from the stored bytes; ingest only needs the entry's own fields.
+        return decode_batch(data, key_of, detail=False)
     except InvalidMessage as e:
         raise BatchRefused(400, f"malformed batch: {e}") from None
     except TillRefused as e:
         raise BatchRefused(e.status, str(e)) from None
     except BadSignature as e:
         refusal = BatchRefused(401, f"batch refused: {e}", alert="bad batch signature")
-        _alert(conn, now, refusal, till_for_alert)
+        refusal_alert(conn, now, refusal, till_for_alert)
         raise refusal from None
-    try:
-        with transaction(conn):
-            return _apply(conn, batch, now)
-    except BatchRefused as refusal:
-        _alert(conn, now, refusal, batch.till_id)
-        raise
 
 
-def _alert(
+def refusal_alert(
     conn: sqlite3.Connection, now: datetime, refusal: BatchRefused, till_id: str | None
 ) -> None:
+    """Raise the refusal's security alert; call it after rolling back what the batch did."""
     if refusal.alert:
         raise_alert(
             conn,
@@ -107,7 +122,11 @@ def _epoch_state(conn: sqlite3.Connection, batch: Batch, now: datetime) -> tuple
     return 0, genesis_hash(batch.epoch)
 
 
-def _apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
+def apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
+    """Check sequence and chain, apply the new entries; runs inside the caller's transaction.
+
+    Raises BatchRefused; the caller rolls back what this batch wrote, then raises the alert.
+    """
     acked, last_hash = _epoch_state(conn, batch, now)
     _check_replayed(conn, batch, acked)
     fresh = [(e, raw) for e, raw in zip(batch.entries, batch.encoded, strict=True)

@@ -94,7 +94,14 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
         for r in rows:
             try:
                 entry = unpack(r["body"])
-            except InvalidMessage:
+            except InvalidMessage as e:
+                # Ingest checks an entry's own fields but only the framing of its detail
+                # (JournalEntry.from_encoded_body): a detail that does not decode is a till
+                # with a bug or a forged entry, and is reported, not passed over.
+                mismatches += 1
+                raise_alert(conn, now, "repricing-mismatch",
+                            f"entry {r['seq']}: the journalled body cannot be read: {e}",
+                            till_id=r["till_id"])
                 continue
             if entry.get("kind") != "sale" or entry.get("customer_id") is None:
                 continue  # returns are priced from their sale; non-members earn nothing

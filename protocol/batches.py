@@ -67,8 +67,12 @@ class UnknownTill(LookupError):
     pass
 
 
-def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey]) -> Batch:
-    """Verify and decode; raises InvalidMessage, BadSignature, or what `public_key_of` raises."""
+def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey], *,
+                 detail: bool = True) -> Batch:
+    """Verify and decode; raises InvalidMessage, BadSignature, or what `public_key_of` raises.
+
+    `detail=False` leaves each entry's detail undecoded (JournalEntry.from_encoded_body).
+    """
     if len(data) > MAX_BATCH_BYTES:
         raise InvalidMessage(f"batch of {len(data)} bytes exceeds {MAX_BATCH_BYTES}")
     outer = unpack(data, max_bytes=MAX_BATCH_BYTES)
@@ -85,7 +89,7 @@ def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey]) 
         raise InvalidMessage("batch has no entries")
     if len(raw_entries) > MAX_BATCH_ENTRIES:
         raise InvalidMessage(f"batch has more than {MAX_BATCH_ENTRIES} entries")
-    entries = tuple(JournalEntry.from_encoded_body(e) for e in raw_entries)
+    entries = tuple(JournalEntry.from_encoded_body(e, detail=detail) for e in raw_entries)
     for prev, cur in itertools.pairwise(entries):
         if cur.seq != prev.seq + 1:
             raise InvalidMessage("batch entries are not consecutive")

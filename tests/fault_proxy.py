@@ -38,6 +38,8 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._turn = -1
+        self.requests = 0
         self._seen: list[tuple[str, str, dict[str, str], bytes]] = []
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
@@ -68,9 +70,13 @@ class FaultProxy:
             await self._runner.cleanup()
 
     def _pick(self) -> str | None:
+        self.requests += 1
         if self._rng.random() >= self.plan.rate:
             return None
-        return self._rng.choice(self.plan.faults)
+        # Kinds in turn, not at random: every kind is met once a handful of faults happened,
+        # however few requests a fast run makes.
+        self._turn += 1
+        return self.plan.faults[self._turn % len(self.plan.faults)]
 
     async def _forward(self, method: str, path_qs: str, headers: dict[str, str],
                        body: bytes) -> tuple[int, bytes, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -90,3 +92,40 @@ def test_card_tokens_are_keyed_stable_and_reveal_nothing():
     with pytest.raises(ValueError) as e:
         normalize_card_number("4276-3800-1234-567x")
     assert "4276" not in str(e.value)  # an error never echoes the number
+
+
+def test_a_batch_decoded_without_details_keeps_every_other_field_and_the_hashes():
+    import dataclasses
+
+    from protocol.wire import UNDECODED
+
+    till = _till()
+    batch = decode_batch(till.batch(), lambda _: till.key.public_key(), detail=False)
+    assert all(e.detail is UNDECODED for e in batch.entries)
+    assert [dataclasses.replace(e, detail={}) for e in batch.entries] == [
+        dataclasses.replace(e, detail={}) for e in till.entries]
+    with pytest.raises(ValueError, match="re-encoded"):
+        batch.entries[0].encoded_body()
+
+
+def test_skipping_a_map_still_checks_its_framing_and_what_surrounds_it():
+    from protocol.wire import UNDECODED, unpack_map_skipping
+
+    good = pack({"a": 1, "detail": {"lines": [1, 2, {"x": "y"}]}, "z": "end"})
+    assert unpack_map_skipping(good, "detail") == {"a": 1, "detail": UNDECODED, "z": "end"}
+    for bad in [pack({"a": 1, "detail": [1, 2]}),  # not a map
+                good + b"\x00",  # trailing bytes
+                good[:-3],  # truncated
+                pack([1, 2]),  # not a map at all
+                b"\x81\xa6detail\x81\xc1\x00"]:  # a byte msgpack never uses, inside
+        with pytest.raises(InvalidMessage):
+            unpack_map_skipping(bad, "detail")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_random_bytes_skipped_or_not_give_only_clear_refusals(data):
+    from protocol.wire import unpack_map_skipping
+
+    with contextlib.suppress(InvalidMessage):
+        unpack_map_skipping(data, "detail")
