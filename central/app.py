@@ -14,7 +14,7 @@ from pathlib import Path
 import sdnotify
 from aiohttp import web
 
-from central import api_office, api_sync, db, repricing, rulesets
+from central import api_office, api_sync, customers, db, repricing, rulesets
 from central.clock import utcnow
 from central.ingest_writer import IngestWriter
 from central.secrets_store import load_or_create
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 REPRICING_INTERVAL_S = 2.0
+TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes is enough
 
 
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
@@ -50,23 +51,30 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app[DB].close()
 
     if reprice_every is not None:
-        app.cleanup_ctx.append(_repricing_job(reprice_every))
+        cache = repricing.RuleSets(conn)
+        app.cleanup_ctx.append(_periodic(
+            "re-pricing", reprice_every,
+            lambda app: repricing.reprice_pending(app[DB], app[CLOCK](), cache=cache)))
+        app.cleanup_ctx.append(_periodic(
+            "tier windows", TIER_ROLLOVER_INTERVAL_S,
+            lambda app: customers.roll_tier_windows(app[DB], app[CLOCK]()) > 0))
     app.on_cleanup.append(close_db)
     return app
 
 
-def _repricing_job(every: float) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def job(app: web.Application) -> AsyncIterator[None]:
-        """Re-price journalled sales in the background, a chunk at a time, between requests."""
+def _periodic(name: str, every: float, step: Callable[[web.Application], bool],
+              ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run `step` in the background every `every` seconds, between requests; while it says
+    there is more to do, again at once."""
 
+    async def job(app: web.Application) -> AsyncIterator[None]:
         async def run() -> None:
-            cache = repricing.RuleSets(app[DB])
             while True:
                 try:
-                    while repricing.reprice_pending(app[DB], app[CLOCK](), cache=cache):
+                    while step(app):
                         await asyncio.sleep(0)  # requests waiting meanwhile go first
                 except Exception:
-                    log.exception("re-pricing failed; trying again later")
+                    log.exception("%s failed; trying again later", name)
                 await asyncio.sleep(every)
 
         task = asyncio.create_task(run())

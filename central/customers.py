@@ -7,7 +7,7 @@ import sqlite3
 import uuid
 from datetime import date, datetime, timedelta
 
-from central import ledger
+from central import ledger, rulesets, tiers
 from central.clock import iso
 from central.db import transaction
 from protocol.cards import card_token, masked, normalize_card_number
@@ -197,3 +197,29 @@ def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str) -> di
                          (json.dumps(sorted(current | {offer})), customer_id))
             ledger.touch(conn, customer_id)
     return read(conn, customer_id)
+
+
+ROLLOVER_CHUNK = 1000
+
+
+def roll_tier_windows(conn: sqlite3.Connection, now: datetime) -> int:
+    """Close finished tier windows: each such customer gets the tier the closed window's
+    spend earned and a fresh window, and is marked changed so tills hear of a downgrade.
+    Returns how many were rolled (at most ROLLOVER_CHUNK; call again while it is that)."""
+    tier_rules = rulesets.current_tiers(conn)
+    current = tiers.window_start(tier_rules, now)
+    if current is None:
+        return 0
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT id, tier, window_start, window_spend FROM customers"
+            " WHERE window_start IS NOT NULL AND window_start < ? LIMIT ?",
+            (current, ROLLOVER_CHUNK),
+        ).fetchall()
+        for r in rows:
+            tier, _ = tiers.effective(tier_rules, r["tier"], r["window_start"],
+                                      r["window_spend"], now)
+            conn.execute("UPDATE customers SET tier = ?, window_start = ?, window_spend = 0"
+                         " WHERE id = ?", (tier, current, r["id"]))
+            ledger.touch(conn, r["id"])
+    return len(rows)

@@ -109,6 +109,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE customers ADD COLUMN window_start TEXT;
     ALTER TABLE customers ADD COLUMN window_spend INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: a rule set's tiers section on its own, so deltas and ingest read it without parsing
+    # a document of thousands of campaigns
+    """
+    ALTER TABLE rulesets ADD COLUMN tiers TEXT;
+    UPDATE rulesets SET tiers = json_extract(doc, '$.tiers');
+    """,
 ]
 
 

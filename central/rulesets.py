@@ -27,14 +27,15 @@ def publish(
         doc = {**doc, "version": current + 1}
         compile_ruleset(doc)
         conn.execute(
-            "INSERT INTO rulesets (version, doc, published_at, activates_at, actor)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO rulesets (version, doc, published_at, activates_at, actor, tiers)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (
                 current + 1,
                 json.dumps(doc, sort_keys=True),
                 iso(now),
                 iso(activates_at or now),
                 actor,
+                json.dumps(doc["tiers"]) if doc.get("tiers") else None,
             ),
         )
     return current + 1
@@ -54,14 +55,7 @@ def signed_current(conn: sqlite3.Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
-_tiers_by_version: dict[int, dict | None] = {}
-
-
 def current_tiers(conn: sqlite3.Connection) -> dict | None:
-    """The tiers section of the newest rule set, parsed once per version (a rule set with
-    thousands of campaigns is megabytes of JSON; deltas need only this part)."""
-    version = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
-    if version not in _tiers_by_version:
-        doc = conn.execute("SELECT doc FROM rulesets WHERE version = ?", (version,)).fetchone()
-        _tiers_by_version[version] = json.loads(doc[0]).get("tiers") if doc else None
-    return _tiers_by_version[version]
+    """The tiers section of the newest rule set."""
+    row = conn.execute("SELECT tiers FROM rulesets ORDER BY version DESC LIMIT 1").fetchone()
+    return json.loads(row["tiers"]) if row and row["tiers"] else None

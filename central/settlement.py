@@ -13,7 +13,7 @@ import sqlite3
 from collections import defaultdict
 from datetime import datetime
 
-from central import ledger
+from central import ledger, rulesets, tiers
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from protocol.journal import JournalEntry
@@ -29,6 +29,7 @@ def apply_entries(
     if not by_customer:
         return
     known = ledger.existing_customers(conn, list(by_customer))
+    tier_rules = rulesets.current_tiers(conn)
     for customer_id, theirs in by_customer.items():
         if customer_id not in known:
             for e in theirs:
@@ -42,7 +43,26 @@ def apply_entries(
             continue
         for e in theirs:
             _apply_entry(conn, till_id, e, now)
+        _count_purchases(conn, customer_id, theirs, tier_rules)
     ledger.touch_many(conn, [c for c in by_customer if c in known])
+
+
+def _count_purchases(conn: sqlite3.Connection, customer_id: str, entries: list[JournalEntry],
+                     tier_rules: dict | None) -> None:
+    """Purchases and tier-window spend, which conditions and tiers of the rules depend on.
+    Spend is the money paid (returns take theirs back), dated by the till's receipt time."""
+    row = conn.execute("SELECT tier, window_start, window_spend FROM customers WHERE id = ?",
+                       (customer_id,)).fetchone()
+    tier, start, spend = row["tier"], row["window_start"], row["window_spend"]
+    for e in entries:
+        amount = e.total if e.kind == "sale" else -e.total
+        tier, start, spend = tiers.after_sale(tier_rules, tier, start, spend, amount,
+                                              parse_iso(e.at))
+    conn.execute(
+        "UPDATE customers SET tier = ?, window_start = ?, window_spend = ?,"
+        " purchases = purchases + ? WHERE id = ?",
+        (tier, start, spend, sum(e.kind == "sale" for e in entries), customer_id),
+    )
 
 
 def _apply_entry(conn: sqlite3.Connection, till_id: str, e: JournalEntry, now: datetime) -> None:

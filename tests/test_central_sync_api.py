@@ -319,3 +319,31 @@ async def test_journal_entry_decoding_names_the_bad_field():
                       ({k: v for k, v in good.items() if k != "store"}, "store")]:
         with pytest.raises(InvalidMessage, match=word):
             JournalEntry.from_wire(bad)
+
+
+async def test_sales_count_as_purchases_and_tier_spend_and_upgrade_at_once(central, clock):
+    from protocol.rules import default_ruleset_doc
+
+    doc = default_ruleset_doc()
+    doc["tiers"] = {"window": "calendar_month", "levels": [
+        {"id": "base", "min_spend": 0}, {"id": "silver", "min_spend": 500_000}]}
+    resp = await central.put("/api/v1/ruleset", headers=central.admin,
+                             json={"doc": doc, "actor": "marketing"})
+    assert resp.status == 201
+    till = await enrolled_till(central)
+    cid = await new_customer(central)
+    first = till.sale(cid, total=300_000)
+    till.sale(cid, total=250_000)
+    till.return_(cid, first.receipt_id, total=100_000)
+    assert (await send(central, till.batch())).status == 200
+    now = int(clock().timestamp())
+    path = "/sync/v1/customers?since=0"
+    resp = await central.get(path, headers=signed_get(till, path, now))
+    mine = (await resp.json())["customers"][0]
+    # 550,000 reached silver at once; the return leaves 450,000 but not the tier.
+    assert (mine["purchases"], mine["qualifying_spend"], mine["tier"]) == (2, 450_000,
+                                                                           "silver")
+    clock.advance(days=40)  # the window turned over: below silver, back to base
+    resp = await central.get(path, headers=signed_get(till, path, int(clock().timestamp())))
+    mine = (await resp.json())["customers"][0]
+    assert (mine["qualifying_spend"], mine["tier"]) == (0, "base")

@@ -47,3 +47,32 @@ def test_rolling_windows_are_consecutive_blocks_of_days():
 def test_without_tiers_nothing_is_tracked():
     assert tiers.after_sale(None, None, None, 0, 100, at(1)) == (None, None, 0)
     assert tiers.effective(None, "vip", None, 0, at(1)) == ("vip", 0)
+
+
+def test_rollover_marks_customers_changed_and_materialises_the_new_tier(tmp_path):
+    from central import customers, db, rulesets
+    from protocol.rules import default_ruleset_doc
+
+    conn = db.connect(tmp_path / "c.db")
+    try:
+        doc = default_ruleset_doc()
+        doc["tiers"] = MONTHLY
+        rulesets.publish(conn, doc, "test", at(1))
+        created = [customers.create(conn, b"k" * 32, at(1), card_number=f"29900000000{i}2")
+                   for i in range(3)]
+        spends = [600_000, 100_000, 0]
+        for c, spend in zip(created, spends, strict=True):
+            conn.execute("UPDATE customers SET tier = 'silver', window_start = '2026-03-01',"
+                         " window_spend = ? WHERE id = ?", (spend, c["id"]))
+        before = conn.execute("SELECT MAX(change_seq) FROM customers").fetchone()[0]
+        assert customers.roll_tier_windows(conn, at(2)) == 0  # March is not over
+        assert customers.roll_tier_windows(conn, at(1, 4)) == 3
+        rows = conn.execute("SELECT tier, window_start, window_spend, change_seq FROM customers"
+                            " ORDER BY window_spend DESC, id").fetchall()
+        tiers_now = sorted(r["tier"] for r in rows)
+        assert tiers_now == ["base", "base", "silver"]
+        assert all(r["window_start"] == "2026-04-01" and r["window_spend"] == 0 for r in rows)
+        assert all(r["change_seq"] > before for r in rows)
+        assert customers.roll_tier_windows(conn, at(2, 4)) == 0  # done once
+    finally:
+        conn.close()
