@@ -33,10 +33,6 @@ async def admin_auth_middleware(
     return await handler(request)
 
 
-def _customer_error(e: customers.CustomerError) -> ApiError:
-    return ApiError(e.status, str(e))
-
-
 @routes.post("/api/v1/customers")
 async def create_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -55,8 +51,6 @@ async def create_customer(request: web.Request) -> web.Response:
         )
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
     return web.json_response(created, status=201)
 
 
@@ -70,17 +64,12 @@ async def lookup_customer(request: web.Request) -> web.Response:
         return web.json_response(customers.read(request.app[DB], cid))
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
 
 
 @routes.get("/api/v1/customers/{id}")
 async def read_customer(request: web.Request) -> web.Response:
     conn = request.app[DB]
-    try:
-        found = customers.read(conn, request.match_info["id"])
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
+    found = customers.read(conn, request.match_info["id"])
     found["history"] = ledger.history(conn, found["id"])
     return web.json_response(found)
 
@@ -88,37 +77,27 @@ async def read_customer(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/customers/{id}")
 async def update_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    try:
-        return web.json_response(customers.update(request.app[DB], request.match_info["id"],
-                                                  body))
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
+    return web.json_response(customers.update(request.app[DB], request.match_info["id"], body))
 
 
 @routes.post("/api/v1/customers/{id}/offers")
 async def activate_offer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    try:
-        return web.json_response(customers.activate_offer(
-            request.app[DB], request.match_info["id"], field(body, "offer", str)))
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
+    return web.json_response(customers.activate_offer(
+        request.app[DB], request.match_info["id"], field(body, "offer", str)))
 
 
 @routes.post("/api/v1/customers/{id}/adjustments")
 async def adjust_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    try:
-        result = customers.adjust(
-            request.app[DB],
-            request.match_info["id"],
-            field(body, "points", int),
-            field(body, "actor", str),
-            field(body, "reason", str),
-            request.app[CLOCK](),
-        )
-    except customers.CustomerError as e:
-        raise _customer_error(e) from None
+    result = customers.adjust(
+        request.app[DB],
+        request.match_info["id"],
+        field(body, "points", int),
+        field(body, "actor", str),
+        field(body, "reason", str),
+        request.app[CLOCK](),
+    )
     return web.json_response(result)
 
 

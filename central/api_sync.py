@@ -35,8 +35,6 @@ async def _calling_till(request: web.Request) -> str:
         )
     except BadSignature as e:
         raise ApiError(401, str(e)) from None
-    except tills.TillRefused as e:
-        raise ApiError(e.status, str(e)) from None
 
 
 @routes.post("/sync/v1/enroll")
@@ -48,8 +46,6 @@ async def enroll(request: web.Request) -> web.Response:
     secrets = request.app[SECRETS]
     try:
         till_id, store = tills.enrol(request.app[DB], token, public_key, name, request.app[CLOCK]())
-    except tills.EnrolmentError as e:
-        raise ApiError(e.status, str(e)) from None
     except BadSignature as e:
         raise ApiError(400, str(e)) from None
     log.info("till %s enrolled for store %s", till_id, store)

@@ -10,13 +10,12 @@ from datetime import date, datetime, timedelta
 from central import ledger, rulesets, tiers
 from central.clock import iso
 from central.db import transaction
+from central.errors import Refused
 from protocol.cards import card_token, masked, normalize_card_number
 
 
-class CustomerError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class CustomerError(Refused):
+    """A customer request that cannot be done: unknown, duplicate, or malformed."""
 
 
 def create(

@@ -12,21 +12,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.clock import iso, parse_iso
 from central.db import transaction
+from central.errors import Refused
 from protocol.signing import parse_public_key
 
 
-class EnrolmentError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class EnrolmentError(Refused):
+    """A bad, used or expired enrolment token, or a key enrolled already."""
 
 
-class TillRefused(Exception):
+class TillRefused(Refused):
     """A till that is unknown or not allowed to talk to the central."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _hash(token: str) -> str:

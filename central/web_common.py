@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from central.errors import Refused
 from central.secrets_store import CentralSecrets
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,8 @@ SECRETS = web.AppKey("secrets", CentralSecrets)
 CLOCK = web.AppKey("clock", Callable[[], datetime])
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class ApiError(Refused):
+    """A refusal decided by the web layer itself (bad JSON, a missing field, no token)."""
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -37,7 +36,7 @@ async def errors_middleware(
     """Every failure becomes a JSON error saying what is wrong; nothing echoes the input."""
     try:
         return await handler(request)
-    except ApiError as e:
+    except Refused as e:
         log.info("%s %s refused: %s", request.method, request.path, e)
         return error_response(e.status, str(e))
     except web.HTTPException as e:
