@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from agent import customers, journal, offline_caps
+from agent import campaign_allowances, customers, journal, offline_caps
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
 from agent.failpoints import failpoint
 from agent.pos_input import DraftLine
@@ -80,6 +80,7 @@ class Checkout:
         self.store = store
         self.clock = clock
         self.on_journal = on_journal  # wakes the sync client
+        self.allowances = campaign_allowances.Allowances(db)
         # One receipt at a time: a till has one printer and one journal tail.
         self.lock = asyncio.Lock()
 
@@ -88,20 +89,23 @@ class Checkout:
     def customer(self, customer_id: str | None,
                  now: datetime | None = None) -> tuple[rules.Customer, offline_caps.Allowance]:
         """The customer as the rules see them, with what the offline caps allow them."""
+        now = now or self.clock()
         if customer_id is None:
-            return rules.Customer(), offline_caps.Allowance(None, None)
+            return (rules.Customer(allowances=self.allowances.for_customer(None, now)),
+                    offline_caps.Allowance(None, None))
         found = customers.view(self.db, customer_id)
         if found is None:
             raise CheckoutError(404, "customer is not known to this till")
         allowed = offline_caps.allowance(
             offline_caps.load(self.db),
-            offline_caps.usage(self.db, customer_id, now or self.clock()))
+            offline_caps.usage(self.db, customer_id, now))
         return rules.Customer(id=found.id, balance=max(0, found.available), tier=found.tier,
                               segments=found.segments, birthday=found.birthday,
                               purchase_count=found.purchases,
                               qualifying_spend=found.qualifying_spend,
                               activated_offers=found.offers,
-                              redeem_allowance=allowed.points), allowed
+                              redeem_allowance=allowed.points,
+                              allowances=self.allowances.for_customer(customer_id, now)), allowed
 
     def balance(self, customer_id: str | None) -> dict[str, int] | None:
         found = customers.view(self.db, customer_id) if customer_id else None
@@ -162,8 +166,11 @@ class Checkout:
                 customer_id=customer_id, ruleset_version=version, total=paid, fiscal_doc=0,
                 earned=sum(lot["points"] for lot in lots), redeemed=settlement.redeemed,
                 lots=lots,
+                # What the rules were given, too: the central re-prices the receipt from
+                # exactly what this till knew of the customer (profile, allowances).
                 detail={"settlement": settlement.to_dict(),
-                        "lines": [ln.to_dict() for ln in lines]},
+                        "lines": [ln.to_dict() for ln in lines],
+                        "customer": customer.to_dict()},
             )
             return await self._print_and_journal(draft, fiscal)
 
@@ -264,6 +271,8 @@ class Checkout:
         draft = JournalEntry(**{**unpack(row[0]), "fiscal_doc": fiscal_doc})
         with self.db.atomic():
             entry = journal.append(self.db, draft)
+            # With the entry, so a crash can never leave a grant uncounted or counted twice.
+            self.allowances.record(entry)
             if entry.kind == "sale":
                 self.db.execute(
                     "INSERT INTO receipts (receipt_id, seq, customer_id, fiscal_doc, at,"

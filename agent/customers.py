@@ -8,6 +8,7 @@ from datetime import date
 
 import sqlite_utils
 
+from agent import campaign_allowances
 from agent.journal import epoch
 
 
@@ -76,14 +77,21 @@ def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
         for c in delta["customers"]:
             db.execute(
                 "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
-                " as_of_epoch, as_of_seq, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " as_of_epoch, as_of_seq, profile, allowances, allowances_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [c["id"], c.get("tier"), json.dumps(c.get("segments", [])), c["available"],
                  c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
-                 json.dumps({k: c[k] for k in PROFILE if k in c})],
+                 json.dumps({k: c[k] for k in PROFILE if k in c}),
+                 campaign_allowances.customer_figures(delta, c),
+                 # Budget usage trails the acknowledgement (central.campaign_budgets):
+                 # its own sequence says which of our grants the figures include.
+                 delta.get("budgets", {}).get("as_of_seq", 0)],
             )
             db.execute("DELETE FROM cards WHERE customer_id = ?", [c["id"]])
             for token in c["cards"]:
                 db.execute("INSERT OR REPLACE INTO cards (token, customer_id) VALUES (?, ?)",
                            [token, c["id"]])
+        if "budgets" in delta:
+            campaign_allowances.save(db, delta["budgets"], delta.get("epoch"))
         db.execute("UPDATE meta SET value = ? WHERE key = 'customer_cursor'",
                    [str(delta["cursor"])])

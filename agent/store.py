@@ -101,6 +101,29 @@ def m003_customer_profile(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE customers ADD COLUMN profile TEXT NOT NULL DEFAULT '{}'")
 
 
+@migrations()
+def m004_campaign_allowances(db: sqlite_utils.Database) -> None:
+    # Campaign budgets (agent.campaign_allowances): the caps the central sent with the last
+    # delta, each customer's remaining per-customer allowances, and what this till granted
+    # of budgeted campaigns, so it can subtract what the central has not counted yet.
+    db.executescript(
+        """
+        ALTER TABLE customers ADD COLUMN allowances TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE customers ADD COLUMN allowances_seq INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE campaign_budgets (
+            campaign_id TEXT PRIMARY KEY, till_remaining INTEGER, per_customer INTEGER,
+            period TEXT NOT NULL
+        );
+        CREATE TABLE grants (
+            epoch TEXT NOT NULL, seq INTEGER NOT NULL, campaign_id TEXT NOT NULL,
+            customer_id TEXT, points INTEGER NOT NULL, at TEXT NOT NULL,
+            PRIMARY KEY (epoch, seq, campaign_id)
+        );
+        CREATE INDEX grants_customer ON grants(customer_id, epoch, seq);
+        """
+    )
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

@@ -14,7 +14,7 @@ from pathlib import Path
 import sdnotify
 from aiohttp import web
 
-from central import api_office, api_sync, customers, db, repricing, rulesets
+from central import api_office, api_sync, campaign_budgets, customers, db, repricing, rulesets
 from central.clock import utcnow
 from central.ingest_writer import IngestWriter
 from central.secrets_store import load_or_create
@@ -55,6 +55,11 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app.cleanup_ctx.append(_periodic(
             "re-pricing", reprice_every,
             lambda app: repricing.reprice_pending(app[DB], app[CLOCK](), cache=cache)))
+        # Budget usage trails ingest by one interval at most; tills bound the overshoot
+        # meanwhile by subtracting their own grants (central.campaign_budgets).
+        app.cleanup_ctx.append(_periodic(
+            "campaign budgets", reprice_every,
+            lambda app: campaign_budgets.account_pending(app[DB]) > 0))
         app.cleanup_ctx.append(_periodic(
             "tier windows", TIER_ROLLOVER_INTERVAL_S,
             lambda app: customers.roll_tier_windows(app[DB], app[CLOCK]()) > 0))

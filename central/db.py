@@ -115,6 +115,41 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rulesets ADD COLUMN tiers TEXT;
     UPDATE rulesets SET tiers = json_extract(doc, '$.tiers');
     """,
+    # 5: campaign budgets (central.campaign_budgets). Each rule set's budgets on their own,
+    # written at publish (back-filled here), so deltas never parse 10,000 campaigns; what
+    # each budgeted campaign granted, in total and per customer per period; and how far
+    # the accounting has followed the journal, overall and per till epoch.
+    """
+    CREATE TABLE campaign_budgets (
+        ruleset_version INTEGER NOT NULL, campaign_id TEXT NOT NULL, total INTEGER,
+        per_customer INTEGER, period TEXT NOT NULL,
+        PRIMARY KEY (ruleset_version, campaign_id)
+    );
+    INSERT INTO campaign_budgets
+      SELECT r.version, json_extract(c.value, '$.id'), json_extract(c.value, '$.budget.total'),
+             json_extract(c.value, '$.budget.per_customer'),
+             COALESCE(json_extract(c.value, '$.budget.period'), 'campaign')
+      FROM rulesets r, json_each(r.doc, '$.campaigns') c
+      WHERE json_extract(c.value, '$.budget') IS NOT NULL;
+    CREATE TABLE campaign_usage (campaign_id TEXT PRIMARY KEY, used INTEGER NOT NULL);
+    CREATE TABLE campaign_customer_usage (
+        customer_id TEXT NOT NULL, campaign_id TEXT NOT NULL, period_key TEXT NOT NULL,
+        used INTEGER NOT NULL, PRIMARY KEY (customer_id, campaign_id, period_key)
+    );
+    CREATE TABLE budget_accounting (name TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL);
+    INSERT INTO budget_accounting VALUES ('journal', 0);
+    CREATE TABLE budget_accounted (
+        till_id TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (till_id, epoch)
+    );
+    """,
+    # 6: ledger rows by receipt are looked up for one thing: a return's refund finds the
+    # receipt's redemption. Indexing redeem rows only spares ingest an index entry for
+    # every other row (most of them earnings).
+    """
+    DROP INDEX ledger_receipt;
+    CREATE INDEX ledger_redeem_receipt ON ledger(till_id, receipt_id) WHERE kind = 'redeem';
+    """,
 ]
 
 

@@ -10,7 +10,7 @@ import json
 import sqlite3
 from datetime import datetime
 
-from central import ledger, offline_caps, rulesets, tiers
+from central import campaign_budgets, ledger, offline_caps, rulesets, tiers
 
 MAX_DELTA = 1000
 
@@ -23,6 +23,9 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
         ).fetchone()
         tier_rules = rulesets.current_tiers(conn)
+        # Budgets of the newest rule set only, read from their own table (one row per
+        # budgeted campaign): the document itself is never parsed here.
+        budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
             " window_spend, change_seq FROM customers WHERE change_seq > ?"
@@ -48,8 +51,17 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
                     "purchases": r["purchases"],
                     "qualifying_spend": spend,
                     **ledger.balance(conn, r["id"]).to_dict(),
+                    "allowances": campaign_budgets.customer_allowances(conn, r["id"],
+                                                                       budgets, now),
                 }
             )
+        epoch = till["current_epoch"] if till else None
+        budget_caps = {
+            # The figures include this till's entries up to `as_of_seq` (of `epoch`): the
+            # till subtracts what it granted after that, and nothing twice.
+            "as_of_seq": campaign_budgets.accounted_seq(conn, till_id, epoch),
+            "campaigns": campaign_budgets.till_allowances(conn, budgets, now),
+        }
     finally:
         conn.execute("COMMIT")
     return {
@@ -61,4 +73,5 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         # The programme's offline caps travel with every delta, so a till has the current
         # ones as soon as it has current balances.
         "caps": offline_caps.current(conn).to_dict(),
+        "budgets": budget_caps,
     }

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from central.clock import iso
+from central.clock import iso, parse_iso
 from central.db import next_counter
 
 ENTRY_KINDS = ("earn", "activate", "redeem", "clawback", "refund", "expire", "adjust", "bonus")
@@ -81,28 +81,61 @@ def touch_many(conn: sqlite3.Connection, customer_ids: list[str]) -> None:
     """touch() for many customers with one counter update: a batch marks each once."""
     if not customer_ids:
         return
-    conn.execute(
-        "UPDATE counters SET value = value + ? WHERE name = 'customer_change'",
-        (len(customer_ids),),
-    )
-    last = conn.execute("SELECT value FROM counters WHERE name = 'customer_change'").fetchone()[0]
-    first = last - len(customer_ids) + 1
+    first = reserve_change_seqs(conn, len(customer_ids))
     conn.executemany(
         "UPDATE customers SET change_seq = ? WHERE id = ?",
         [(first + i, c) for i, c in enumerate(customer_ids)],
     )
 
 
+def reserve_change_seqs(conn: sqlite3.Connection, count: int) -> int:
+    """Take `count` consecutive change marks for touching customers; returns the first."""
+    conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'customer_change'", (count,)
+    )
+    last = conn.execute("SELECT value FROM counters WHERE name = 'customer_change'").fetchone()[0]
+    return int(last) - count + 1
+
+
 def existing_customers(conn: sqlite3.Connection, customer_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    # SQLite limits bound parameters per statement; 500 stays well below every build's limit.
-    for i in range(0, len(customer_ids), 500):
-        chunk = customer_ids[i : i + 500]
+    return set(read_customers(conn, customer_ids))
+
+
+def read_customers(conn: sqlite3.Connection, customer_ids: list[str]) -> dict[str, sqlite3.Row]:
+    """The rows (id and tier window) of those customers that exist, in one query per 500:
+    ingest reads a batch's customers once, to know them and to count their purchases."""
+    found: dict[str, sqlite3.Row] = {}
+    for chunk in _chunks(customer_ids):
         marks = ",".join("?" * len(chunk))
-        found.update(
-            r[0] for r in conn.execute(f"SELECT id FROM customers WHERE id IN ({marks})", chunk)
-        )
+        for r in conn.execute(
+            f"SELECT id, tier, window_start, window_spend FROM customers WHERE id IN ({marks})",
+            chunk,
+        ):
+            found[r["id"]] = r
     return found
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    # SQLite limits bound parameters per statement; 500 stays well below every build's limit.
+    return [ids[i : i + 500] for i in range(0, len(ids), 500)]
+
+
+def _nothing_due(conn: sqlite3.Connection, customer_ids: list[str], now: datetime) -> set[str]:
+    """Those customers for whom mature() would find nothing to do: no debt, no lot to
+    activate or to expire (the check mature() begins with, for many at once)."""
+    t = iso(now)
+    clean: set[str] = set()
+    for chunk in _chunks(customer_ids):
+        marks = ",".join("?" * len(chunk))
+        clean.update(r[0] for r in conn.execute(
+            f"SELECT id FROM customers c WHERE id IN ({marks}) AND debt = 0"
+            " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
+            "                AND status = 'pending' AND activates_at <= ?)"
+            " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
+            "                AND status = 'active' AND expires_at <= ?)",
+            (*chunk, t, t),
+        ))
+    return clean
 
 
 def _add_debt(conn: sqlite3.Connection, customer_id: str, points: int) -> None:
@@ -214,9 +247,15 @@ def redeem(
     now: datetime,
     src: Source,
     kind: str = "redeem",
+    *,
+    mature_first: bool = True,
 ) -> int:
-    """Spend points; returns the shortfall that became debt (offline overspend)."""
-    mature(conn, customer_id, now)
+    """Spend points; returns the shortfall that became debt (offline overspend).
+
+    `mature_first=False` only for a caller that knows mature() has nothing to do.
+    """
+    if mature_first:
+        mature(conn, customer_id, now)
     entry = _record(conn, customer_id, kind, -points, now, src)
     taken = _consume(conn, customer_id, points, "status = 'active'")
     conn.executemany(
@@ -303,6 +342,107 @@ def refund(
             (customer_id, src.till_id, src.receipt_id, left, left, iso(now), iso(far)),
         )
     mature(conn, customer_id, now)
+
+
+def _stored_form(text: str) -> bool:
+    """Whether an ISO timestamp is already as the ledger stores it: iso(), UTC, seconds.
+
+    Tills send lots' dates so; such a string compares with another by plain string order,
+    and is stored as it came instead of parsed and formatted again.
+    """
+    return (
+        len(text) == 25 and text[4] == "-" and text[7] == "-" and text[10] == "T"
+        and text[13] == ":" and text[16] == ":" and text.endswith("+00:00")
+    )
+
+
+class BatchLedger:
+    """The ledger operations of one ingested batch, at one `now`, with its writes grouped.
+
+    A lot that is still pending takes no part in spending, maturing or paying debt until
+    it activates, so its lot and `earn` rows wait and are written with one executemany
+    each. What does read them (a clawback takes from the receipt's own lot, pending or
+    not) and the order of a customer's ledger rows are kept by writing what waits before
+    any other operation on a customer who has rows waiting.
+
+    `spenders`, the customers the batch redeems for, are checked once for anything
+    mature() would do; one with nothing due stays so through pending earnings and
+    redemptions the balance covers, and their redemptions skip mature(). Any other
+    operation on a customer, or a shortfall, ends that. Call flush() before the batch's
+    transaction or savepoint ends.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, now: datetime, spenders: list[str]) -> None:
+        self.conn = conn
+        self.now = now
+        self.at = iso(now)
+        self._clean = _nothing_due(conn, spenders, now) if spenders else set()
+        self._lots: list[tuple] = []
+        self._ledger: list[tuple] = []
+        self._waiting: set[str] = set()
+
+    def flush(self) -> None:
+        if self._lots:
+            self.conn.executemany(
+                "INSERT INTO lots (customer_id, till_id, receipt_id, points, remaining,"
+                " activates_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                self._lots,
+            )
+            self.conn.executemany(
+                "INSERT INTO ledger (customer_id, kind, points, at, till_id, seq, receipt_id,"
+                " actor, reason) VALUES (?, 'earn', ?, ?, ?, ?, ?, ?, ?)",
+                self._ledger,
+            )
+        self._lots.clear()
+        self._ledger.clear()
+        self._waiting.clear()
+
+    def _before(self, customer_id: str) -> None:
+        if customer_id in self._waiting:
+            self.flush()
+
+    def earn(self, customer_id: str, points: int, activates: str, expires: str,
+             src: Source) -> None:
+        """earn() of a lot whose dates are ISO strings, as journal entries carry them."""
+        # Parsed whatever their form: a lot whose date is no date is refused, as always.
+        start, end = parse_iso(activates), parse_iso(expires)
+        if _stored_form(activates):
+            pending = activates > self.at
+        else:
+            pending = start > self.now
+            activates = iso(start)
+        if not _stored_form(expires):
+            expires = iso(end)
+        if not pending:
+            self._before(customer_id)
+            self._clean.discard(customer_id)
+            earn(self.conn, customer_id, points, start, end, self.now, src)
+            return
+        self._lots.append((customer_id, src.till_id, src.receipt_id, points, points,
+                           activates, expires))
+        self._ledger.append((customer_id, points, self.at, src.till_id, src.seq,
+                             src.receipt_id, src.actor, src.reason))
+        self._waiting.add(customer_id)
+
+    def redeem(self, customer_id: str, points: int, src: Source) -> int:
+        self._before(customer_id)
+        shortfall = redeem(self.conn, customer_id, points, self.now, src,
+                           mature_first=customer_id not in self._clean)
+        if shortfall:
+            self._clean.discard(customer_id)
+        return shortfall
+
+    def clawback(self, customer_id: str, points: int, original_receipt_id: str,
+                 src: Source) -> int:
+        self._before(customer_id)
+        self._clean.discard(customer_id)
+        return clawback(self.conn, customer_id, points, original_receipt_id, self.now, src)
+
+    def refund(self, customer_id: str, points: int, original_receipt_id: str,
+               src: Source) -> None:
+        self._before(customer_id)
+        self._clean.discard(customer_id)
+        refund(self.conn, customer_id, points, original_receipt_id, self.now, src)
 
 
 def balance(conn: sqlite3.Connection, customer_id: str) -> Balance:

@@ -47,7 +47,8 @@ class RuleSets:
 
 
 def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
-                segments: frozenset[str]) -> Verdict:
+                segments: frozenset[str], birthday: str | None = None,
+                offers: frozenset[str] = frozenset()) -> Verdict:
     """Re-price one journalled sale (pure): does the till's account of it hold?"""
     if ruleset is None:
         return Verdict(False, f"rule set version {entry['ruleset_version']} is not known here")
@@ -63,11 +64,20 @@ def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
                               category=ln.get("category", ""), brand=ln.get("brand", ""),
                               flags=frozenset(ln.get("flags", ())))
             for ln in lines), store=entry["store"])
-        customer = rules.Customer(id=entry["customer_id"], balance=entry["redeemed"],
-                                  tier=settled.get("tier"), segments=segments)
+        known = detail.get("customer")
+        if isinstance(known, dict):
+            # The till's own view of the customer (profile, balance, allowances): the check
+            # is that the rules were applied to it faithfully, to a profile the central gave.
+            customer = rules.Customer.from_dict(known)
+            if claimed := _unfounded(customer, segments, birthday, offers):
+                return Verdict(False, f"the till priced with {claimed}, which the central"
+                                      " never gave it")
+        else:
+            customer = rules.Customer(id=entry["customer_id"], balance=entry["redeemed"],
+                                      tier=settled.get("tier"), segments=segments)
         again = rules.settle(ruleset, receipt, customer, parse_iso(entry["at"]),
                              entry["redeemed"])
-    except (KeyError, TypeError, rules.InputError, rules.RedemptionError) as e:
+    except (KeyError, TypeError, ValueError, rules.InputError, rules.RedemptionError) as e:
         return Verdict(False, f"cannot be re-priced: {type(e).__name__}: {e}")
     earned = sum(lot.points for lot in again.lots if lot.unit == again.unit and lot.points > 0)
     if earned != entry["earned"] or again.redeemed != entry["redeemed"]:
@@ -77,13 +87,26 @@ def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
     return Verdict(True)
 
 
+def _unfounded(customer: rules.Customer, segments: frozenset[str], birthday: str | None,
+               offers: frozenset[str]) -> str | None:
+    """What of the till's view of the customer the central's profile does not back."""
+    if extra := customer.segments - segments:
+        return f"segments {sorted(extra)}"
+    if extra := customer.activated_offers - offers:
+        return f"offers {sorted(extra)}"
+    if customer.birthday is not None and customer.birthday.isoformat() != birthday:
+        return "a birthday"
+    return None
+
+
 def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
                     cache: RuleSets | None = None) -> int:
     """Check the next `limit` journalled entries; returns how many were looked at."""
     cache = cache or RuleSets(conn)
     start = conn.execute("SELECT last_rowid FROM repricing WHERE name = 'journal'").fetchone()[0]
     rows = conn.execute(
-        "SELECT j.rowid AS rid, j.till_id, j.seq, j.body, c.segments FROM journal j"
+        "SELECT j.rowid AS rid, j.till_id, j.seq, j.body, c.segments, c.birthday, c.offers"
+        " FROM journal j"
         " LEFT JOIN customers c ON c.id = j.customer_id"
         " WHERE j.rowid > ? ORDER BY j.rowid LIMIT ?", (start, limit)).fetchall()
     if not rows:
@@ -107,7 +130,9 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
                 continue  # returns are priced from their sale; non-members earn nothing
             checked += 1
             segments = frozenset(json.loads(r["segments"])) if r["segments"] else frozenset()
-            verdict = check_entry(entry, cache.get(entry["ruleset_version"]), segments)
+            offers = frozenset(json.loads(r["offers"])) if r["offers"] else frozenset()
+            verdict = check_entry(entry, cache.get(entry["ruleset_version"]), segments,
+                                  r["birthday"], offers)
             if not verdict.ok:
                 mismatches += 1
                 raise_alert(conn, now, "repricing-mismatch",

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from central import campaign_budgets
 from central.clock import iso
 from central.db import transaction
 from protocol.rules import compile_ruleset, default_ruleset_doc
@@ -38,6 +39,7 @@ def publish(
                 json.dumps(doc["tiers"]) if doc.get("tiers") else None,
             ),
         )
+        campaign_budgets.store_budgets(conn, current + 1, doc)
     return current + 1
 
 

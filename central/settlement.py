@@ -28,10 +28,16 @@ def apply_entries(
             by_customer[e.customer_id].append(e)
     if not by_customer:
         return
-    known = ledger.existing_customers(conn, list(by_customer))
+    # One read of every customer of the batch: whether they exist, and their tier window.
+    rows = ledger.read_customers(conn, list(by_customer))
+    spenders = [c for c, theirs in by_customer.items()
+                if c in rows and any(e.redeemed for e in theirs)]
+    book = ledger.BatchLedger(conn, now, spenders)
     tier_rules = rulesets.current_tiers(conn)
+    counted: list[tuple] = []
     for customer_id, theirs in by_customer.items():
-        if customer_id not in known:
+        row = rows.get(customer_id)
+        if row is None:
             for e in theirs:
                 raise_alert(
                     conn,
@@ -42,34 +48,45 @@ def apply_entries(
                 )
             continue
         for e in theirs:
-            _apply_entry(conn, till_id, e, now)
-        _count_purchases(conn, customer_id, theirs, tier_rules)
-    ledger.touch_many(conn, [c for c in by_customer if c in known])
+            _apply_entry(conn, book, till_id, e, now)
+        counted.append((*_count_purchases(row, theirs, tier_rules), customer_id))
+    book.flush()
+    _update_customers(conn, counted)
 
 
-def _count_purchases(conn: sqlite3.Connection, customer_id: str, entries: list[JournalEntry],
-                     tier_rules: dict | None) -> None:
+def _count_purchases(row: sqlite3.Row, entries: list[JournalEntry],
+                     tier_rules: dict | None) -> tuple[str | None, str | None, int, int]:
     """Purchases and tier-window spend, which conditions and tiers of the rules depend on.
-    Spend is the money paid (returns take theirs back), dated by the till's receipt time."""
-    row = conn.execute("SELECT tier, window_start, window_spend FROM customers WHERE id = ?",
-                       (customer_id,)).fetchone()
+    Spend is the money paid (returns take theirs back), dated by the till's receipt time.
+    Returns (tier, window_start, window_spend, purchases to add)."""
     tier, start, spend = row["tier"], row["window_start"], row["window_spend"]
     for e in entries:
         amount = e.total if e.kind == "sale" else -e.total
         tier, start, spend = tiers.after_sale(tier_rules, tier, start, spend, amount,
                                               parse_iso(e.at))
-    conn.execute(
+    return tier, start, spend, sum(e.kind == "sale" for e in entries)
+
+
+def _update_customers(conn: sqlite3.Connection, counted: list[tuple]) -> None:
+    """Write the counters and mark each customer changed (ledger.touch_many's numbering)
+    in one statement per customer, instead of one for the counters and one for the mark."""
+    if not counted:
+        return
+    first = ledger.reserve_change_seqs(conn, len(counted))
+    conn.executemany(
         "UPDATE customers SET tier = ?, window_start = ?, window_spend = ?,"
-        " purchases = purchases + ? WHERE id = ?",
-        (tier, start, spend, sum(e.kind == "sale" for e in entries), customer_id),
+        " purchases = purchases + ?, change_seq = ? WHERE id = ?",
+        [(tier, start, spend, bought, first + i, cid)
+         for i, (tier, start, spend, bought, cid) in enumerate(counted)],
     )
 
 
-def _apply_entry(conn: sqlite3.Connection, till_id: str, e: JournalEntry, now: datetime) -> None:
+def _apply_entry(conn: sqlite3.Connection, book: ledger.BatchLedger, till_id: str,
+                 e: JournalEntry, now: datetime) -> None:
     assert e.customer_id is not None
     src = ledger.Source(till_id=till_id, seq=e.seq, receipt_id=e.receipt_id)
     if e.redeemed:
-        shortfall = ledger.redeem(conn, e.customer_id, e.redeemed, now, src)
+        shortfall = book.redeem(e.customer_id, e.redeemed, src)
         if shortfall:
             raise_alert(
                 conn,
@@ -80,17 +97,9 @@ def _apply_entry(conn: sqlite3.Connection, till_id: str, e: JournalEntry, now: d
                 customer_id=e.customer_id,
             )
     for lot in e.lots:
-        ledger.earn(
-            conn,
-            e.customer_id,
-            lot["points"],
-            parse_iso(lot["activates"]),
-            parse_iso(lot["expires"]),
-            now,
-            src,
-        )
+        book.earn(e.customer_id, lot["points"], lot["activates"], lot["expires"], src)
     if e.kind == "return" and e.original_receipt_id:
         if e.refund:
-            ledger.refund(conn, e.customer_id, e.refund, e.original_receipt_id, now, src)
+            book.refund(e.customer_id, e.refund, e.original_receipt_id, src)
         if e.clawback:
-            ledger.clawback(conn, e.customer_id, e.clawback, e.original_receipt_id, now, src)
+            book.clawback(e.customer_id, e.clawback, e.original_receipt_id, src)

@@ -133,3 +133,77 @@ def test_balance_always_equals_the_sum_of_ledger_movements(tmp_path_factory, ops
             assert negative[0] == 0
     finally:
         conn.close()
+
+
+# -- a batch's grouped writes -----------------------------------------------------------------
+
+batch_operations = st.lists(
+    st.tuples(
+        st.sampled_from(["earn", "earn-now", "redeem", "clawback", "refund"]),
+        st.integers(min_value=0, max_value=1),  # which customer
+        st.integers(min_value=1, max_value=300),
+        st.integers(min_value=0, max_value=3),  # which receipt
+    ),
+    max_size=30,
+)
+
+
+def _story(conn) -> list:
+    """Each customer's lots and ledger rows in their order, and debts: what a batch leaves."""
+    out = []
+    for cid in ("c0", "c1"):
+        out.append(conn.execute(
+            "SELECT till_id, receipt_id, points, remaining, activates_at, expires_at, status"
+            " FROM lots WHERE customer_id = ? ORDER BY id", (cid,)).fetchall())
+        out.append(conn.execute(
+            "SELECT kind, points, at, till_id, seq, receipt_id FROM ledger WHERE customer_id = ?"
+            " ORDER BY id", (cid,)).fetchall())
+        out.append(conn.execute("SELECT debt FROM customers WHERE id = ?", (cid,)).fetchall())
+    return [[tuple(r) for r in rows] for rows in out]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(ops=batch_operations, due=st.sampled_from(["nothing", "activation", "debt"]))
+def test_a_batch_ledger_leaves_what_one_operation_at_a_time_leaves(tmp_path_factory, ops, due):
+    """BatchLedger groups pending earnings and skips needless maturing: nothing else."""
+    base = tmp_path_factory.mktemp("batch")
+    conns = [db.connect(base / "one.db"), db.connect(base / "batch.db")]
+    try:
+        for conn in conns:
+            for cid in ("c0", "c1"):
+                customer(conn, cid)
+                ledger.earn(conn, cid, 200, T0 - timedelta(days=20), T0 + timedelta(days=5),
+                            T0 - timedelta(days=20), src("welcome"))
+                ledger.earn(conn, cid, 50, T0 + timedelta(days=1), T0 + timedelta(days=90),
+                            T0 - timedelta(days=13), src("older"))
+            # What mature() has to do when the batch begins, for one customer.
+            if due == "activation":
+                ledger.earn(conn, "c1", 70, T0 - timedelta(days=1), T0 + timedelta(days=90),
+                            T0 - timedelta(days=15), src("due"))
+            elif due == "debt":
+                ledger.redeem(conn, "c1", 900, T0 - timedelta(days=15), src("old"))
+        plain, grouped = conns
+        spenders = sorted({f"c{who}" for op, who, _, _ in ops if op == "redeem"})
+        book = ledger.BatchLedger(grouped, T0, spenders)
+        for n, (op, who, points, receipt) in enumerate(ops):
+            cid, r = f"c{who}", f"r{receipt}"
+            s = ledger.Source(till_id="t1", seq=n + 1, receipt_id=r)
+            if op in ("earn", "earn-now"):
+                starts = T0 if op == "earn-now" else T0 + timedelta(days=14)
+                ends = T0 + timedelta(days=200 + receipt)
+                ledger.earn(plain, cid, points, starts, ends, T0, s)
+                book.earn(cid, points, iso(starts), iso(ends), s)
+            elif op == "redeem":
+                assert ledger.redeem(plain, cid, points, T0, s) == book.redeem(cid, points, s)
+            elif op == "clawback":
+                assert (ledger.clawback(plain, cid, points, r, T0, s)
+                        == book.clawback(cid, points, r, s))
+            else:
+                ledger.refund(plain, cid, points, r, T0, s)
+                book.refund(cid, points, r, s)
+        book.flush()
+        assert _story(plain) == _story(grouped)
+    finally:
+        for conn in conns:
+            conn.close()

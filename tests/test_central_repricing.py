@@ -16,7 +16,7 @@ LINES = [{"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category"
 
 
 def priced_sale(till: TestTill, central, customer_id: str, *, redeem: int = 0,
-                claim_earned: int | None = None):
+                claim_earned: int | None = None, seen: rules.Customer | None = None):
     """A sale journalled as a real till would, optionally claiming other points."""
     row = central.db.execute("SELECT doc FROM rulesets WHERE version = 1").fetchone()
     rs = rules.compile_ruleset(json.loads(row["doc"]))
@@ -26,11 +26,14 @@ def priced_sale(till: TestTill, central, customer_id: str, *, redeem: int = 0,
         rules.ReceiptLine(sku=ln["sku"], qty=ln["qty"], price=ln["price"],
                           amount=(ln["qty"] * ln["price"] + 500) // 1000,
                           category=ln["category"]) for ln in LINES), store="s1")
-    s = rules.settle(rs, receipt, rules.Customer(id=customer_id, balance=10_000),
-                     parse_iso(at), redeem)
+    customer = seen or rules.Customer(id=customer_id, balance=10_000)
+    s = rules.settle(rs, receipt, customer, parse_iso(at), redeem)
     earned = s.earned if claim_earned is None else claim_earned
     e = till.sale(customer_id, earned=earned, redeemed=redeem)
-    e = dataclasses.replace(e, detail={"settlement": s.to_dict(), "lines": LINES})
+    detail = {"settlement": s.to_dict(), "lines": LINES}
+    if seen is not None:
+        detail["customer"] = seen.to_dict()
+    e = dataclasses.replace(e, detail=detail)
     e = dataclasses.replace(e, hash=e.compute_hash())
     till.entries[-1] = e
     return s
@@ -51,3 +54,17 @@ async def test_honest_sales_match_and_a_padded_one_raises_an_alert(central, cloc
     assert "entry 2" in alerts[0]["message"] and "earned 500" in alerts[0]["message"]
     assert "earned 22" in alerts[0]["message"]
     assert repricing.reprice_pending(central.db, clock()) == 0  # each entry once
+
+
+async def test_a_till_pricing_with_a_profile_the_central_never_gave_is_reported(central, clock):
+    till = await enrolled_till(central)
+    cid = await new_customer(central, bonus=1000)
+    given = rules.Customer(id=cid, balance=1000)
+    priced_sale(till, central, cid, seen=given)  # what the central sent: fine
+    invented = rules.Customer(id=cid, balance=1000, segments=frozenset({"vip"}))
+    priced_sale(till, central, cid, seen=invented)
+    assert (await send(central, till.batch())).status == 200
+    assert repricing.reprice_pending(central.db, clock()) == 2
+    assert repricing.progress(central.db)["mismatches"] == 1
+    message = central.db.execute("SELECT message FROM alerts").fetchone()["message"]
+    assert "entry 2" in message and "segments ['vip']" in message

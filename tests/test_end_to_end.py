@@ -25,6 +25,18 @@ async def balances(store: StoreHarness, customer_id: str) -> dict:
     return (await store.office("GET", f"/api/v1/customers/{customer_id}"))["balance"]
 
 
+async def assert_central_repriced_every_sale_alike(store: StoreHarness) -> None:
+    """The central re-prices each journalled sale with the rules the till used."""
+    await store.wait_synced()
+
+    async def caught_up() -> dict | None:
+        progress = await store.office("GET", "/api/v1/repricing")
+        return progress if progress["behind"] == 0 else None
+
+    progress = await wait_for(caught_up, "the central to re-price the sales", timeout=30)
+    assert progress["checked"] > 0 and progress["mismatches"] == 0, progress
+
+
 async def test_checkout_from_card_swipe_to_central_ledger(store: StoreHarness):
     till = store.tills[0]
     created = await store.office("POST", "/api/v1/customers",
@@ -93,6 +105,7 @@ async def test_checkout_from_card_swipe_to_central_ledger(store: StoreHarness):
     paper = (await store.control(till, "GET", "/printer/paper"))["paper"]
     shoes_receipt = next(p["text"] for p in paper if "Running shoes" in p["text"])
     assert "Points spent: 200" in shoes_receipt and "Points earned: 240" in shoes_receipt
+    await assert_central_repriced_every_sale_alike(store)
 
 
 async def test_bad_input_at_the_till_gets_clear_errors_and_changes_nothing(
@@ -242,9 +255,76 @@ async def test_profile_from_head_office_reaches_the_till_and_its_campaigns(
     await earned_becomes(122)  # and 100 for the birthday
     await store.office("POST", f"/api/v1/customers/{cid}/offers", {"offer": "socks-x2"})
     await earned_becomes(144)  # and the base points once more on the socks
+    sale = await store.pos(till, "POST", "/pos/v1/receipts",
+                           {"customer_id": cid, "lines": [SOCKS]})
+    assert sale["earned"] == 144
+    await assert_central_repriced_every_sale_alike(store)
     with pytest.raises(ApiError) as e:
         await store.office("PATCH", f"/api/v1/customers/{cid}", {"balance": 10**6})
     assert e.value.status == 400 and "cannot change balance" in e.value.body["error"]
     with pytest.raises(ApiError) as e:
         await store.office("PATCH", f"/api/v1/customers/{cid}", {"birthday": "31.12.1990"})
     assert e.value.status == 400 and "YYYY-MM-DD" in e.value.body["error"]
+
+
+async def test_campaign_budget_runs_out_at_the_till_and_at_the_central(store: StoreHarness):
+    """A campaign capped at 100 points per customer a month: the till grants up to the cap,
+    then stops and says why; the central's count agrees once the till has synced."""
+    import json
+    from datetime import UTC, datetime
+
+    from central import campaign_budgets, db, deltas
+    from protocol.rules import default_ruleset_doc
+
+    till = store.tills[0]
+    doc = default_ruleset_doc()
+    doc["campaigns"].append({"id": "promo", "name": "60 points a receipt", "priority": 5,
+                             "effect": {"type": "per_receipt", "points": 60},
+                             "budget": {"total": 1000, "per_customer": 100, "period": "month"}})
+    await store.office("PUT", "/api/v1/ruleset", {"doc": doc, "actor": "marketing"})
+    cid = (await store.office("POST", "/api/v1/customers", {"card_number": CARD}))["id"]
+
+    async def priced_earning(points: int) -> bool | None:
+        try:
+            priced = await store.pos(till, "POST", "/pos/v1/price",
+                                     {"customer_id": cid, "lines": [SOCKS]})
+        except ApiError as e:
+            if e.status == 404:  # the customer has not reached the till yet
+                return None
+            raise
+        return True if priced["earned"] == points else None
+
+    await wait_for(lambda: priced_earning(82), "the till to price the promo", timeout=30)
+    first = await store.pos(till, "POST", "/pos/v1/receipts",
+                            {"customer_id": cid, "lines": [SOCKS]})
+    assert first["earned"] == 82  # 22 base + 60 promo
+    second = await store.pos(till, "POST", "/pos/v1/receipts",
+                             {"customer_id": cid, "lines": [SOCKS]})
+    assert second["earned"] == 62  # 22 base + the 40 left of the customer's 100
+    priced = await store.pos(till, "POST", "/pos/v1/price",
+                             {"customer_id": cid, "lines": [SOCKS]})
+    assert priced["earned"] == 22  # back to base: the till stopped granting the promo
+    assert "budget used up" in json.dumps(priced["explanation"])
+    third = await store.pos(till, "POST", "/pos/v1/receipts",
+                            {"customer_id": cid, "lines": [SOCKS]})
+    assert third["earned"] == 22
+
+    await store.wait_synced()
+    conn = db.connect(store.workdir / "central" / "central.db")
+    try:
+        async def central_counted() -> dict | None:
+            if campaign_budgets.behind(conn):
+                return None
+            delta = deltas.customer_deltas(conn, till.till_id, 0, datetime.now(UTC))
+            mine = [c for c in delta["customers"] if c["id"] == cid]
+            return delta if mine and mine[0]["allowances"] == {"promo": 0} else None
+
+        delta = await wait_for(central_counted, "the central to count the promo", timeout=30)
+        assert delta["budgets"]["campaigns"]["promo"]["till_remaining"] == 900
+        assert delta["budgets"]["as_of_seq"] == 3
+    finally:
+        conn.close()
+    # And after the till pulls that delta it still stops: the central's figure now holds
+    # what the till had subtracted itself, and nothing is counted twice.
+    assert await priced_earning(22)
+    await assert_central_repriced_every_sale_alike(store)  # the capped grant included

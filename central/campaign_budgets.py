@@ -1,0 +1,191 @@
+"""Campaign budget caps: the central counts what budgeted campaigns granted, and hands tills
+allowances to grant from.
+
+A campaign's `budget` caps its points in total (over the campaign's whole life) and per
+customer per period (day, week, month, year, or the whole campaign; UTC calendar periods,
+see protocol.budget_periods). The central is authoritative: this module follows the
+journal after ingest (a cursor over journal rowids, like central.repricing, so ingest
+stays fast) and adds each sale's `campaign_totals` to the usage. Tills price offline, so a
+till may overshoot a cap by what it and the other tills granted since their last delta;
+the allowances below keep that small, not zero.
+
+Returns do not give budget back: a cap bounds what head office may have to pay out, and
+points taken back on a return are a debt the ledger may never recover, so usage only
+grows. (It also keeps the count one-directional, which is what lets tills subtract their
+own unsynced grants without double counting.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from central import ledger
+from central.clock import parse_iso
+from protocol.budget_periods import period_key
+from protocol.wire import InvalidMessage, unpack
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Budget:
+    total: int | None
+    per_customer: int | None
+    period: str
+
+
+def store_budgets(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) -> None:
+    """Record a rule set's budgets at publish, inside its transaction (doc already valid)."""
+    conn.executemany(
+        "INSERT INTO campaign_budgets (ruleset_version, campaign_id, total, per_customer,"
+        " period) VALUES (?, ?, ?, ?, ?)",
+        [(version, c["id"], c["budget"].get("total"), c["budget"].get("per_customer"),
+          c["budget"].get("period", "campaign"))
+         for c in doc.get("campaigns", ()) if c.get("budget")])
+
+
+def budgets(conn: sqlite3.Connection, version: int | None = None) -> dict[str, Budget]:
+    """The budgets of one rule-set version (default: the newest, the one tills get)."""
+    if version is None:
+        version = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
+    return {r[0]: Budget(r[1], r[2], r[3]) for r in conn.execute(
+        "SELECT campaign_id, total, per_customer, period FROM campaign_budgets"
+        " WHERE ruleset_version = ?", (version,))}
+
+
+# -- accounting --------------------------------------------------------------------------
+
+
+def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
+    """Add the next `limit` journal entries to the usage; returns how many were looked at."""
+    start = conn.execute(
+        "SELECT last_rowid FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
+    rows = conn.execute(
+        "SELECT rowid AS rid, till_id, epoch, seq, kind, customer_id, body FROM journal"
+        " WHERE rowid > ? ORDER BY rowid LIMIT ?", (start, limit)).fetchall()
+    if not rows:
+        return 0
+    by_version: dict[int, dict[str, Budget]] = {}
+    total: dict[str, int] = defaultdict(int)
+    per_customer: dict[tuple[str, str, str], int] = defaultdict(int)
+    reached: dict[tuple[str, str], int] = {}
+    for r in rows:
+        reached[(r["till_id"], r["epoch"])] = max(reached.get((r["till_id"], r["epoch"]), 0),
+                                                  r["seq"])
+        if r["kind"] != "sale":
+            continue  # returns give no budget back (see the module's docstring)
+        try:
+            entry = unpack(r["body"])
+            granted = entry["detail"]["settlement"]["campaign_totals"]
+            version, at = int(entry["ruleset_version"]), parse_iso(entry["at"])
+        except (InvalidMessage, KeyError, TypeError, ValueError):
+            # Unreadable or without a settlement: re-pricing raises the alert for it; a
+            # sale nobody can read granted nothing this module could count.
+            continue
+        if version not in by_version:
+            by_version[version] = budgets(conn, version)
+        # The budget of the version the till priced with: its grants were bounded by it.
+        for campaign_id, points in granted.items():
+            b = by_version[version].get(campaign_id)
+            if b is None or not isinstance(points, int) or points <= 0:
+                continue
+            total[campaign_id] += points
+            if b.per_customer is not None and r["customer_id"] is not None:
+                per_customer[(r["customer_id"], campaign_id, period_key(b.period, at))] += points
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT INTO campaign_usage (campaign_id, used) VALUES (?, ?)"
+            " ON CONFLICT (campaign_id) DO UPDATE SET used = used + excluded.used",
+            sorted(total.items()))
+        conn.executemany(
+            "INSERT INTO campaign_customer_usage (customer_id, campaign_id, period_key, used)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (customer_id, campaign_id, period_key)"
+            " DO UPDATE SET used = used + excluded.used",
+            [(*k, v) for k, v in sorted(per_customer.items())])
+        conn.executemany(
+            "INSERT INTO budget_accounted (till_id, epoch, seq) VALUES (?, ?, ?)"
+            " ON CONFLICT (till_id, epoch) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            [(*k, v) for k, v in sorted(reached.items())])
+        # Customers whose allowance shrank go out with the next delta; ingest touched them
+        # for the balance already, but possibly before this count.
+        changed = sorted({k[0] for k in per_customer})
+        ledger.touch_many(conn, sorted(ledger.existing_customers(conn, changed)))
+        conn.execute("UPDATE budget_accounting SET last_rowid = ? WHERE name = 'journal'",
+                     (rows[-1]["rid"],))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return len(rows)
+
+
+def accounted_seq(conn: sqlite3.Connection, till_id: str, epoch: str | None) -> int:
+    """How far this till's entries (of `epoch`) are in the usage figures."""
+    row = conn.execute("SELECT seq FROM budget_accounted WHERE till_id = ? AND epoch = ?",
+                       (till_id, epoch)).fetchone()
+    return row[0] if row else 0
+
+
+def behind(conn: sqlite3.Connection) -> int:
+    start = conn.execute(
+        "SELECT last_rowid FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
+    return conn.execute("SELECT COUNT(*) FROM journal WHERE rowid > ?", (start,)).fetchone()[0]
+
+
+# -- allowances --------------------------------------------------------------------------
+
+
+def till_allowances(conn: sqlite3.Connection, current: dict[str, Budget],
+                    now: datetime) -> dict[str, dict[str, Any]]:
+    """Per budgeted campaign: the caps a till needs to price offline.
+
+    `till_remaining` is this till's share of what is left of the total: the remainder split
+    evenly over the active tills (rounded down, at least 0). An even split needs no
+    coordination between tills and can never let them together overshoot what is left as
+    of this delta; a busy till may run dry while a quiet one holds points back, until the
+    next delta re-divides what is left. `per_customer` with its period and the current
+    period's key lets a till compute a fresh allowance for customers it has no figure for,
+    and notice when its figure for a customer is from a past period.
+    """
+    if not current:
+        return {}
+    tills = max(1, conn.execute(
+        "SELECT COUNT(*) FROM tills WHERE status = 'active'").fetchone()[0])
+    used = dict(conn.execute("SELECT campaign_id, used FROM campaign_usage").fetchall()
+                if len(current) > 500 else conn.execute(
+                    "SELECT campaign_id, used FROM campaign_usage WHERE campaign_id IN"
+                    f" ({','.join('?' * len(current))})", tuple(current)).fetchall())
+    out: dict[str, dict[str, Any]] = {}
+    for campaign_id, b in sorted(current.items()):
+        out[campaign_id] = {
+            "till_remaining": (None if b.total is None
+                               else max(0, b.total - used.get(campaign_id, 0)) // tills),
+            "per_customer": b.per_customer,
+            "period": b.period,
+            "period_key": period_key(b.period, now),
+        }
+    return out
+
+
+def customer_allowances(conn: sqlite3.Connection, customer_id: str,
+                        current: dict[str, Budget], now: datetime) -> dict[str, int]:
+    """What the customer may still get of each per-customer budget in its current period.
+
+    Only campaigns the customer used in the current period are listed: for the others the
+    remaining allowance is the whole per-customer cap, which the till has from
+    till_allowances, so a delta does not repeat 10,000 campaigns per customer.
+    """
+    out: dict[str, int] = {}
+    for campaign_id, key, used in conn.execute(
+            "SELECT campaign_id, period_key, used FROM campaign_customer_usage"
+            " WHERE customer_id = ?", (customer_id,)):
+        b = current.get(campaign_id)
+        if b is None or b.per_customer is None or key != period_key(b.period, now):
+            continue
+        out[campaign_id] = max(0, b.per_customer - used)
+    return out
