@@ -10,6 +10,7 @@ import sqlite_utils
 
 from agent import campaign_allowances
 from agent.journal import epoch
+from protocol.wire import unpack
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
         pending=max(0, pending + earned - clawback),
         debt=debt,
         birthday=date.fromisoformat(profile["birthday"]) if profile.get("birthday") else None,
-        offers=frozenset(profile.get("offers", ())),
+        offers=frozenset(profile.get("offers", ())) | _unused_granted(db, customer_id, profile),
         purchases=profile.get("purchases", 0) + sales,
         # The central's figure: an upgrade earned by this till's own unsynced receipts
         # shows once they are synced (the engine already counts the receipt being priced).
@@ -68,7 +69,31 @@ def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
     )
 
 
-PROFILE = ("birthday", "offers", "purchases", "qualifying_spend")
+PROFILE = ("birthday", "offers", "granted_offers", "purchases", "qualifying_spend")
+
+
+def _unused_granted(db: sqlite_utils.Database, customer_id: str,
+                    profile: dict) -> frozenset[str]:
+    """Offers a purchase earned (good for one purchase), less those this till's receipts used
+    that the central had not counted when it sent them: a till must not honour one twice.
+
+    The central counts uses with campaign budgets, a step after ingest: so the cut-off is how
+    far that count had come (allowances_seq), not the acknowledged sequence."""
+    granted = frozenset(profile.get("granted_offers", ()))
+    if not granted:
+        return granted
+    epoch_ = epoch(db)
+    counted, counted_epoch = db.execute(
+        "SELECT allowances_seq, as_of_epoch FROM customers WHERE id = ?", [customer_id]
+    ).fetchone()
+    since = counted if counted_epoch == epoch_ else 0
+    used: set[str] = set()
+    for (body,) in db.execute(
+        "SELECT body FROM journal WHERE customer_id = ? AND epoch = ? AND seq > ?"
+        " AND kind = 'sale'", [customer_id, epoch_, since]
+    ):
+        used.update(unpack(body)["detail"].get("settlement", {}).get("offers_used", ()))
+    return granted - used
 
 
 def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import ledger
+from central import ledger, offer_grants
 from central.clock import parse_iso
 from protocol.budget_periods import period_key
 from protocol.wire import InvalidMessage, unpack
@@ -73,6 +73,7 @@ def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
     total: dict[str, int] = defaultdict(int)
     per_customer: dict[tuple[str, str, str], int] = defaultdict(int)
     reached: dict[tuple[str, str], int] = {}
+    offers = offer_grants.OfferChanges()
     for r in rows:
         reached[(r["till_id"], r["epoch"])] = max(reached.get((r["till_id"], r["epoch"]), 0),
                                                   r["seq"])
@@ -80,8 +81,11 @@ def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
             continue  # returns give no budget back (see the module's docstring)
         try:
             entry = unpack(r["body"])
-            granted = entry["detail"]["settlement"]["campaign_totals"]
+            settled = entry["detail"]["settlement"]
+            granted = settled["campaign_totals"]
             version, at = int(entry["ruleset_version"]), parse_iso(entry["at"])
+            if r["customer_id"] is not None:
+                offers.follow(r["customer_id"], settled)
         except (InvalidMessage, KeyError, TypeError, ValueError):
             # Unreadable or without a settlement: re-pricing raises the alert for it; a
             # sale nobody can read granted nothing this module could count.
@@ -111,9 +115,10 @@ def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
             "INSERT INTO budget_accounted (till_id, epoch, seq) VALUES (?, ?, ?)"
             " ON CONFLICT (till_id, epoch) DO UPDATE SET seq = MAX(seq, excluded.seq)",
             [(*k, v) for k, v in sorted(reached.items())])
-        # Customers whose allowance shrank go out with the next delta; ingest touched them
-        # for the balance already, but possibly before this count.
-        changed = sorted({k[0] for k in per_customer})
+        offers.apply(conn)
+        # Customers whose allowance shrank or whose offers changed go out with the next
+        # delta; ingest touched them for the balance already, but possibly before this.
+        changed = sorted({k[0] for k in per_customer} | offers.customers())
         ledger.touch_many(conn, sorted(ledger.existing_customers(conn, changed)))
         conn.execute("UPDATE budget_accounting SET last_rowid = ? WHERE name = 'journal'",
                      (rows[-1]["rid"],))

@@ -84,6 +84,7 @@ def read(conn: sqlite3.Connection, customer_id: str) -> dict:
         "segments": json.loads(row["segments"]),
         "birthday": row["birthday"],
         "offers": json.loads(row["offers"]),
+        "granted_offers": json.loads(row["granted_offers"]),
         "purchases": row["purchases"],
         "cards": ["****" + c["last4"] for c in cards],
         "balance": ledger.balance(conn, customer_id).to_dict(),

@@ -150,6 +150,11 @@ MIGRATIONS: list[str] = [
     DROP INDEX ledger_receipt;
     CREATE INDEX ledger_redeem_receipt ON ledger(till_id, receipt_id) WHERE kind = 'redeem';
     """,
+    # 7: offers a purchase granted for the next one (cross-offers), with their expiry; used
+    # once, unlike the personal offers head office activates
+    """
+    ALTER TABLE customers ADD COLUMN granted_offers TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 

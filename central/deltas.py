@@ -10,7 +10,7 @@ import json
 import sqlite3
 from datetime import datetime
 
-from central import campaign_budgets, ledger, offline_caps, rulesets, tiers
+from central import campaign_budgets, ledger, offer_grants, offline_caps, rulesets, tiers
 
 MAX_DELTA = 1000
 
@@ -28,7 +28,7 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
-            " window_spend, change_seq FROM customers WHERE change_seq > ?"
+            " window_spend, granted_offers, change_seq FROM customers WHERE change_seq > ?"
             " ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
@@ -48,6 +48,7 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
                     "segments": json.loads(r["segments"]),
                     "birthday": r["birthday"],
                     "offers": json.loads(r["offers"]),
+                    "granted_offers": sorted(offer_grants.live(r["granted_offers"], now)),
                     "purchases": r["purchases"],
                     "qualifying_spend": spend,
                     **ledger.balance(conn, r["id"]).to_dict(),

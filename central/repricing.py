@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from central import offer_grants
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from protocol import rules
@@ -105,7 +106,8 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
     cache = cache or RuleSets(conn)
     start = conn.execute("SELECT last_rowid FROM repricing WHERE name = 'journal'").fetchone()[0]
     rows = conn.execute(
-        "SELECT j.rowid AS rid, j.till_id, j.seq, j.body, c.segments, c.birthday, c.offers"
+        "SELECT j.rowid AS rid, j.till_id, j.seq, j.body, c.segments, c.birthday, c.offers,"
+        " c.granted_offers"
         " FROM journal j"
         " LEFT JOIN customers c ON c.id = j.customer_id"
         " WHERE j.rowid > ? ORDER BY j.rowid LIMIT ?", (start, limit)).fetchall()
@@ -131,6 +133,8 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
             checked += 1
             segments = frozenset(json.loads(r["segments"])) if r["segments"] else frozenset()
             offers = frozenset(json.loads(r["offers"])) if r["offers"] else frozenset()
+            if r["granted_offers"]:
+                offers |= offer_grants.ever_granted(r["granted_offers"])
             verdict = check_entry(entry, cache.get(entry["ruleset_version"]), segments,
                                   r["birthday"], offers)
             if not verdict.ok:

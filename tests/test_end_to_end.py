@@ -328,3 +328,52 @@ async def test_campaign_budget_runs_out_at_the_till_and_at_the_central(store: St
     # what the till had subtracted itself, and nothing is counted twice.
     assert await priced_earning(22)
     await assert_central_repriced_every_sale_alike(store)  # the capped grant included
+
+
+async def test_a_cross_offer_earned_on_one_purchase_pays_on_the_next_only(
+        store: StoreHarness):
+    """Cosmetics buyers get 100 bonus points on perfume next time, once."""
+    from protocol.rules import default_ruleset_doc
+
+    till = store.tills[0]
+    shampoo = {"sku": "400", "name": "Shampoo", "qty": 1000, "price": 40000,
+               "category": "cosmetics"}
+    perfume = {"sku": "500", "name": "Perfume", "qty": 1000, "price": 200000,
+               "category": "perfume"}
+    doc = default_ruleset_doc()
+    doc["campaigns"] += [
+        {"id": "cosmetics-to-perfume", "priority": 5, "lines": {"categories": ["cosmetics"]},
+         "effect": {"type": "next_purchase_offer", "offer": "perfume-100", "valid_days": 30}},
+        {"id": "perfume-100", "priority": 5, "when": {"offers": ["perfume-100"]},
+         "lines": {"categories": ["perfume"]}, "effect": {"type": "per_receipt",
+                                                           "points": 100}},
+    ]
+    await store.office("PUT", "/api/v1/ruleset", {"doc": doc, "actor": "marketing"})
+    cid = (await store.office("POST", "/api/v1/customers", {"card_number": CARD}))["id"]
+
+    async def perfume_earns(points: int) -> bool | None:
+        try:
+            priced = await store.pos(till, "POST", "/pos/v1/price",
+                                     {"customer_id": cid, "lines": [perfume]})
+        except ApiError as e:
+            if e.status in (404, 503):  # customer or rule set not at the till yet
+                return None
+            raise
+        return True if priced["earned"] == points else None
+
+    await wait_for(lambda: perfume_earns(100), "the till to know the customer", timeout=30)
+    await store.pos(till, "POST", "/pos/v1/receipts", {"customer_id": cid, "lines": [shampoo]})
+    # 5 % of 2,000.00, and the offer the shampoo earned, once the central has it.
+    await wait_for(lambda: perfume_earns(200), "the offer to reach the till", timeout=30)
+    used = await store.pos(till, "POST", "/pos/v1/receipts",
+                           {"customer_id": cid, "lines": [perfume]})
+    assert used["earned"] == 200
+    # At once, before any sync: the till does not honour the offer a second time.
+    assert await perfume_earns(100)
+    async def used_at_the_central() -> bool | None:
+        held = await store.office("GET", f"/api/v1/customers/{cid}")
+        return True if held["granted_offers"]["perfume-100"]["used"] else None
+
+    await wait_for(used_at_the_central, "the central to mark the offer used", timeout=30)
+    assert await perfume_earns(100)  # and so it stays once the till has the central's word
+    await assert_central_repriced_every_sale_alike(store)
