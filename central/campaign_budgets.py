@@ -13,6 +13,9 @@ Returns do not give budget back: a cap bounds what head office may have to pay o
 points taken back on a return are a debt the ledger may never recover, so usage only
 grows. (It also keeps the count one-directional, which is what lets tills subtract their
 own unsynced grants without double counting.)
+
+The same pass records the offers sales granted and used (central.offer_grants), in the
+same transaction, so a till can rely on one cut-off for both.
 """
 
 from __future__ import annotations
