@@ -63,10 +63,6 @@ def encode_batch(key: Ed25519PrivateKey, batch: Batch) -> bytes:
     return pack({"body": body, "sig": sign(key, body)})
 
 
-class UnknownTill(LookupError):
-    pass
-
-
 def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey], *,
                  detail: bool = True) -> Batch:
     """Verify and decode; raises InvalidMessage, BadSignature, or what `public_key_of` raises.
@@ -102,7 +98,6 @@ __all__ = [
     "BadSignature",
     "Batch",
     "InvalidMessage",
-    "UnknownTill",
     "decode_batch",
     "encode_batch",
 ]
