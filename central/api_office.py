@@ -14,11 +14,13 @@ from aiohttp import web
 
 from central import alerts, customers, ledger, offline_caps, repricing, rulesets, tills
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from protocol import bounds
 from protocol.cards import InvalidCardNumber
 from protocol.rules import RuleSetError
 from protocol.wire import unpack
 
 routes = web.RouteTableDef()
+TOKEN_HOURS = bounds.IntRange(1, 24 * 30, "hours")
 
 
 @web.middleware
@@ -47,7 +49,8 @@ async def create_customer(request: web.Request) -> web.Response:
             tier=field(body, "tier", str, required=False),
             segments=field(body, "segments", list, required=False),
             birthday=field(body, "birthday", str, required=False),
-            welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0),
+            welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0,
+                                within=bounds.POINTS),
         )
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
@@ -93,7 +96,7 @@ async def adjust_customer(request: web.Request) -> web.Response:
     result = customers.adjust(
         request.app[DB],
         request.match_info["id"],
-        field(body, "points", int),
+        field(body, "points", int, within=bounds.ADJUSTMENT),
         field(body, "actor", str),
         field(body, "reason", str),
         request.app[CLOCK](),
@@ -146,9 +149,7 @@ async def till_journal(request: web.Request) -> web.Response:
 async def enrolment_token(request: web.Request) -> web.Response:
     body = await json_body(request)
     store = field(body, "store", str)
-    hours = field(body, "ttl_hours", int, required=False, default=24)
-    if not 1 <= hours <= 24 * 30:
-        raise ApiError(400, "'ttl_hours' must be between 1 and 720")
+    hours = field(body, "ttl_hours", int, required=False, default=24, within=TOKEN_HOURS)
     token = tills.create_enrolment_token(
         request.app[DB], store, request.app[CLOCK](), timedelta(hours=hours)
     )

@@ -11,6 +11,7 @@ from central import ledger, rulesets, tiers
 from central.clock import iso
 from central.db import transaction
 from central.errors import Refused
+from protocol import bounds
 from protocol.cards import card_token, masked, normalize_card_number
 
 
@@ -35,10 +36,12 @@ def create(
 ) -> dict:
     digits = normalize_card_number(card_number)
     token = card_token(card_secret, digits)
+    name = _text(name, "name")
+    phone = _phone(phone)
+    tier = None if tier is None else _text(tier, "tier")
     segments = _segments(segments or [])
     birthday = _birthday(birthday)
-    if welcome_bonus < 0:
-        raise CustomerError(400, "a welcome bonus cannot be negative")
+    bounds.POINTS.check(welcome_bonus, "welcome_bonus")
     customer_id = "cus_" + uuid.uuid4().hex[:16]
     with transaction(conn):
         if conn.execute("SELECT 1 FROM cards WHERE token = ?", (token,)).fetchone():
@@ -109,12 +112,14 @@ def adjust(
     lifetime_days: int = 365,
 ) -> dict:
     """A manual correction by a named person, with a reason: both are kept in the ledger."""
-    if not reason.strip():
-        raise CustomerError(400, "an adjustment needs a reason")
+    bounds.text(reason, "reason", required=True)
+    bounds.text(actor, "actor", required=True)
+    bounds.ADJUSTMENT.check(points, "points")
     if points == 0:
         raise CustomerError(400, "an adjustment of 0 points changes nothing")
     with transaction(conn):
         read(conn, customer_id)
+        _check_balance_after(conn, customer_id, points)
         src = ledger.Source(actor=actor, reason=reason)
         if points > 0:
             ledger.earn(
@@ -133,25 +138,62 @@ def adjust(
     return read(conn, customer_id)
 
 
+def _check_balance_after(conn: sqlite3.Connection, customer_id: str, points: int) -> None:
+    """A balance (or a debt) beyond bounds.MAX_BALANCE is refused before it is written: the
+    ledger's sums, the deltas and every till must always be able to hold it."""
+    bal = ledger.balance(conn, customer_id)
+    after = bal.available + bal.pending + points
+    if not -bounds.MAX_BALANCE <= after <= bounds.MAX_BALANCE:
+        raise CustomerError(422, f"field 'points' would take the balance beyond"
+                                 f" ±{bounds.MAX_BALANCE} points")
+
+
+MAX_SEGMENTS = 100
+
+
 def _segments(value: object) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
-        raise CustomerError(400, "segments must be a list of non-empty strings")
+    if not isinstance(value, list) or len(value) > MAX_SEGMENTS:
+        raise CustomerError(400, f"field 'segments' must be a list of at most {MAX_SEGMENTS}"
+                                 " non-empty strings")
+    for i, x in enumerate(value):
+        bounds.text(x, f"segments[{i}]", max_len=64, required=True)
     return sorted(set(value))
 
 
 def _birthday(value: object) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, str) or len(value) != 10:
+        raise CustomerError(400, "field 'birthday' must be a date, YYYY-MM-DD")
     try:
-        return date.fromisoformat(str(value)).isoformat()
+        day = date.fromisoformat(value)
     except ValueError:
-        raise CustomerError(400, "birthday must be a date, YYYY-MM-DD") from None
+        raise CustomerError(400, "field 'birthday' must be a date, YYYY-MM-DD") from None
+    if day.year < 1900:
+        raise CustomerError(400, "field 'birthday' must be after 1900")
+    return day.isoformat()
+
+
+def _phone(value: object) -> str | None:
+    """A phone number as digits with an optional leading '+'; empty means none (a second
+    customer without a phone is no duplicate of the first)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 32:
+        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
+    compact = "".join(ch for ch in value if ch not in " -().")
+    if not compact:
+        return None
+    digits = compact.removeprefix("+")
+    if not bounds.ascii_digits(digits) or not 5 <= len(digits) <= 15:
+        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
+    return compact
 
 
 # What head office may change of a customer, and how each value is checked.
 _EDITABLE = {
     "name": lambda v: _text(v, "name"),
-    "phone": lambda v: None if v is None else _text(v, "phone"),
+    "phone": _phone,
     "tier": lambda v: None if v is None else _text(v, "tier"),
     "segments": lambda v: json.dumps(_segments(v)),
     "birthday": _birthday,
@@ -159,9 +201,7 @@ _EDITABLE = {
 
 
 def _text(value: object, name: str) -> str:
-    if not isinstance(value, str) or len(value) > 200:
-        raise CustomerError(400, f"{name} must be a string of at most 200 characters")
-    return value
+    return bounds.text(value, name)
 
 
 def update(conn: sqlite3.Connection, customer_id: str, changes: dict) -> dict:

@@ -11,6 +11,8 @@ import sqlite3
 from datetime import datetime
 
 from central import campaign_budgets, ledger, offer_grants, offline_caps, rulesets, tiers
+from central.alerts import raise_alert
+from protocol import bounds
 
 MAX_DELTA = 1000
 
@@ -33,29 +35,14 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
             (cursor, MAX_DELTA),
         ).fetchall()
         customers = []
+        withheld: list[tuple[str, str]] = []
         for r in rows:
-            cards = [
-                c["token"]
-                for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
-            ]
-            tier, spend = tiers.effective(tier_rules, r["tier"], r["window_start"],
-                                          r["window_spend"], now)
-            customers.append(
-                {
-                    "id": r["id"],
-                    "cards": cards,
-                    "tier": tier,
-                    "segments": json.loads(r["segments"]),
-                    "birthday": r["birthday"],
-                    "offers": json.loads(r["offers"]),
-                    "granted_offers": sorted(offer_grants.live(r["granted_offers"], now)),
-                    "purchases": r["purchases"],
-                    "qualifying_spend": spend,
-                    **ledger.balance(conn, r["id"]).to_dict(),
-                    "allowances": campaign_budgets.customer_allowances(conn, r["id"],
-                                                                       budgets, now),
-                }
-            )
+            try:
+                customers.append(_customer(conn, r, tier_rules, budgets, now))
+            except (bounds.OutOfBounds, sqlite3.Error, ValueError, TypeError) as e:
+                # One customer the tills could not take must not stop every till's sync:
+                # it is left out, with an alert, and the others go.
+                withheld.append((r["id"], str(e)))
         epoch = till["current_epoch"] if till else None
         budget_caps = {
             # The figures include this till's entries up to `as_of_seq` (of `epoch`): the
@@ -65,6 +52,8 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         }
     finally:
         conn.execute("COMMIT")
+    for customer_id, problem in withheld:
+        _withheld_alert(conn, now, customer_id, problem)
     return {
         "cursor": rows[-1]["change_seq"] if rows else cursor,
         "more": len(rows) == MAX_DELTA,
@@ -76,3 +65,44 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         "caps": offline_caps.current(conn).to_dict(),
         "budgets": budget_caps,
     }
+
+
+def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
+              budgets: dict, now: datetime) -> dict:
+    """One customer as tills receive them, checked to be within bounds before it goes."""
+    cards = [
+        c["token"]
+        for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
+    ]
+    tier, spend = tiers.effective(tier_rules, r["tier"], r["window_start"],
+                                  r["window_spend"], now)
+    out = {
+        "id": r["id"],
+        "cards": cards,
+        "tier": tier,
+        "segments": json.loads(r["segments"]),
+        "birthday": r["birthday"],
+        "offers": json.loads(r["offers"]),
+        "granted_offers": sorted(offer_grants.live(r["granted_offers"], now)),
+        "purchases": r["purchases"],
+        "qualifying_spend": spend,
+        **ledger.balance(conn, r["id"]).to_dict(),
+        "allowances": campaign_budgets.customer_allowances(conn, r["id"], budgets, now),
+    }
+    for name in ("available", "pending", "debt"):
+        BALANCE.check(out[name], f"customers[{r['id']}].{name}")
+    bounds.check_tree(out, f"customers[{r['id']}]")
+    return out
+
+
+BALANCE = bounds.IntRange(-bounds.MAX_BALANCE, bounds.MAX_BALANCE, "points")
+
+
+def _withheld_alert(conn: sqlite3.Connection, now: datetime, customer_id: str,
+                    problem: str) -> None:
+    """One alert per customer and problem, not one per till's pull."""
+    message = f"customer withheld from tills' deltas: {problem}"
+    if conn.execute("SELECT 1 FROM alerts WHERE kind = 'delta-withheld' AND customer_id = ?"
+                    " AND message = ?", (customer_id, message)).fetchone() is None:
+        raise_alert(conn, now, "delta-withheld", message, severity="critical",
+                    customer_id=customer_id)

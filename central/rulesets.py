@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from central import campaign_budgets
 from central.clock import iso
 from central.db import transaction
+from protocol import bounds
 from protocol.rules import compile_ruleset, default_ruleset_doc
 from protocol.ruleset_wire import SignedRuleSet, encode_ruleset
+from protocol.wire import pack, unpack
 
 
 def publish(
@@ -22,10 +24,12 @@ def publish(
     now: datetime,
     activates_at: datetime | None = None,
 ) -> int:
-    """Validate and store a new version; raises protocol.rules.RuleSetError naming the place."""
+    """Validate and store a new version; raises protocol.rules.RuleSetError naming the place,
+    or bounds.OutOfBounds for a value no till could store or decode."""
     with transaction(conn):
         current = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0] or 0
         doc = {**doc, "version": current + 1}
+        check_publishable(doc)
         compile_ruleset(doc)
         conn.execute(
             "INSERT INTO rulesets (version, doc, published_at, activates_at, actor, tiers)"
@@ -41,6 +45,14 @@ def publish(
         )
         campaign_budgets.store_budgets(conn, current + 1, doc)
     return current + 1
+
+
+def check_publishable(doc: dict) -> None:
+    """What every till will decode must be within bounds and survive the wire as it is:
+    checked before it is stored, since once published every till's rule pull carries it."""
+    bounds.check_tree(doc, "doc")
+    if unpack(pack(doc)) != doc:
+        raise bounds.OutOfBounds("doc", "does not survive encoding for the tills")
 
 
 def ensure_default(conn: sqlite3.Connection, now: datetime) -> None:

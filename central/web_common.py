@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from central.errors import Refused
 from central.secrets_store import CentralSecrets
+from protocol import bounds
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ async def errors_middleware(
     except Refused as e:
         log.info("%s %s refused: %s", request.method, request.path, e)
         return error_response(e.status, str(e))
+    except bounds.OutOfBounds as e:
+        # Raised wherever a value enters, in handlers and domain code alike.
+        return error_response(400, str(e))
     except web.HTTPException as e:
         if e.status >= 400:
             return error_response(e.status, e.reason)
@@ -50,17 +53,21 @@ async def errors_middleware(
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "request body is not valid JSON") from None
+        # Depth is checked on the raw bytes first: json.loads recurses per level.
+        body = bounds.loads(await request.read())
+    except bounds.BadJson as e:
+        raise ApiError(400, str(e)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body
 
 
 def field(
-    body: dict[str, Any], name: str, kind: type, *, required: bool = True, default: Any = None
+    body: dict[str, Any], name: str, kind: type, *, required: bool = True, default: Any = None,
+    within: bounds.IntRange | None = None, max_len: int = bounds.MAX_TEXT,
 ) -> Any:
+    """A field of a JSON body: of its type, an int `within` its range (required for ints),
+    a string valid Unicode of at most `max_len` characters."""
     if name not in body or body[name] is None:
         if required:
             raise ApiError(400, f"field {name!r} is required")
@@ -68,4 +75,10 @@ def field(
     value = body[name]
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ApiError(400, f"field {name!r} must be of type {kind.__name__}")
+    if kind is int:
+        if within is None:
+            raise TypeError(f"field {name!r}: an integer field needs its bounds")
+        within.check(value, name)
+    elif kind is str:
+        bounds.text(value, name, max_len=max_len)
     return value

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from protocol.bounds import ascii_digits
+
 TOKEN_PREFIX = "ct_"
 
 
@@ -19,8 +21,11 @@ class InvalidCardNumber(ValueError):
 
 def normalize_card_number(number: str) -> str:
     """Digits only, spaces and dashes dropped; refuses anything else without echoing it."""
+    if not isinstance(number, str) or len(number) > 64:
+        raise InvalidCardNumber("card number must be 6 to 19 digits")
     digits = number.replace(" ", "").replace("-", "")
-    if not digits.isdigit() or not 6 <= len(digits) <= 19:
+    # ASCII digits only: isdigit() also passes Arabic-Indic and fullwidth ones.
+    if not ascii_digits(digits) or not 6 <= len(digits) <= 19:
         raise InvalidCardNumber("card number must be 6 to 19 digits")
     return digits
 
@@ -42,7 +47,7 @@ def is_card_token(value: str) -> bool:
 
 def luhn_valid(digits: str) -> bool:
     """The Luhn check that tells a bank card's PAN from other digit strings."""
-    if not digits.isdigit() or len(digits) < 12:
+    if not ascii_digits(digits) or len(digits) < 12:
         return False
     total = 0
     for i, ch in enumerate(reversed(digits)):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from protocol import bounds
 from protocol.rules.arith import is_int, parse_scaled
 
 MISSING: Any = object()
@@ -61,10 +62,15 @@ class Reader:
         if not is_int(v):
             self.error(p, f"must be an integer, got {_kind(v)}")
             return default if default not in (MISSING, None) else 0
-        if lo is not None and v < lo:
+        # Unbounded fields are still bounded: every till stores and re-encodes the value.
+        lo = -bounds.MAX_COUNTER if lo is None else lo
+        hi = bounds.MAX_COUNTER if hi is None else hi
+        if v < lo:
             self.error(p, f"must be at least {lo}, got {v}")
-        if hi is not None and v > hi:
+            return lo
+        if v > hi:
             self.error(p, f"must be at most {hi}, got {v}")
+            return hi
         return v
 
     def str_(
@@ -82,6 +88,9 @@ class Reader:
             return None
         if not isinstance(v, str) or not v:
             self.error(p, f"must be a non-empty string, got {_kind(v)}")
+            return default if default not in (MISSING, None) else ""
+        if problem := _text_problem(v):
+            self.error(p, problem)
             return default if default not in (MISSING, None) else ""
         if choices is not None and v not in choices:
             self.error(p, f"must be one of {', '.join(choices)}, got {v!r}")
@@ -108,6 +117,8 @@ class Reader:
         for i, item in enumerate(v):
             if not isinstance(item, str) or not item:
                 self.error(join(p, i), f"must be a non-empty string, got {_kind(item)}")
+            elif problem := _text_problem(item):
+                self.error(join(p, i), problem)
             else:
                 out.add(item)
         return frozenset(out)
@@ -166,6 +177,17 @@ class Reader:
             self.error(join(path, key), f"must be a list, got {_kind(v)}")
             return []
         return v
+
+
+def _text_problem(v: str) -> str | None:
+    try:
+        bounds.text(v, "", max_len=MAX_DOC_TEXT)
+    except bounds.OutOfBounds as e:
+        return str(e).removeprefix("field '' ")
+    return None
+
+
+MAX_DOC_TEXT = 1000
 
 
 def _fmt(n: int, scale: int) -> str:
