@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from central import api_office, api_sync, campaign_budgets, customers, db, repricing, rulesets
 from central.clock import utcnow
+from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
 from central.secrets_store import load_or_create
 from central.web_common import CLOCK, DB, SECRETS, errors_middleware
@@ -99,12 +102,35 @@ async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None
         await asyncio.sleep(interval)
 
 
-async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None) -> None:
-    runner = web.AppRunner(make_app(data_dir))
+# An idle kept-alive connection is closed after this long; aiohttp's own default is an hour.
+KEEPALIVE_S = 75.0
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's open-file limit towards `wanted` (as far as the hard limit
+    allows): every connection is a descriptor. Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None,
+                limits: Limits | None = None) -> None:
+    limits = limits or Limits()
+    # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
+    files = raise_file_limit(limits.max_connections + 256)
+    if files < limits.max_connections + 64:
+        limits = replace(limits, max_connections=max(16, files - 64))
+        log.warning("open-file limit %d: at most %d connections", files,
+                    limits.max_connections)
+    runner = web.AppRunner(make_app(data_dir), keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, limits)
     await site.start()
-    bound = runner.addresses[0][1]
+    bound = site.port
     if port_file:
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(bound))
