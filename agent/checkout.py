@@ -26,6 +26,7 @@ from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, Shtri
 from agent.failpoints import failpoint
 from agent.pos_input import DraftLine
 from agent.rules_cache import RulesCache
+from agent.taxes import StoreVat, TaxRefused
 from protocol import rules
 from protocol.journal import JournalEntry, new_receipt_id
 from protocol.wire import pack, unpack
@@ -73,13 +74,15 @@ def _receipt(lines: tuple[DraftLine, ...], store: str) -> rules.Receipt:
 class Checkout:
     def __init__(self, db: sqlite_utils.Database, printer: ShtrihPrinter, rules_cache: RulesCache,
                  store: str, clock: Callable[[], datetime],
-                 on_journal: Callable[[], None] = lambda: None) -> None:
+                 on_journal: Callable[[], None] = lambda: None,
+                 vat: StoreVat | None = None) -> None:
         self.db = db
         self.printer = printer
         self.rules = rules_cache
         self.store = store
         self.clock = clock
         self.on_journal = on_journal  # wakes the sync client
+        self.vat = vat or StoreVat({})
         self.allowances = campaign_allowances.Allowances(db)
         # One receipt at a time: a till has one printer and one journal tail.
         self.lock = asyncio.Lock()
@@ -134,6 +137,10 @@ class Checkout:
             self._refuse_if_pending()
             now = self.clock()
             version, rs = self.rules.get()
+            try:
+                lines = self.vat.sale_lines(lines, now)
+            except TaxRefused as e:
+                raise CheckoutError(e.status, str(e)) from None
             receipt = _receipt(lines, self.store)
             customer, allowed = self.customer(customer_id, now)
             if redeem and customer_id is None:
@@ -150,6 +157,7 @@ class Checkout:
                 kind="sale",
                 lines=tuple(
                     FiscalLine(text=ln.name, qty=ln.qty, price=ln.price,
+                               tax=self.vat.groups[ln.vat or ""],
                                points_discount=out.redeemed_money, discount=out.discount)
                     for ln, out in zip(lines, settlement.lines, strict=True)
                 ),
@@ -180,11 +188,11 @@ class Checkout:
         async with self.lock:
             self._refuse_if_pending()
             row = self.db.execute(
-                "SELECT customer_id, ruleset_version, settlement, lines, returned FROM receipts"
-                " WHERE receipt_id = ?", [receipt_id]).fetchone()
+                "SELECT customer_id, ruleset_version, settlement, lines, returned, at"
+                " FROM receipts WHERE receipt_id = ?", [receipt_id]).fetchone()
             if row is None:
                 raise CheckoutError(404, "no sale with this receipt id at this till")
-            customer_id, version, settlement_blob, lines_blob, returned_json = row
+            customer_id, version, settlement_blob, lines_blob, returned_json, sold_at = row
             _, rs = self.rules.get(version)
             settlement = rules.Settlement.from_dict(unpack(settlement_blob))
             before = {int(k): v for k, v in json.loads(returned_json).items()}
@@ -192,10 +200,18 @@ class Checkout:
                 outcome = rules.price_return(rs, settlement, before, returning)
             except rules.ReturnError as e:
                 raise CheckoutError(409, f"return refused: {e}") from None
-            sold = [DraftLine(**{**d, "flags": tuple(d["flags"])}) for d in unpack(lines_blob)]
+            sold = [DraftLine.from_dict(d) for d in unpack(lines_blob)]
+            try:
+                # A return carries the rate of the sale it returns, not today's.
+                rates = {rl.index: self.vat.returned_rate(sold[rl.index], rl.index,
+                                                          datetime.fromisoformat(sold_at))
+                         for rl in outcome.lines}
+            except TaxRefused as e:
+                raise CheckoutError(e.status, str(e)) from None
             fiscal = FiscalReceipt(
                 kind="return",
-                lines=tuple(_return_line(sold[rl.index], rl) for rl in outcome.lines),
+                lines=tuple(_return_line(sold[rl.index], rl, rates[rl.index][1])
+                            for rl in outcome.lines),
                 cash=outcome.money,
                 text_lines=self._loyalty_lines(customer_id, 0, 0, outcome.clawback,
                                                outcome.refund),
@@ -208,7 +224,8 @@ class Checkout:
                 fiscal_doc=0, clawback=outcome.clawback, refund=outcome.refund,
                 original_receipt_id=receipt_id,
                 detail={"return": outcome.to_dict(),
-                        "lines": {str(k): v for k, v in sorted(returning.items())}},
+                        "lines": {str(k): v for k, v in sorted(returning.items())},
+                        "vat": {str(k): rate for k, (rate, _) in sorted(rates.items())}},
             )
             return await self._print_and_journal(draft, fiscal)
 
@@ -396,14 +413,14 @@ def _journal_lots(settlement: rules.Settlement) -> list[dict[str, Any]]:
     ]
 
 
-def _return_line(sold: DraftLine, rl: rules.ReturnLine) -> FiscalLine:
+def _return_line(sold: DraftLine, rl: rules.ReturnLine, tax: int) -> FiscalLine:
     """A returned line: its price, less what points and instant discounts had paid of it."""
-    printed = FiscalLine(text=sold.name, qty=rl.qty, price=sold.price)
+    printed = FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, tax=tax)
     points = min(rl.refund_money, printed.total)
     # Whatever else the money given back falls short of the price is the line's discount.
     discount = max(0, printed.total - points - rl.money)
-    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, points_discount=points,
-                      discount=discount)
+    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, tax=tax,
+                      points_discount=points, discount=discount)
 
 
 def _fiscal_to_wire(r: FiscalReceipt) -> dict[str, Any]:

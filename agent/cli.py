@@ -49,6 +49,9 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
                      help="longest wait in seconds between sync attempts while the central"
                           " is unreachable")
     run.add_argument("--shift-close-at", help="close the shift with a Z report daily at HH:MM")
+    run.add_argument("--tax-groups",
+                     help="VAT rate to printer tax group, e.g. 22=1,10=2,0=3,none=4")
+    run.add_argument("--vat-rate", help="one VAT rate for all the store's goods (22, 10, ...)")
     run.set_defaults(func=_run)
 
     status = asub.add_parser("status", help="show the till's state (devices, sync, journal)")
@@ -73,7 +76,7 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
              "pos_port", "port_file", "sync_interval", "pull_interval", "max_backoff",
-             "shift_close_at")
+             "shift_close_at", "tax_groups", "vat_rate")
     return {n: getattr(args, n, None) for n in names}
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from protocol import vat
+
+# The spec's example table; a store whose device is set up otherwise says so in agent.toml.
+DEFAULT_TAX_GROUPS = {"22": 1, "10": 2, "0": 3, "none": 4}
 
 DEFAULT_STATE = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-agent")
 
@@ -27,6 +32,9 @@ class AgentConfig:
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
     max_backoff: float = 60.0  # longest wait between attempts while the central is away
     shift_close_at: str | None = None  # "HH:MM" local time for the daily Z report
+    # VAT rate -> tax group 1..4 of the printer (its own tables say which group is which)
+    tax_groups: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TAX_GROUPS))
+    vat_rate: str | None = None  # one rate for all the store's goods, if it declares one
 
     @classmethod
     def load(cls, state: Path, overrides: dict[str, Any]) -> AgentConfig:
@@ -46,7 +54,26 @@ class AgentConfig:
             if not (hour.isdigit() and minute.isdigit() and int(hour) < 24
                     and int(minute) < 60):
                 raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
+        _check_vat(cfg)
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
             cfg.port_file = Path(cfg.port_file)
         return cfg
+
+
+def _check_vat(cfg: AgentConfig) -> None:
+    """tax_groups as a table or, from the command line, "22=1,10=2"; vat_rate one rate."""
+    raw: Any = cfg.tax_groups
+    if isinstance(raw, str):
+        pairs = [p.partition("=") for p in raw.split(",") if p.strip()]
+        if any(not sep or not g.strip().isdigit() for _, sep, g in pairs):
+            raise ValueError("tax_groups must be RATE=GROUP pairs, e.g. 22=1,10=2,0=3,none=4")
+        raw = {r.strip(): int(g) for r, _, g in pairs}
+    try:
+        cfg.tax_groups = vat.parse_tax_groups(raw, "tax_groups")
+        if cfg.vat_rate is not None:
+            cfg.vat_rate = vat.parse_rate(cfg.vat_rate, "vat_rate")
+    except vat.VatError as e:
+        raise ValueError(str(e)) from None
+    if cfg.vat_rate is not None and cfg.vat_rate not in cfg.tax_groups:
+        raise ValueError(f"vat_rate {cfg.vat_rate} has no tax group in tax_groups")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from protocol import vat
+
 MAX_LINES = 500
 MAX_QTY = 1_000_000_000  # thousandths: a million units
 MAX_PRICE = 10_000_000_00  # kopecks: ten million roubles a unit
@@ -23,6 +25,7 @@ class DraftLine:
     category: str = ""
     brand: str = ""
     flags: tuple[str, ...] = ()
+    vat: str | None = None  # VAT rate (protocol.vat); the store's one rate if it declares one
 
     @property
     def amount(self) -> int:
@@ -31,7 +34,15 @@ class DraftLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "name": self.name, "qty": self.qty, "price": self.price,
-                "category": self.category, "brand": self.brand, "flags": list(self.flags)}
+                "category": self.category, "brand": self.brand, "flags": list(self.flags),
+                "vat": self.vat}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DraftLine:
+        """A line as a sale stored it (sales stored before VAT have no "vat")."""
+        return cls(sku=d["sku"], name=d["name"], qty=d["qty"], price=d["price"],
+                   category=d.get("category", ""), brand=d.get("brand", ""),
+                   flags=tuple(d.get("flags", ())), vat=d.get("vat"))
 
 
 def _int(obj: dict, key: str, where: str, lo: int, hi: int) -> int:
@@ -50,6 +61,15 @@ def _str(obj: dict, key: str, where: str, required: bool = False) -> str:
     if len(value) > 200:
         raise BadRequest(f"{where}.{key} is too long")
     return value
+
+
+def _vat(obj: dict, where: str) -> str | None:
+    if obj.get("vat") is None:
+        return None  # the checkout refuses it unless the store declares one rate
+    try:
+        return vat.parse_rate(obj["vat"], f"{where}.vat")
+    except vat.VatError as e:
+        raise BadRequest(str(e)) from None
 
 
 def parse_lines(raw: Any) -> tuple[DraftLine, ...]:
@@ -73,6 +93,7 @@ def parse_lines(raw: Any) -> tuple[DraftLine, ...]:
             category=_str(item, "category", where),
             brand=_str(item, "brand", where),
             flags=tuple(flags),
+            vat=_vat(item, where),
         ))
     return tuple(lines)
 

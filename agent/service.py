@@ -26,6 +26,7 @@ from agent.pos_api import LastCard, Till, make_app
 from agent.rules_cache import RulesCache
 from agent.store import open_store
 from agent.sync import SyncClient
+from agent.taxes import StoreVat
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Agent:
                                clock=utcnow)
         self.rules = RulesCache(self.db)
         self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
-                                 on_journal=self.wake_push)
+                                 on_journal=self.wake_push,
+                                 vat=StoreVat(cfg.tax_groups, cfg.vat_rate))
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
 

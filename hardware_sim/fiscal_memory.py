@@ -80,7 +80,21 @@ class FiscalDocument:
         data["lines"] = [asdict(e) for e in self.entries if e.kind in ("sale", "return")]
         data["discounts"] = [asdict(e) for e in self.entries if e.kind == "discount"]
         data["text_lines"] = [e.text for e in self.entries if e.kind == "text"]
+        data["tax_totals"] = self.tax_totals()
         return data
+
+    def tax_totals(self) -> dict[str, int]:
+        """Kopecks of the receipt under each tax group (its lines less their discounts), as
+        the device's per-group registers count them; "0" gathers what carries no group."""
+        totals: dict[str, int] = {}
+        for e in self.entries:
+            if e.kind not in ("sale", "return", "discount"):
+                continue
+            sign = -1 if e.kind == "discount" else 1
+            groups = sorted({t for t in e.taxes if t}) or [0]
+            for g in groups:  # a line in two groups counts in each, as the device's do
+                totals[str(g)] = totals.get(str(g), 0) + sign * e.amount
+        return dict(sorted(totals.items()))
 
 
 @dataclass

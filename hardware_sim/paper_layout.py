@@ -72,6 +72,10 @@ def receipt_footer(doc: FiscalDocument, width: int) -> list[str]:
             lines.append(two_columns(name, f"={money(amount)}", width))
     if doc.change:
         lines.append(two_columns("СДАЧА", f"={money(doc.change)}", width))
+    for group, amount in doc.tax_totals().items():
+        if group != "0":
+            lines.append(two_columns(f"СУММА ПО НАЛОГ. ГРУППЕ {group}", f"={money(amount)}",
+                                     width))
     if doc.text:
         lines.extend(wrap(doc.text, width))
     lines.append(two_columns("ФД №", str(doc.number), width))

@@ -16,7 +16,8 @@ from tillpoint.processes import wait_for
 from tillpoint.store_harness import StoreHarness, Till
 
 CARD = "2990000000019"
-SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports"}
+SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports",
+         "vat": "22"}
 
 
 async def checkout_dies(store: StoreHarness, till: Till, body: dict) -> None:

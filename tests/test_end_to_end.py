@@ -15,10 +15,11 @@ from tillpoint.store_harness import ApiError, StoreHarness
 CARD = "2990000000019"  # EAN-13 with its check digit
 
 SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
-         "category": "sports/shoes"}
+         "category": "sports/shoes", "vat": "22"}
 CIGARETTES = {"sku": "200", "name": "Cigarettes", "qty": 1000, "price": 21900,
-              "category": "tobacco"}
-SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports"}
+              "category": "tobacco", "vat": "22"}
+SOCKS = {"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "category": "sports",
+         "vat": "22"}
 
 
 async def balances(store: StoreHarness, customer_id: str) -> dict:
@@ -337,9 +338,9 @@ async def test_a_cross_offer_earned_on_one_purchase_pays_on_the_next_only(
 
     till = store.tills[0]
     shampoo = {"sku": "400", "name": "Shampoo", "qty": 1000, "price": 40000,
-               "category": "cosmetics"}
+               "category": "cosmetics", "vat": "22"}
     perfume = {"sku": "500", "name": "Perfume", "qty": 1000, "price": 200000,
-               "category": "perfume"}
+               "category": "perfume", "vat": "22"}
     doc = default_ruleset_doc()
     doc["campaigns"] += [
         {"id": "cosmetics-to-perfume", "priority": 5, "lines": {"categories": ["cosmetics"]},

@@ -11,7 +11,7 @@ from tillpoint.store_harness import ApiError, StoreHarness
 
 CARD = "2990000000019"
 SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
-         "category": "sports/shoes"}
+         "category": "sports/shoes", "vat": "22"}
 CAPS = {"redeem_per_receipt": 300, "redeem_per_card_day": 400, "till_outstanding": 5000,
         "max_offline_s": 3600, "actor": "risk@head-office"}
 

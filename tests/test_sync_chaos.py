@@ -26,8 +26,10 @@ from tillpoint.store_harness import ApiError, StoreHarness, Till
 RECEIPTS = 2000
 MEMBERS = 30
 BONUS = 3000
-ITEMS = [{"sku": "300", "name": "Socks", "qty": 1000, "price": 15000, "category": "sports"},
-         {"sku": "100", "name": "Milk", "qty": 2000, "price": 8990, "category": "dairy"}]
+ITEMS = [{"sku": "300", "name": "Socks", "qty": 1000, "price": 15000, "category": "sports",
+          "vat": "22"},
+         {"sku": "100", "name": "Milk", "qty": 2000, "price": 8990, "category": "dairy",
+          "vat": "10"}]
 AGENT_ARGS = ("--max-backoff", "1", "--sync-interval", "0.3")
 
 

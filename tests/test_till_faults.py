@@ -16,7 +16,7 @@ from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness, Till
 
 SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
-         "category": "sports/shoes"}
+         "category": "sports/shoes", "vat": "22"}
 
 
 async def sell(store: StoreHarness, till: Till, lines=(SOCKS,)) -> dict:

@@ -20,18 +20,18 @@ from typing import Any
 from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness, Till
 
-# (sku, name, unit price in kopecks, category, weight goods sold by the kilogram)
+# (sku, name, unit price in kopecks, category, weight goods sold by the kilogram, VAT rate)
 CATALOGUE = [
-    ("4600001", "Milk 3.2% 1 l", 8990, "dairy", False),
-    ("4600002", "Kefir 1 l", 9450, "dairy", False),
-    ("4600003", "Bread, rye", 5900, "bakery", False),
-    ("4600004", "Apples, kg", 14990, "produce", True),
-    ("4600005", "Coffee beans 1 kg", 159900, "grocery/coffee", False),
-    ("4600006", "Running shoes", 599000, "sports/shoes", False),
-    ("4600007", "Shampoo 400 ml", 34900, "cosmetics", False),
-    ("4600008", "Cigarettes", 21900, "tobacco", False),
-    ("4600009", "Cheese, kg", 89900, "dairy/cheese", True),
-    ("4600010", "Chocolate 100 g", 12900, "grocery/sweets", False),
+    ("4600001", "Milk 3.2% 1 l", 8990, "dairy", False, "10"),
+    ("4600002", "Kefir 1 l", 9450, "dairy", False, "10"),
+    ("4600003", "Bread, rye", 5900, "bakery", False, "10"),
+    ("4600004", "Apples, kg", 14990, "produce", True, "10"),
+    ("4600005", "Coffee beans 1 kg", 159900, "grocery/coffee", False, "22"),
+    ("4600006", "Running shoes", 599000, "sports/shoes", False, "22"),
+    ("4600007", "Shampoo 400 ml", 34900, "cosmetics", False, "22"),
+    ("4600008", "Cigarettes", 21900, "tobacco", False, "22"),
+    ("4600009", "Cheese, kg", 89900, "dairy/cheese", True, "10"),
+    ("4600010", "Chocolate 100 g", 12900, "grocery/sweets", False, "22"),
 ]
 
 
@@ -47,10 +47,10 @@ def card_number(i: int) -> str:
 
 def basket(rng: random.Random) -> list[dict[str, Any]]:
     lines = []
-    for sku, name, price, category, by_weight in rng.sample(CATALOGUE, rng.randint(1, 5)):
+    for sku, name, price, category, by_weight, vat in rng.sample(CATALOGUE, rng.randint(1, 5)):
         qty = rng.choice([250, 500, 750, 1250]) if by_weight else 1000 * rng.randint(1, 3)
         lines.append({"sku": sku, "name": name, "qty": qty, "price": price,
-                      "category": category})
+                      "category": category, "vat": vat})
     return lines
 
 
