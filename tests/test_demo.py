@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+# Whole demo stores take minutes on a busy machine; `-m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_plays_a_day_and_the_ledger_matches_the_journals(tmp_path):
     out = subprocess.run(
@@ -40,7 +45,8 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path):
             assert time.monotonic() < deadline, "the demo never got going"
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        # A deadline, not a pace: on a loaded 2-core machine stopping every process takes a while.
+        _, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -187,4 +187,4 @@ async def check_whole(store: StoreHarness, tills: list[Till], customers: list[st
     assert not [a for a in alerts if a["kind"] in ("security", "repricing-mismatch")], alerts
 
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
