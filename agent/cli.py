@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent import epochs, identity, journal
 from agent.config import DEFAULT_STATE, AgentConfig
+from agent.pos_auth import PosSecretError, read_pos_secret, write_pos_secret
 from agent.store import get_meta, open_store
 
 
@@ -72,6 +73,15 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     close.add_argument("--pos-port", type=int, help="POS API port of the running agent")
     close.set_defaults(func=_shift_close)
 
+    secret = asub.add_parser("pos-secret", help="the secret the POS software proves itself with")
+    psub = secret.add_subparsers(dest="pos_secret_cmd", required=True)
+    rotate = psub.add_parser(
+        "rotate", help="replace the POS secret (the running agent takes the new one at once)")
+    state_arg(rotate)
+    rotate.add_argument("--group", help="group that may read it: the POS software's"
+                                        " (default: pos_group in agent.toml)")
+    rotate.set_defaults(func=_pos_secret_rotate)
+
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
@@ -87,6 +97,14 @@ def _enroll(args: argparse.Namespace) -> int:
         print(f"enrolment failed: {e}", file=sys.stderr)
         return 1
     print(f"enrolled as {ident.till_id} (store {ident.store}); state in {args.state}")
+    cfg = AgentConfig.load(args.state, {})
+    try:
+        if not cfg.pos_secret_path.exists():
+            write_pos_secret(cfg.pos_secret_path, cfg.pos_group)
+        print(f"POS secret in {cfg.pos_secret_path}")
+    except (OSError, PosSecretError) as e:
+        print(f"POS secret not made ({e}): run `tillpoint agent pos-secret rotate`",
+              file=sys.stderr)
     return 0
 
 
@@ -97,29 +115,32 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = AgentConfig.load(args.state, _overrides(args))
         asyncio.run(serve(cfg))
-    except identity.NotEnrolled as e:
+    except (identity.NotEnrolled, PosSecretError) as e:
         print(e, file=sys.stderr)
         return 2
     return 0
 
 
-def _pos_url(args: argparse.Namespace, path: str) -> str:
+def _call(args: argparse.Namespace, path: str, method: str = "GET") -> dict:
+    """The running agent's POS API, as the POS calls it: with the secret, JSON."""
     cfg = AgentConfig.load(args.state, {"pos_port": args.pos_port})
-    return f"http://127.0.0.1:{cfg.pos_port}{path}"
-
-
-def _call(url: str, method: str = "GET") -> dict:
-    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
-                                 headers={"Content-Type": "application/json"})
+    secret = read_pos_secret(cfg.pos_secret_path)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{cfg.pos_port}{path}", method=method,
+        data=b"{}" if method == "POST" else None,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
 
 def _status(args: argparse.Namespace) -> int:
     try:
-        print(json.dumps(_call(_pos_url(args, "/pos/v1/status")), indent=2))
+        print(json.dumps(_call(args, "/pos/v1/status"), indent=2))
         return 0
-    except (urllib.error.URLError, OSError):
+    except urllib.error.HTTPError as e:
+        print(f"the agent refused: {json.loads(e.read()).get('error')}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError, PosSecretError):
         pass
     # Not running: say what the files say.
     out: dict = {"running": False}
@@ -157,7 +178,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _shift_close(args: argparse.Namespace) -> int:
     try:
-        result = _call(_pos_url(args, "/pos/v1/shift/close"), "POST")
+        result = _call(args, "/pos/v1/shift/close", "POST")
+    except PosSecretError as e:
+        print(f"shift not closed: {e}", file=sys.stderr)
+        return 1
     except urllib.error.HTTPError as e:
         print(f"shift not closed: {json.loads(e.read()).get('error')}", file=sys.stderr)
         return 1
@@ -165,4 +189,18 @@ def _shift_close(args: argparse.Namespace) -> int:
         print(f"agent not reachable: {e}", file=sys.stderr)
         return 1
     print(f"shift closed: Z report is fiscal document {result['z_report_document']}")
+    return 0
+
+
+def _pos_secret_rotate(args: argparse.Namespace) -> int:
+    cfg = AgentConfig.load(args.state, {})
+    group = args.group or cfg.pos_group
+    try:
+        write_pos_secret(cfg.pos_secret_path, group)
+    except (OSError, PosSecretError) as e:
+        print(f"POS secret not rotated: {e}", file=sys.stderr)
+        return 1
+    # The secret itself is never printed: the POS software reads the file.
+    print(f"new POS secret in {cfg.pos_secret_path}"
+          + (f" (group {group}, mode 0640)" if group else " (mode 0640)"))
     return 0

@@ -27,6 +27,10 @@ class AgentConfig:
     reader_suffix: str = "cr"
     pos_host: str = "127.0.0.1"
     pos_port: int = 8700
+    # The POS API's shared secret (agent.pos_auth): by default in the state directory; in
+    # production /etc/tillpoint/pos-secret, group-readable by `pos_group`.
+    pos_secret: Path | None = None
+    pos_group: str | None = None
     port_file: Path | None = None
     sync_interval: float = 5.0  # seconds between pushes when nothing wakes the client
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
@@ -58,7 +62,12 @@ class AgentConfig:
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
             cfg.port_file = Path(cfg.port_file)
+        cfg.pos_secret = Path(cfg.pos_secret) if cfg.pos_secret else cfg.state / "pos-secret"
         return cfg
+
+    @property
+    def pos_secret_path(self) -> Path:
+        return self.pos_secret or self.state / "pos-secret"
 
 
 def _check_vat(cfg: AgentConfig) -> None:

@@ -1,7 +1,8 @@
 """The local API the POS software calls: identify, price, confirm, return, status.
 
-It listens on 127.0.0.1 only. Card numbers the POS sends are tokenised on arrival and never
-logged; answers carry at most the last four digits.
+It listens on 127.0.0.1 only and answers only the POS software: a Host naming the loopback,
+the POS secret, JSON bodies (agent.pos_auth). Card numbers the POS sends are tokenised on
+arrival and never logged; answers carry at most the last four digits.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agent import customers
 from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
 from agent.devices.reader import CardPresented
+from agent.pos_auth import PosSecret, guard_middleware
 from agent.pos_input import BadRequest, parse_lines, parse_return_lines
 from agent.rules_cache import NoRuleSet
 from protocol.cards import InvalidCardNumber, card_token, luhn_valid, normalize_card_number
@@ -213,8 +215,9 @@ async def close_shift(request: web.Request) -> web.Response:
     return web.json_response({"z_report_document": await request.app[TILL].close_shift()})
 
 
-def make_app(till: Till) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=1024 * 1024)
+def make_app(till: Till, secret: PosSecret) -> web.Application:
+    app = web.Application(middlewares=[guard_middleware(secret), errors_middleware],
+                          client_max_size=1024 * 1024)
     app[TILL] = till
     app.router.add_routes(routes)
     return app

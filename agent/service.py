@@ -23,6 +23,7 @@ from agent.config import AgentConfig
 from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
 from agent.pos_api import LastCard, Till, make_app
+from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
 from agent.rules_cache import RulesCache
 from agent.store import open_store
 from agent.sync import SyncClient
@@ -37,10 +38,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def load_pos_secret(cfg: AgentConfig) -> PosSecret:
+    """The POS secret; made here if there is none yet (a till enrolled before it existed)."""
+    path = cfg.pos_secret_path
+    if not path.exists():
+        try:
+            write_pos_secret(path, cfg.pos_group)
+        except OSError as e:
+            raise PosSecretError(f"no POS secret at {path} and none can be made here ({e}):"
+                                 " run `tillpoint agent pos-secret rotate` as root") from None
+        log.warning("no POS secret yet: made one at %s", path)
+    return PosSecret(path)
+
+
 class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.identity = identity.load(cfg.state)
+        self.pos_secret = load_pos_secret(cfg)
         self.db = open_store(cfg.state / "agent.db")
         self.printer = ShtrihPrinter(cfg.printer, baudrate=cfg.printer_baud,
                                      points_mode=cfg.points_mode)  # type: ignore[arg-type]
@@ -148,7 +163,7 @@ class Agent:
             await self.reconcile_job()
         till = Till(self.checkout, self.last_card, self.identity.card_secret,
                     self.refresh_customers, self.status, self.close_shift)
-        runner = web.AppRunner(make_app(till))
+        runner = web.AppRunner(make_app(till, self.pos_secret))
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()
         port = runner.addresses[0][1]

@@ -133,7 +133,8 @@ async def test_bad_input_at_the_till_gets_clear_errors_and_changes_nothing(
     assert e.value.status == 404
     for path in ("/pos/v1/receipts", "/pos/v1/price", "/pos/v1/identify", "/pos/v1/returns"):
         async with store.http.post(till.pos_url + path, data=b"{lines: oops",
-                                   headers={"Content-Type": "application/json"}) as resp:
+                                   headers={"Content-Type": "application/json",
+                                            **till.pos_headers}) as resp:
             assert resp.status == 400
             assert "not valid JSON" in (await resp.json())["error"]
     status = await store.pos(till, "GET", "/pos/v1/status")

@@ -44,6 +44,12 @@ class Till:
     till_id: str = ""
     agent_args: list[str] = field(default_factory=list)
 
+    @property
+    def pos_headers(self) -> dict[str, str]:
+        """What the POS software sends: the secret from its file, read afresh (it rotates)."""
+        secret = (self.state / "pos-secret").read_text().strip()
+        return {"Authorization": f"Bearer {secret}"}
+
 
 class StoreHarness:
     def __init__(self, workdir: Path, store: str = "store-1") -> None:
@@ -155,7 +161,11 @@ class StoreHarness:
 
     async def pos(self, till: Till, method: str, path: str, body: Any = None,
                   ok: tuple[int, ...] = (200, 201)) -> Any:
-        return await call(self.http, method, till.pos_url + path, json_body=body, ok=ok)
+        # The POS API takes JSON only: a POST without a body sends an empty object.
+        if body is None and method != "GET":
+            body = {}
+        return await call(self.http, method, till.pos_url + path, json_body=body,
+                          headers=till.pos_headers, ok=ok)
 
     async def control(self, till: Till, method: str, path: str, body: Any = None) -> Any:
         return await call(self.http, method, till.control_url + path, json_body=body)
