@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import aiohttp
 
+from agent.clock import unix_now
 from agent.identity import TillIdentity
 from protocol.request_auth import sign_request
 
@@ -39,7 +39,7 @@ class CentralClient:
     async def request(self, method: str, path_qs: str, body: bytes = b"",
                       content_type: str = "application/msgpack") -> tuple[bytes, str]:
         headers = sign_request(self.identity.key, self.identity.till_id, method, path_qs, body,
-                               int(time.time()))
+                               unix_now())
         if body:
             headers["Content-Type"] = content_type
         try:

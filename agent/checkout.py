@@ -96,7 +96,7 @@ class Checkout:
         if customer_id is None:
             return (rules.Customer(allowances=self.allowances.for_customer(None, now)),
                     offline_caps.Allowance(None, None))
-        found = customers.view(self.db, customer_id)
+        found = customers.view(self.db, customer_id, now)
         if found is None:
             raise CheckoutError(404, "customer is not known to this till")
         allowed = offline_caps.allowance(
@@ -111,7 +111,7 @@ class Checkout:
                               allowances=self.allowances.for_customer(customer_id, now)), allowed
 
     def balance(self, customer_id: str | None) -> dict[str, int] | None:
-        found = customers.view(self.db, customer_id) if customer_id else None
+        found = customers.view(self.db, customer_id, self.clock()) if customer_id else None
         if found is None:
             return None
         return {"available": found.available, "pending": found.pending}

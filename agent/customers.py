@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import sqlite_utils
 
 from agent import campaign_allowances
 from agent.journal import epoch
+from protocol import balances
 from protocol.wire import unpack
 
 
@@ -32,33 +33,42 @@ def by_token(db: sqlite_utils.Database, token: str) -> str | None:
     return row[0] if row else None
 
 
-def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
+def view(db: sqlite_utils.Database, customer_id: str,
+         now: datetime | None = None) -> CustomerView | None:
+    """The customer as this till can know them at `now` (the stored figures without it)."""
     row = db.execute(
-        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile"
+        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile, lots"
         " FROM customers WHERE id = ?", [customer_id]
     ).fetchone()
     if row is None:
         return None
-    tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile_json = row
+    tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile_json, lots = row
     profile = json.loads(profile_json)
     # Entries the central had not applied when it sent this balance still count here. An
     # older epoch's entries are all in the central's figures, or were carried into the
     # current epoch when it began (agent.epochs).
     current = epoch(db)
     since = as_of_seq if as_of_epoch == current else 0
-    earned, redeemed, clawback, refund, sales = db.execute(
-        "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(redeemed), 0),"
-        " COALESCE(SUM(clawback), 0), COALESCE(SUM(refund), 0),"
-        " COALESCE(SUM(kind = 'sale'), 0)"
-        " FROM journal WHERE customer_id = ? AND epoch = ? AND seq > ?",
+    mine = db.execute(
+        "SELECT seq, kind, receipt_id, earned, redeemed, clawback, refund, at, body"
+        " FROM journal WHERE customer_id = ? AND epoch = ? AND seq > ? ORDER BY seq",
         [customer_id, current, since]
-    ).fetchone()
+    ).fetchall()
+    sales = sum(1 for r in mine if r[1] == "sale")
+    if lots is not None and now is not None:
+        # From the lots' own dates: points turn available and expire on time, however long
+        # this till has been without the central (protocol.balances).
+        b = _replay(json.loads(lots), debt, mine, now)
+        available, pending, debt = b.available, b.pending, b.debt
+    else:
+        available += sum(r[6] - r[4] for r in mine)
+        pending = max(0, pending + sum(r[3] - r[5] for r in mine))
     return CustomerView(
         id=customer_id,
         tier=tier,
         segments=frozenset(json.loads(segments)),
-        available=available - redeemed + refund,
-        pending=max(0, pending + earned - clawback),
+        available=available,
+        pending=pending,
         debt=debt,
         birthday=date.fromisoformat(profile["birthday"]) if profile.get("birthday") else None,
         offers=frozenset(profile.get("offers", ())) | _unused_granted(db, customer_id, profile),
@@ -67,6 +77,46 @@ def view(db: sqlite_utils.Database, customer_id: str) -> CustomerView | None:
         # shows once they are synced (the engine already counts the receipt being priced).
         qualifying_spend=profile.get("qualifying_spend", 0),
     )
+
+
+# Keys for this till's own unsynced lots: above any lot id the central hands out, so among
+# lots of equal expiry they come last, as they will in the central's ledger.
+_OWN_KEYS = 1 << 53
+
+
+def _replay(lots: list[dict], debt: int, mine: list[tuple], now: datetime) -> balances.Balance:
+    """The central's lots and debt, then this till's unsynced entries, then the clock."""
+    state = balances.State(tuple(balances.lot_from_wire(d) for d in lots), debt)
+    events: list[balances.Event] = []
+    for seq, kind, receipt_id, _earned, redeemed, clawback, refund, at_text, body in mine:
+        at = datetime.fromisoformat(at_text)
+        # In the order the central applies an entry (central.settlement).
+        if redeemed:
+            events.append(balances.Spend(at, redeemed))
+        entry = unpack(body)
+        for i, lot in enumerate(entry.get("lots") or ()):
+            events.append(balances.Earn(
+                at, _OWN_KEYS + seq * 100 + i, lot["points"],
+                datetime.fromisoformat(lot["activates"]), datetime.fromisoformat(lot["expires"]),
+                receipt_id=receipt_id))
+        if kind == "return":
+            if refund:
+                events.append(balances.Credit(at, refund, _OWN_KEYS + seq * 100 + 99, at,
+                                              datetime.fromisoformat(balances.NEVER)))
+            if clawback:
+                events.append(balances.Spend(at, clawback,
+                                             receipt_id=entry.get("original_receipt_id")))
+        now = max(now, at)  # a clock set back never hides this till's own entries
+    return balances.replay(state, events, now).balance()
+
+
+def _lots_json(c: dict) -> str | None:
+    lots = c.get("lots")
+    if lots is None:
+        return None
+    for d in lots:
+        balances.lot_from_wire(d)  # refuse a malformed lot now, not at the next checkout
+    return json.dumps(lots)
 
 
 PROFILE = ("birthday", "offers", "granted_offers", "purchases", "qualifying_spend")
@@ -102,15 +152,17 @@ def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
         for c in delta["customers"]:
             db.execute(
                 "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
-                " as_of_epoch, as_of_seq, profile, allowances, allowances_seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " as_of_epoch, as_of_seq, profile, allowances, allowances_seq, lots)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [c["id"], c.get("tier"), json.dumps(c.get("segments", [])), c["available"],
                  c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
                  json.dumps({k: c[k] for k in PROFILE if k in c}),
                  campaign_allowances.customer_figures(delta, c),
                  # Budget usage trails the acknowledgement (central.campaign_budgets):
                  # its own sequence says which of our grants the figures include.
-                 delta.get("budgets", {}).get("as_of_seq", 0)],
+                 delta.get("budgets", {}).get("as_of_seq", 0),
+                # The lots behind the balance, for agent.customers.view to replay.
+                _lots_json(c)],
             )
             db.execute("DELETE FROM cards WHERE customer_id = ?", [c["id"]])
             for token in c["cards"]:

@@ -135,7 +135,7 @@ async def identify(request: web.Request) -> web.Response:
     if customer_id is None:
         raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
                             card_last4=last4)
-    view = customers.view(db, customer_id)
+    view = customers.view(db, customer_id, till.checkout.clock())
     assert view is not None
     return web.json_response({
         "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,

@@ -19,6 +19,7 @@ from tzlocal import get_localzone
 from agent import epochs, identity, journal
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
+from agent.clock import utcnow
 from agent.config import AgentConfig
 from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
@@ -32,10 +33,6 @@ from agent.taxes import StoreVat
 log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.2
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def load_pos_secret(cfg: AgentConfig) -> PosSecret:

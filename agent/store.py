@@ -124,6 +124,13 @@ def m004_campaign_allowances(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_customer_lots(db: sqlite_utils.Database) -> None:
+    # The lots behind a customer's balance as the central last sent them (JSON), so the
+    # till sees points activate and expire on time while offline (agent.customers.view).
+    db.execute("ALTER TABLE customers ADD COLUMN lots TEXT")
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

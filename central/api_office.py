@@ -64,7 +64,7 @@ async def lookup_customer(request: web.Request) -> web.Response:
         cid = customers.by_card(
             request.app[DB], request.app[SECRETS].card_secret, field(body, "card_number", str)
         )
-        return web.json_response(customers.read(request.app[DB], cid))
+        return web.json_response(customers.read(request.app[DB], cid, request.app[CLOCK]()))
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
 
@@ -72,7 +72,7 @@ async def lookup_customer(request: web.Request) -> web.Response:
 @routes.get("/api/v1/customers/{id}")
 async def read_customer(request: web.Request) -> web.Response:
     conn = request.app[DB]
-    found = customers.read(conn, request.match_info["id"])
+    found = customers.read(conn, request.match_info["id"], request.app[CLOCK]())
     found["history"] = ledger.history(conn, found["id"])
     return web.json_response(found)
 
@@ -80,14 +80,16 @@ async def read_customer(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/customers/{id}")
 async def update_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return web.json_response(customers.update(request.app[DB], request.match_info["id"], body))
+    return web.json_response(customers.update(request.app[DB], request.match_info["id"], body,
+                                                request.app[CLOCK]()))
 
 
 @routes.post("/api/v1/customers/{id}/offers")
 async def activate_offer(request: web.Request) -> web.Response:
     body = await json_body(request)
     return web.json_response(customers.activate_offer(
-        request.app[DB], request.match_info["id"], field(body, "offer", str)))
+        request.app[DB], request.match_info["id"], field(body, "offer", str),
+        request.app[CLOCK]()))
 
 
 @routes.post("/api/v1/customers/{id}/adjustments")

@@ -16,7 +16,16 @@ from pathlib import Path
 import sdnotify
 from aiohttp import web
 
-from central import api_office, api_sync, campaign_budgets, customers, db, repricing, rulesets
+from central import (
+    api_office,
+    api_sync,
+    campaign_budgets,
+    customers,
+    db,
+    ledger,
+    repricing,
+    rulesets,
+)
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
@@ -28,6 +37,9 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 REPRICING_INTERVAL_S = 2.0
 TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes is enough
+# Reads replay the clock themselves (ledger.balance); the job only writes back what it did
+# and wakes tills' deltas, so a minute late is fine.
+MATURING_INTERVAL_S = 60.0
 
 
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
@@ -63,6 +75,9 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app.cleanup_ctx.append(_periodic(
             "campaign budgets", reprice_every,
             lambda app: campaign_budgets.account_pending(app[DB]) > 0))
+        app.cleanup_ctx.append(_periodic(
+            "maturing lots", MATURING_INTERVAL_S,
+            lambda app: ledger.mature_due(app[DB], app[CLOCK]()) > 0))
         app.cleanup_ctx.append(_periodic(
             "tier windows", TIER_ROLLOVER_INTERVAL_S,
             lambda app: customers.roll_tier_windows(app[DB], app[CLOCK]()) > 0))

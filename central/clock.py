@@ -1,12 +1,28 @@
-"""The central's one clock. Logic takes `now` as an argument; only the edges call this."""
+"""The central's one clock. Logic takes `now` as an argument; only the edges call this.
+
+`TILLPOINT_CLOCK_OFFSET_FILE` names a file holding a number of seconds added to the
+system clock (read at every call), as for the agent (agent.clock): tests of whole processes
+move the store's time by writing it. Unset, it costs nothing.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+_OFFSET_FILE = os.environ.get("TILLPOINT_CLOCK_OFFSET_FILE")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    now = datetime.now(UTC)
+    if not _OFFSET_FILE:
+        return now
+    try:
+        text = Path(_OFFSET_FILE).read_text().strip()
+    except FileNotFoundError:
+        return now
+    return now + timedelta(seconds=float(text or 0))
 
 
 def iso(dt: datetime) -> str:

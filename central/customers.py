@@ -72,7 +72,8 @@ def create(
     return read(conn, customer_id)
 
 
-def read(conn: sqlite3.Connection, customer_id: str) -> dict:
+def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None) -> dict:
+    """The customer as head office sees them; the balance as of `now` (see ledger.balance)."""
     row = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
     if row is None:
         raise CustomerError(404, "no such customer")
@@ -90,7 +91,7 @@ def read(conn: sqlite3.Connection, customer_id: str) -> dict:
         "granted_offers": json.loads(row["granted_offers"]),
         "purchases": row["purchases"],
         "cards": ["****" + c["last4"] for c in cards],
-        "balance": ledger.balance(conn, customer_id).to_dict(),
+        "balance": ledger.balance(conn, customer_id, now).to_dict(),
     }
 
 
@@ -135,7 +136,7 @@ def adjust(
         else:
             ledger.redeem(conn, customer_id, -points, now, src, kind="adjust")
         ledger.touch(conn, customer_id)
-    return read(conn, customer_id)
+    return read(conn, customer_id, now)
 
 
 def _check_balance_after(conn: sqlite3.Connection, customer_id: str, points: int) -> None:
@@ -204,7 +205,8 @@ def _text(value: object, name: str) -> str:
     return bounds.text(value, name)
 
 
-def update(conn: sqlite3.Connection, customer_id: str, changes: dict) -> dict:
+def update(conn: sqlite3.Connection, customer_id: str, changes: dict,
+           now: datetime | None = None) -> dict:
     """Change profile fields; tills get them with their next customer delta."""
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
@@ -222,10 +224,11 @@ def update(conn: sqlite3.Connection, customer_id: str, changes: dict) -> dict:
         sets = ", ".join(f"{k} = ?" for k in values)  # keys come from _EDITABLE only
         conn.execute(f"UPDATE customers SET {sets} WHERE id = ?", (*values.values(), customer_id))
         ledger.touch(conn, customer_id)
-    return read(conn, customer_id)
+    return read(conn, customer_id, now)
 
 
-def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str) -> dict:
+def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str,
+                   now: datetime | None = None) -> dict:
     """The customer took up a personal offer: campaigns conditioned on it now apply."""
     offer = _text(offer, "offer").strip()
     if not offer:
@@ -236,7 +239,7 @@ def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str) -> di
             conn.execute("UPDATE customers SET offers = ? WHERE id = ?",
                          (json.dumps(sorted(current | {offer})), customer_id))
             ledger.touch(conn, customer_id)
-    return read(conn, customer_id)
+    return read(conn, customer_id, now)
 
 
 ROLLOVER_CHUNK = 1000

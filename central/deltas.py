@@ -12,7 +12,7 @@ from datetime import datetime
 
 from central import campaign_budgets, ledger, offer_grants, offline_caps, rulesets, tiers
 from central.alerts import raise_alert
-from protocol import bounds
+from protocol import balances, bounds
 
 MAX_DELTA = 1000
 
@@ -74,6 +74,9 @@ def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
         c["token"]
         for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
     ]
+    # As of now, whatever has matured the stored lots: and the lots themselves, so a till
+    # that goes offline still sees points activate and expire on time.
+    points = ledger.state_at(conn, r["id"], now)
     tier, spend = tiers.effective(tier_rules, r["tier"], r["window_start"],
                                   r["window_spend"], now)
     out = {
@@ -86,7 +89,8 @@ def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
         "granted_offers": sorted(offer_grants.live(r["granted_offers"], now)),
         "purchases": r["purchases"],
         "qualifying_spend": spend,
-        **ledger.balance(conn, r["id"]).to_dict(),
+        **points.balance().to_dict(),
+        "lots": [balances.lot_to_wire(lot) for lot in balances.live_lots(points)],
         "allowances": campaign_budgets.customer_allowances(conn, r["id"], budgets, now),
     }
     for name in ("available", "pending", "debt"):

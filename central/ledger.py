@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from central.clock import iso, parse_iso
-from central.db import next_counter
+from central.db import next_counter, transaction
+from protocol import balances
 
 ENTRY_KINDS = ("earn", "activate", "redeem", "clawback", "refund", "expire", "adjust", "bonus")
 # `activate` moves points from pending to available: it is recorded for the history but is
@@ -132,7 +133,7 @@ def _nothing_due(conn: sqlite3.Connection, customer_ids: list[str], now: datetim
             " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
             "                AND status = 'pending' AND activates_at <= ?)"
             " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
-            "                AND status = 'active' AND expires_at <= ?)",
+            "                AND status = 'active' AND expires_at <= ? AND remaining > 0)",
             (*chunk, t, t),
         ))
     return clean
@@ -147,42 +148,87 @@ def _debt(conn: sqlite3.Connection, customer_id: str) -> int:
     return int(row["debt"]) if row else 0
 
 
-def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> None:
-    """Activate lots whose return window has passed, expire the outlived, then pay debt."""
+def _state(conn: sqlite3.Connection, customer_id: str) -> balances.State:
+    """The customer's live lots and debt as stored (current as of their last maturing).
+
+    A lot spent to nothing keeps its status: it can change nothing any more, so neither
+    this nor the checks for due work look at it again."""
+    rows = conn.execute(
+        "SELECT id, receipt_id, remaining, activates_at, expires_at, status FROM lots"
+        " WHERE customer_id = ? AND status IN ('pending', 'active')"
+        " AND (remaining > 0 OR status = 'pending')",
+        (customer_id,),
+    ).fetchall()
+    return balances.State(
+        tuple(balances.Lot(r["id"], r["remaining"], parse_iso(r["activates_at"]),
+                           parse_iso(r["expires_at"]), active=r["status"] == "active",
+                           receipt_id=r["receipt_id"]) for r in rows),
+        _debt(conn, customer_id),
+    )
+
+
+def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
+    """Bring the stored lots and debt up to `now`: activations and expiries in time order,
+    each activation paying debt before anything can expire (protocol.balances.advance).
+    Returns whether anything changed."""
     t = iso(now)
-    # Most calls find nothing to do: one query says so, instead of three.
+    # Most calls find nothing to do: one query says so, instead of loading the lots.
     due = conn.execute(
         "SELECT debt,"
         " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'pending'"
         "        AND activates_at <= ?2),"
         " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'active'"
-        "        AND expires_at <= ?2)"
+        "        AND expires_at <= ?2 AND remaining > 0)"
         " FROM customers WHERE id = ?1",
         (customer_id, t),
     ).fetchone()
     if due is None or not (due[0] or due[1] or due[2]):
-        return
-    for lot in conn.execute(
-        "SELECT id, remaining FROM lots WHERE customer_id = ? AND status = 'pending'"
-        " AND activates_at <= ? ORDER BY activates_at, id",
-        (customer_id, t),
-    ).fetchall():
-        conn.execute("UPDATE lots SET status = 'active' WHERE id = ?", (lot["id"],))
-        if lot["remaining"]:
-            _record(conn, customer_id, "activate", lot["remaining"], now, Source())
-    for lot in conn.execute(
-        "SELECT id, remaining FROM lots WHERE customer_id = ? AND status = 'active'"
-        " AND expires_at <= ?",
-        (customer_id, t),
-    ).fetchall():
-        conn.execute("UPDATE lots SET status = 'expired', remaining = 0 WHERE id = ?", (lot["id"],))
-        if lot["remaining"]:
-            _record(conn, customer_id, "expire", -lot["remaining"], now, Source())
-    debt = _debt(conn, customer_id)
-    if debt:
-        # Paying debt from lots leaves the net balance unchanged, so it is no ledger entry.
-        paid = _consume(conn, customer_id, debt, "status = 'active'")
-        _add_debt(conn, customer_id, -sum(p for _, p in paid))
+        return False
+    before = _state(conn, customer_id)
+    after, steps = balances.advance(before, now)
+    for step in steps:
+        if step.kind == "activate":
+            conn.execute("UPDATE lots SET status = 'active' WHERE id = ?", (step.key,))
+            if step.points:
+                _record(conn, customer_id, "activate", step.points, step.at, Source())
+        elif step.kind == "pay":
+            # Paying debt from lots leaves the net balance unchanged, so it is no entry.
+            conn.execute("UPDATE lots SET remaining = remaining - ? WHERE id = ?",
+                         (step.points, step.key))
+        else:
+            conn.execute("UPDATE lots SET status = 'expired', remaining = 0 WHERE id = ?",
+                         (step.key,))
+            if step.points:
+                _record(conn, customer_id, "expire", -step.points, step.at, Source())
+    if after.debt != before.debt:
+        _add_debt(conn, customer_id, after.debt - before.debt)
+    return bool(steps)
+
+
+def state_at(conn: sqlite3.Connection, customer_id: str, now: datetime) -> balances.State:
+    """The customer's lots and debt as they stand at `now`, computed, not written."""
+    return balances.advance(_state(conn, customer_id), now)[0]
+
+
+def due_customers(conn: sqlite3.Connection, now: datetime, limit: int) -> list[str]:
+    """Customers with a lot to activate or to expire by `now`: the scheduled job's work."""
+    t = iso(now)
+    return [r[0] for r in conn.execute(
+        "SELECT customer_id FROM lots WHERE status = 'pending' AND activates_at <= ?1"
+        " UNION SELECT customer_id FROM lots WHERE status = 'active' AND expires_at <= ?1"
+        "   AND remaining > 0"
+        " LIMIT ?2", (t, limit))]
+
+
+def mature_due(conn: sqlite3.Connection, now: datetime, limit: int = 500) -> int:
+    """The scheduled job: write back what the clock did to up to `limit` customers' lots,
+    and mark them changed so tills pull the new figures. Reads never wait for it (they
+    replay the clock themselves); it keeps the stored figures and the history current.
+    Returns how many customers it matured."""
+    with transaction(conn):
+        done = [c for c in due_customers(conn, now, limit) if mature(conn, c, now)]
+        touch_many(conn, done)
+    return len(done)
 
 
 def _consume(
@@ -445,7 +491,12 @@ class BatchLedger:
         refund(self.conn, customer_id, points, original_receipt_id, self.now, src)
 
 
-def balance(conn: sqlite3.Connection, customer_id: str) -> Balance:
+def balance(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None) -> Balance:
+    """The balance at `now`, whether or not anything has matured the stored lots since
+    (protocol.balances.advance over what is stored); without `now`, the stored figures."""
+    if now is not None:
+        b = state_at(conn, customer_id, now).balance()
+        return Balance(available=b.available, pending=b.pending, debt=b.debt)
     row = conn.execute(
         "SELECT COALESCE(SUM(CASE WHEN status = 'active' THEN remaining END), 0) AS active,"
         " COALESCE(SUM(CASE WHEN status = 'pending' THEN remaining END), 0) AS pending"

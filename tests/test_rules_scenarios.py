@@ -172,13 +172,17 @@ def test_points_with_hundredths():
 
 # ---------------------------------------------------------------- lots
 
+MIDNIGHT = NOON.replace(hour=0)  # the start of the day of the sale, the store's wall clock
+
 
 def test_points_activate_after_the_return_window_and_live_a_year():
     s = settle(DEFAULT, receipt(line("milk", rub(1000))), member(), NOON)
     (lot,) = s.lots
     assert lot.points == 50
-    assert lot.activates_at == NOON + timedelta(days=14)
-    assert lot.expires_at == NOON + timedelta(days=14 + 365)
+    # Whole days of the store: bought on 5 March, pending through 19 March, spendable from
+    # midnight on the 20th; a year from that midnight.
+    assert lot.activates_at == MIDNIGHT + timedelta(days=15)
+    assert lot.expires_at == MIDNIGHT + timedelta(days=15 + 365)
 
 
 def test_points_that_expire_at_the_end_of_the_quarter():
@@ -192,14 +196,14 @@ def test_longer_return_window_for_electronics_keeps_their_points_pending_longer(
     r = receipt(line("tv", rub(1000), category="electro"), line("pan", rub(1000), category="home"))
     s = settle(EXAMPLE, r, member(tier="base"), NOON)
     assert [(lot.points, lot.activates_at) for lot in s.lots] == [
-        (30, NOON + timedelta(days=14)), (30, NOON + timedelta(days=30))]
+        (30, MIDNIGHT + timedelta(days=15)), (30, MIDNIGHT + timedelta(days=31))]
     assert [ln.return_days for ln in s.lines] == [30, 14]
 
 
 def test_return_window_by_channel():
     r = receipt(line("pan", rub(1000), category="home"), channel="web")
     (lot,) = settle(EXAMPLE, r, member(tier="base"), NOON).lots
-    assert lot.activates_at == NOON + timedelta(days=21)
+    assert lot.activates_at == MIDNIGHT + timedelta(days=22)
 
 
 # ---------------------------------------------------------------- tiers (progressive accrual)
@@ -322,8 +326,8 @@ def test_welcome_bonus_on_the_first_purchase_burns_in_thirty_days():
     s = settle(EXAMPLE, r, member(tier="base", purchase_count=0), NOON)
     assert s.earned == 230
     lots = {lot.points: lot for lot in s.lots}
-    assert lots[200].expires_at == NOON + timedelta(days=14 + 30)
-    assert lots[30].expires_at == NOON + timedelta(days=14 + 365)
+    assert lots[200].expires_at == MIDNIGHT + timedelta(days=15 + 30)
+    assert lots[30].expires_at == MIDNIGHT + timedelta(days=15 + 365)
     second = price(EXAMPLE, r, member(tier="base", purchase_count=1), NOON)
     assert second.earned == 30
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,16 @@ class Till:
 
 
 class StoreHarness:
-    def __init__(self, workdir: Path, store: str = "store-1") -> None:
+    def __init__(self, workdir: Path, store: str = "store-1",
+                 movable_clock: bool = False) -> None:
         self.workdir = workdir
         self.store = store
         self.procs = Processes(workdir / "logs")
+        # With a movable clock every process reads the offset file (agent.clock,
+        # central.clock): `set_time` moves the whole store at once, nobody sleeps.
+        self.clock_file = workdir / "clock-offset" if movable_clock else None
+        self.env = {"TILLPOINT_CLOCK_OFFSET_FILE": str(self.clock_file)} \
+            if self.clock_file else {}
         self.central_url = ""
         # Where tills reach the central, when not directly (a proxy in front of it).
         self.till_central_url: str | None = None
@@ -77,6 +84,16 @@ class StoreHarness:
         if self.session:
             await self.session.close()
 
+    # -- time -----------------------------------------------------------------------------
+
+    def set_time(self, instant: datetime) -> None:
+        """Every process of the store now reads `instant` (as time goes on from there)."""
+        assert self.clock_file is not None, "start the harness with movable_clock=True"
+        offset = (instant - datetime.now(UTC)).total_seconds()
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(f"{offset:.6f}")
+        tmp.replace(self.clock_file)
+
     # -- central --------------------------------------------------------------------------
 
     def kill_central(self) -> None:
@@ -90,7 +107,8 @@ class StoreHarness:
         port_file = self.workdir / "central.port"
         port_file.unlink(missing_ok=True)
         self.procs.start("central", tillpoint_cmd(
-            "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file)))
+            "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file)),
+            env=self.env or None)
         port = await wait_for(lambda: read_file(port_file), "the central to listen",
                               check=self.procs.check_alive)
         self.central_url = f"http://127.0.0.1:{port}"
@@ -111,7 +129,8 @@ class StoreHarness:
         control = till.devices / "control.json"
         control.unlink(missing_ok=True)
         self.procs.start(f"{name}-sim", tillpoint_cmd(
-            "sim", "run", "--dir", str(till.devices), "--control-port", "0", *sim_args))
+            "sim", "run", "--dir", str(till.devices), "--control-port", "0", *sim_args),
+            env=self.env or None)
         info = await wait_for(lambda: read_file(control), f"{name}'s devices",
                               check=self.procs.check_alive)
         till.control_url = f"http://127.0.0.1:{json.loads(info)['port']}"
@@ -120,7 +139,7 @@ class StoreHarness:
         enroll = self.procs.start(f"{name}-enroll", tillpoint_cmd(
             "agent", "enroll", "--state", str(till.state), "--central",
             self.till_central_url or self.central_url,
-            f"--token={token}", "--name", name))
+            f"--token={token}", "--name", name), env=self.env or None)
         await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
         if enroll.returncode != 0:
             raise RuntimeError(f"enrolment of {name} failed; see {self.procs.log_dir}")
@@ -140,7 +159,7 @@ class StoreHarness:
             "--printer", str(till.devices / "printer"), "--reader", str(till.devices / "reader"),
             "--pos-port", "0", "--port-file", str(port_file),
             "--sync-interval", "0.5", "--pull-interval", "1", *till.agent_args, *extra),
-            env=env)
+            env={**self.env, **(env or {})} or None)
         port = await wait_for(lambda: read_file(port_file), f"{till.name}'s agent",
                               timeout=60, check=self.procs.check_alive)
         till.pos_url = f"http://127.0.0.1:{port}"
