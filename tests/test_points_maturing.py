@@ -41,7 +41,7 @@ def test_a_lot_pays_debt_when_it_activates_before_it_can_expire():
              Spend(T0 + days(1), 30)]
     # Read long after it expired: the 30 of debt were paid on day 10, 70 expired on day 12.
     assert balances.replay(EMPTY, story, T0 + days(40)).balance() == Balance(0, 0, 0)
-    state, steps = balances.advance(balances.replay(EMPTY, story, T0 + days(2)), T0 + days(40))
+    _, steps = balances.advance(balances.replay(EMPTY, story, T0 + days(2)), T0 + days(40))
     assert [(s.kind, s.points, s.at) for s in steps] == [
         ("activate", 100, T0 + days(10)), ("pay", 30, T0 + days(10)),
         ("expire", 70, T0 + days(12))]
