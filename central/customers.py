@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from central import ledger, rulesets, tiers
 from central.clock import iso
 from central.db import transaction
 from central.errors import Refused
-from protocol import bounds
+from protocol import bounds, lots
 from protocol.cards import card_token, masked, normalize_card_number
 
 
@@ -62,14 +62,21 @@ def create(
                 conn,
                 customer_id,
                 welcome_bonus,
-                now,
-                now + timedelta(days=bonus_lifetime_days),
+                *_bonus_dates(now, bonus_lifetime_days),
                 now,
                 ledger.Source(actor=actor, reason="welcome bonus"),
                 kind="bonus",
             )
         ledger.touch(conn, customer_id)
     return read(conn, customer_id)
+
+
+def _bonus_dates(now: datetime, lifetime_days: int) -> tuple[datetime, datetime]:
+    """Points given at head office: no return window, so spendable at once (protocol.lots,
+    as for a till's lots)."""
+    activates, expires = lots.lot_dates(now, 0, lots.Lifetime(days=lifetime_days), UTC, UTC)
+    assert expires is not None
+    return activates, expires
 
 
 def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None) -> dict:
@@ -127,8 +134,7 @@ def adjust(
                 conn,
                 customer_id,
                 points,
-                now,
-                now + timedelta(days=lifetime_days),
+                *_bonus_dates(now, lifetime_days),
                 now,
                 src,
                 kind="adjust",

@@ -40,7 +40,8 @@ def publish(
                 iso(now),
                 iso(activates_at or now),
                 actor,
-                json.dumps(doc["tiers"]) if doc.get("tiers") else None,
+                # With the programme's zone: tier windows are calendar periods of it.
+                json.dumps({**doc["tiers"], **_zone(doc)}) if doc.get("tiers") else None,
             ),
         )
         campaign_budgets.store_budgets(conn, current + 1, doc)
@@ -53,6 +54,11 @@ def check_publishable(doc: dict) -> None:
     bounds.check_tree(doc, "doc")
     if unpack(pack(doc)) != doc:
         raise bounds.OutOfBounds("doc", "does not survive encoding for the tills")
+
+
+def _zone(doc: dict) -> dict[str, str]:
+    zone = (doc.get("programme") or {}).get("time_zone")
+    return {"time_zone": zone} if zone else {}
 
 
 def ensure_default(conn: sqlite3.Connection, now: datetime) -> None:

@@ -4,22 +4,26 @@ A customer row holds the spend of one tier window (`window_start`, `window_spend
 assigned tier. Spend moves the tier up at once; the move down happens only when the window
 turns over, to the tier the closed window's spend earned. Windows come from the rule set:
 calendar months, or rolling N days, kept here as consecutive N-day windows counted from
-1970-01-01 (exact rolling sums would need every receipt's date per customer).
+1970-01-01 (exact rolling sums would need every receipt's date per customer). Days are
+those of the programme's time zone, one boundary for a customer wherever they shop.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 EPOCH = date(1970, 1, 1)
 
 
 def window_start(tiers: dict[str, Any] | None, at: datetime) -> str | None:
-    """The first day of the window containing `at` (UTC), or None without tiers."""
+    """The first day of the window containing `at` (in the programme's zone, UTC if it has
+    none), or None without tiers."""
     if not tiers:
         return None
-    day = at.astimezone(UTC).date()
+    zone = ZoneInfo(tiers["time_zone"]) if tiers.get("time_zone") else UTC
+    day = at.astimezone(zone).date()
     if tiers.get("window", "calendar_month") == "calendar_month":
         return day.replace(day=1).isoformat()
     n = int(tiers["window_days"])

@@ -13,6 +13,7 @@ from protocol.rules.errors import InputError, RedemptionError, ReturnError, Rule
 from protocol.rules.explain import ExplainEntry, Explanation
 from protocol.rules.inputs import ANONYMOUS, Customer, Receipt, ReceiptLine
 from protocol.rules.model import RuleSet
+from protocol.rules.place import local_time, place_of, programme_zone, zone_named
 from protocol.rules.results import (
     Discount,
     Earning,
@@ -53,10 +54,14 @@ __all__ = [
     "compile_ruleset",
     "default_ruleset_doc",
     "example_ruleset_doc",
+    "local_time",
+    "place_of",
     "price",
     "price_return",
+    "programme_zone",
     "resolve_tier",
     "settle",
     "tier_for_spend",
     "window_end",
+    "zone_named",
 ]

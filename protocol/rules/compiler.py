@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protocol.rules import model as m
+from protocol.rules import place
 from protocol.rules.arith import ROUNDING_MODES
 from protocol.rules.errors import RuleSetError
 from protocol.rules.index import CampaignIndex
@@ -24,10 +25,11 @@ EFFECT_TYPES = (
 )
 MAX_DAYS = 36_600
 
-TOP = frozenset({"version", "valid_from", "programme", "tiers", "redemption", "campaigns", "meta"})
+TOP = frozenset({"version", "valid_from", "programme", "tiers", "redemption", "campaigns", "meta",
+                 "stores"})
 PROGRAMME = frozenset({
     "units", "default_unit", "rounding", "return_window_days", "return_windows", "lifetime",
-    "excluded", "earn_on_redeemed",
+    "excluded", "earn_on_redeemed", "time_zone",
 })
 RETURN_WINDOW = frozenset({"match", "channels", "tiers", "days"})
 UNIT = frozenset({"decimals", "worth", "name"})
@@ -86,6 +88,7 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
         paths[camp.id] = path
         campaigns.append(camp)
     campaigns = _resolve_multipliers(r, campaigns, paths)
+    stores = place.read_stores(r, d["stores"], "stores", CHANNELS) if "stores" in d else {}
     if r.errors:
         raise RuleSetError(r.errors)
     campaigns.sort(key=lambda c: (-c.priority, c.id))
@@ -93,7 +96,7 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
         version=version, valid_from=valid_from, programme=programme, tiers=tiers,
         redemption=redemption, campaigns=tuple(campaigns),
         by_id={c.id: i for i, c in enumerate(campaigns)},
-        index=CampaignIndex(campaigns),
+        index=CampaignIndex(campaigns), stores=stores,
     )
 
 
@@ -168,6 +171,7 @@ def _programme(r: Reader, value: object, path: str, tiers: m.Tiers | None) -> m.
         lifetime_days=lifetime_days, lifetime_period=lifetime_period, excluded=excluded,
         earn_on_redeemed=r.bool_(d, "earn_on_redeemed", path, False),
         return_windows=tuple(windows),
+        time_zone=place.read_zone(r, d, "time_zone", path),
     )
 
 

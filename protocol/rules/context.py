@@ -1,7 +1,9 @@
 """One evaluation's view of the receipt: what each line is, and who and when is buying.
 
-Built once per call so conditions are cheap checks on precomputed sets. Day-of-week, hours
-and birthdays read the wall clock of `now` as given: the till passes its local time.
+Built once per call so conditions are cheap checks on precomputed sets. Day-of-week, hours,
+birthdays and return windows read the store's wall clock: `now` is any timezone-aware
+instant, turned into the store's local time here (protocol.rules.place), so the till and the
+central's re-pricing judge one sale alike whatever their system clocks say.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import date, datetime
 from protocol.rules.errors import InputError
 from protocol.rules.inputs import ANONYMOUS, Customer, Receipt, ReceiptLine
 from protocol.rules.model import RuleSet, category_prefixes
+from protocol.rules.place import local_time, placed
 from protocol.rules.tiers import resolve_tier
 
 LineKey = tuple[str, str, str, int, int, int, tuple[str, ...]]
@@ -56,6 +59,8 @@ def make_context(
         raise InputError("now must be a timezone-aware datetime")
     if not isinstance(receipt, Receipt):
         raise InputError("receipt must be a Receipt")
+    now = local_time(ruleset, receipt.store, now)
+    receipt = placed(ruleset, receipt)
     customer = customer or ANONYMOUS
     member = customer.is_member
     tier = resolve_tier(ruleset, customer) if member else None

@@ -185,7 +185,7 @@ def _lots(ctx: Context, lot_points: dict[tuple[str, int, int | None], int]) -> t
     merged: dict[tuple[str, datetime, datetime | None], int] = {}
     for (unit, return_days, lifetime), pts in lot_points.items():
         act = activation(ctx.now, return_days)
-        k = (unit, act, expiry(prog, act, lifetime))
+        k = (unit, act, expiry(prog, act, lifetime, prog.time_zone))
         merged[k] = merged.get(k, 0) + pts
     far = datetime.max.replace(tzinfo=ctx.now.tzinfo)
     return tuple(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -230,6 +230,9 @@ class Programme:
     excluded: Exclusion
     earn_on_redeemed: bool
     return_windows: tuple[ReturnWindow, ...] = ()  # first match wins
+    # Stores' wall clock unless a store has its own, and customers' calendar periods;
+    # None: read `now` as given (protocol.rules.place)
+    time_zone: tzinfo | None = None
 
     def window_for(self, line: ReceiptLine, prefixes: frozenset[str], channel: str,
                    tier: str | None) -> int:
@@ -241,6 +244,15 @@ class Programme:
             if w.match.matches(line, prefixes):
                 return w.days
         return self.return_window_days
+
+
+@dataclass(frozen=True, slots=True)
+class StorePlace:
+    """A store as the rules see it; empty fields: not said (programme zone, any region)."""
+
+    time_zone: tzinfo | None
+    region: str
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,3 +305,4 @@ class RuleSet:
     campaigns: tuple[Campaign, ...]  # sorted by (-priority, id): the order of evaluation
     by_id: Mapping[str, int]
     index: CampaignIndex
+    stores: Mapping[str, StorePlace] = field(default_factory=dict)

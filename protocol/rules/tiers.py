@@ -44,5 +44,7 @@ def window_end(ruleset: RuleSet, now: datetime) -> datetime | None:
     """
     if ruleset.tiers is None or ruleset.tiers.window != "calendar_month":
         return None
+    if ruleset.programme.time_zone is not None:  # customers' months are the programme's
+        now = now.astimezone(ruleset.programme.time_zone)
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return (first + timedelta(days=32)).replace(day=1)
