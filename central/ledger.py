@@ -266,6 +266,10 @@ def earn(
     kind: str = "earn",
 ) -> None:
     status = "active" if activates <= now else "pending"
+    if status == "active":
+        # What the clock did before this lot existed happens first: a lot that activated
+        # earlier pays the debt, not this one.
+        mature(conn, customer_id, now)
     conn.execute(
         "INSERT INTO lots (customer_id, till_id, receipt_id, points, remaining, activates_at,"
         " expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -350,6 +354,7 @@ def refund(
     src: Source,
 ) -> None:
     """Give back points spent on returned goods, into the lots they came from."""
+    mature(conn, customer_id, now)  # the lots as they stand now: expired ones stay expired
     _record(conn, customer_id, "refund", points, now, src)
     left = points
     # Points that went into debt when the receipt was redeemed come back off the debt first.

@@ -156,3 +156,15 @@ def test_every_read_equals_the_replay_of_the_story(tmp_path_factory, ops, job):
         assert ledger.movement_total(conn, "c1") == stored.available + stored.pending
     finally:
         conn.close()
+
+
+def test_a_lot_that_activated_earlier_pays_debt_before_a_lot_earned_later(conn):
+    def s(r: str) -> ledger.Source:
+        return ledger.Source(till_id="t1", receipt_id=r)
+
+    ledger.redeem(conn, "c1", 30, T0, s("overspent"))  # 30 of debt
+    ledger.earn(conn, "c1", 100, T0 + days(15), T0 + days(400), T0, s("a"))
+    # Day 20, nothing looked at the customer since: a bonus that lives two days arrives.
+    ledger.earn(conn, "c1", 50, T0 + days(20), T0 + days(22), T0 + days(20), s("b"))
+    # The first lot paid the debt on day 15; the bonus expires whole.
+    assert ledger.balance(conn, "c1", T0 + days(23)) == ledger.Balance(70, 0, 0)
