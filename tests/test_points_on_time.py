@@ -21,7 +21,7 @@ from tillpoint.store_harness import ApiError, StoreHarness, Till
 
 CARD = "2990000000019"
 SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
-         "category": "sports/shoes"}
+         "category": "sports/shoes", "vat": "22"}
 DAY0 = datetime(2027, 3, 1, 10, 0, tzinfo=UTC)  # 10:00 in the store (UTC)
 
 

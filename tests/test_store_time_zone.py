@@ -14,7 +14,7 @@ from tillpoint.store_harness import StoreHarness
 
 CARD = "2990000000019"
 SHOES = {"sku": "100", "name": "Running shoes", "qty": 1000, "price": 500000,
-         "category": "sports/shoes"}
+         "category": "sports/shoes", "vat": "22"}
 # 17:30 in Moscow (UTC+3) on 1 March 2027 is 14:30 UTC.
 MOSCOW_1730 = datetime(2027, 3, 1, 14, 30, tzinfo=UTC)
 UTC_1730 = datetime(2027, 3, 1, 17, 30, tzinfo=UTC)
