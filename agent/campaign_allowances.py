@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import sqlite_utils
@@ -89,7 +89,9 @@ class Allowances:
             [(entry.epoch, entry.seq, cid, entry.customer_id, points, entry.at)
              for cid, points in sorted(granted.items()) if cid in caps and points > 0])
 
-    def for_customer(self, customer_id: str | None, now: datetime) -> dict[str, int]:
+    def for_customer(self, customer_id: str | None, now: datetime,
+                     zone: tzinfo | None = None) -> dict[str, int]:
+        """`zone`: the programme's, whose calendar the per-customer periods follow."""
         caps = self.caps()
         if not caps:
             return {}
@@ -122,13 +124,14 @@ class Allowances:
                          else cap.till_remaining - by_till.get(cid, 0))
             customer_left = None
             if cap.per_customer is not None:
-                key = period_key(cap.period, now)
+                key = period_key(cap.period, now, zone)
                 figure = stored.get(cid)
                 # The central's figure holds for its period; once that is over, the whole
                 # cap is back, less what this till granted in the new period.
                 customer_left = figure[0] if figure and figure[1] == key else cap.per_customer
-                customer_left -= sum(p for c, p, at in mine if c == cid
-                                     and period_key(cap.period, datetime.fromisoformat(at)) == key)
+                customer_left -= sum(
+                    p for c, p, at in mine if c == cid
+                    and period_key(cap.period, datetime.fromisoformat(at), zone) == key)
             out[cid] = max(0, _smallest(till_left, customer_left))
         return out
 

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import sqlite_utils
@@ -89,12 +89,13 @@ class Checkout:
 
     # -- customers ----------------------------------------------------------------------
 
-    def customer(self, customer_id: str | None,
-                 now: datetime | None = None) -> tuple[rules.Customer, offline_caps.Allowance]:
-        """The customer as the rules see them, with what the offline caps allow them."""
+    def customer(self, customer_id: str | None, now: datetime | None = None,
+                 zone: tzinfo | None = None) -> tuple[rules.Customer, offline_caps.Allowance]:
+        """The customer as the rules see them, with what the offline caps allow them;
+        `zone` is the programme's (rules.programme_zone), for per-customer budget periods."""
         now = now or self.clock()
         if customer_id is None:
-            return (rules.Customer(allowances=self.allowances.for_customer(None, now)),
+            return (rules.Customer(allowances=self.allowances.for_customer(None, now, zone)),
                     offline_caps.Allowance(None, None))
         found = customers.view(self.db, customer_id, now)
         if found is None:
@@ -108,7 +109,8 @@ class Checkout:
                               qualifying_spend=found.qualifying_spend,
                               activated_offers=found.offers,
                               redeem_allowance=allowed.points,
-                              allowances=self.allowances.for_customer(customer_id, now)), allowed
+                              allowances=self.allowances.for_customer(customer_id, now,
+                                                                        zone)), allowed
 
     def balance(self, customer_id: str | None) -> dict[str, int] | None:
         found = customers.view(self.db, customer_id, self.clock()) if customer_id else None
@@ -121,7 +123,7 @@ class Checkout:
     def price(self, lines: tuple[DraftLine, ...], customer_id: str | None) -> dict[str, Any]:
         version, rs = self.rules.get()
         now = self.clock()
-        customer, allowed = self.customer(customer_id, now)
+        customer, allowed = self.customer(customer_id, now, rules.programme_zone(rs))
         pricing = rules.price(rs, _receipt(lines, self.store), customer, now).to_dict()
         if allowed.reason and pricing["max_redeemable"] == allowed.points:
             # The engine only knows "the till's offline limit"; the cashier is told which.
@@ -142,7 +144,7 @@ class Checkout:
             except TaxRefused as e:
                 raise CheckoutError(e.status, str(e)) from None
             receipt = _receipt(lines, self.store)
-            customer, allowed = self.customer(customer_id, now)
+            customer, allowed = self.customer(customer_id, now, rules.programme_zone(rs))
             if redeem and customer_id is None:
                 raise CheckoutError(409, "only members can pay with points")
             if allowed.points is not None and redeem > allowed.points:

@@ -2,12 +2,12 @@
 allowances to grant from.
 
 A campaign's `budget` caps its points in total (over the campaign's whole life) and per
-customer per period (day, week, month, year, or the whole campaign; UTC calendar periods,
-see protocol.budget_periods). The central is authoritative: this module follows the
-journal after ingest (a cursor over journal rowids, like central.repricing, so ingest
-stays fast) and adds each sale's `campaign_totals` to the usage. Tills price offline, so a
-till may overshoot a cap by what it and the other tills granted since their last delta;
-the allowances below keep that small, not zero.
+customer per period (day, week, month, year, or the whole campaign; calendar periods of
+the programme's time zone, see protocol.budget_periods). The central is authoritative: this
+module follows the journal after ingest (a cursor over journal rowids, like
+central.repricing, so ingest stays fast) and adds each sale's `campaign_totals` to the
+usage. Tills price offline, so a till may overshoot a cap by what it and the other tills
+granted since their last delta; the allowances below keep that small, not zero.
 
 Returns do not give budget back: a cap bounds what head office may have to pay out, and
 points taken back on a return are a debt the ledger may never recover, so usage only
@@ -23,8 +23,9 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from central import ledger, offer_grants
 from central.clock import parse_iso
@@ -39,6 +40,7 @@ class Budget:
     total: int | None
     per_customer: int | None
     period: str
+    zone: tzinfo | None = None  # the programme's: its periods are the customer's calendar
 
 
 def store_budgets(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) -> None:
@@ -55,9 +57,17 @@ def budgets(conn: sqlite3.Connection, version: int | None = None) -> dict[str, B
     """The budgets of one rule-set version (default: the newest, the one tills get)."""
     if version is None:
         version = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
-    return {r[0]: Budget(r[1], r[2], r[3]) for r in conn.execute(
+    zone = _programme_zone(conn, version)
+    return {r[0]: Budget(r[1], r[2], r[3], zone) for r in conn.execute(
         "SELECT campaign_id, total, per_customer, period FROM campaign_budgets"
         " WHERE ruleset_version = ?", (version,))}
+
+
+def _programme_zone(conn: sqlite3.Connection, version: int | None) -> tzinfo | None:
+    # One field of the document, read by SQLite: the document is never parsed here.
+    row = conn.execute("SELECT json_extract(doc, '$.programme.time_zone') FROM rulesets"
+                       " WHERE version = ?", (version,)).fetchone()
+    return ZoneInfo(row[0]) if row and isinstance(row[0], str) and row[0] else None
 
 
 # -- accounting --------------------------------------------------------------------------
@@ -102,7 +112,8 @@ def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
                 continue
             total[campaign_id] += points
             if b.per_customer is not None and r["customer_id"] is not None:
-                per_customer[(r["customer_id"], campaign_id, period_key(b.period, at))] += points
+                key = period_key(b.period, at, b.zone)
+                per_customer[(r["customer_id"], campaign_id, key)] += points
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(
@@ -175,7 +186,7 @@ def till_allowances(conn: sqlite3.Connection, current: dict[str, Budget],
                                else max(0, b.total - used.get(campaign_id, 0)) // tills),
             "per_customer": b.per_customer,
             "period": b.period,
-            "period_key": period_key(b.period, now),
+            "period_key": period_key(b.period, now, b.zone),
         }
     return out
 
@@ -193,7 +204,7 @@ def customer_allowances(conn: sqlite3.Connection, customer_id: str,
             "SELECT campaign_id, period_key, used FROM campaign_customer_usage"
             " WHERE customer_id = ?", (customer_id,)):
         b = current.get(campaign_id)
-        if b is None or b.per_customer is None or key != period_key(b.period, now):
+        if b is None or b.per_customer is None or key != period_key(b.period, now, b.zone):
             continue
         out[campaign_id] = max(0, b.per_customer - used)
     return out

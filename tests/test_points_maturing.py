@@ -92,8 +92,12 @@ def test_head_office_reads_see_points_activate_without_any_job(conn):
     assert ledger.balance(conn, "c1", T0 + days(20)) == ledger.Balance(100, 0, 0)
     # Nothing was written: the stored figures still say pending until the job runs.
     assert ledger.balance(conn, "c1") == ledger.Balance(0, 100, 0)
+    changed = conn.execute("SELECT change_seq FROM customers WHERE id = 'c1'").fetchone()[0]
     assert ledger.mature_due(conn, T0 + days(20)) == 1
     assert ledger.balance(conn, "c1") == ledger.Balance(100, 0, 0)
+    # Marked changed: every till pulls the new figures with its next delta.
+    assert conn.execute("SELECT change_seq FROM customers WHERE id = 'c1'").fetchone()[0] \
+        > changed
     assert ledger.mature_due(conn, T0 + days(20)) == 0
 
 

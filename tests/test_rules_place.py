@@ -173,3 +173,27 @@ async def test_head_office_is_told_which_field_holds_a_wrong_zone(central):
     resp = await central.put("/api/v1/ruleset", json={"doc": doc, "actor": "test"},
                              headers=central.admin)
     assert resp.status == 201
+
+
+def test_budget_periods_are_the_programmes_calendar(tmp_path):
+    from central import campaign_budgets, db, rulesets
+    from protocol.budget_periods import period_key
+
+    new_year_moscow = datetime(2026, 12, 31, 21, 30, tzinfo=UTC)  # 00:30 on 1 Jan in Moscow
+    assert period_key("month", new_year_moscow) == "month:2026-12"
+    assert period_key("month", new_year_moscow, MOSCOW) == "month:2027-01"
+    assert period_key("year", new_year_moscow, MOSCOW) == "year:2027"
+    conn = db.connect(tmp_path / "c.db")
+    try:
+        doc = doc_with({"id": "promo", "priority": 5,
+                        "effect": {"type": "per_receipt", "points": 60},
+                        "budget": {"per_customer": 100, "period": "month"}},
+                       time_zone="Europe/Moscow")
+        rulesets.publish(conn, doc, "test", new_year_moscow)
+        (budget,) = campaign_budgets.budgets(conn).values()
+        assert budget.zone == MOSCOW
+        allowances = campaign_budgets.till_allowances(conn, {"promo": budget},
+                                                      new_year_moscow)
+        assert allowances["promo"]["period_key"] == "month:2027-01"
+    finally:
+        conn.close()
