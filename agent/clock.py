@@ -22,7 +22,15 @@ def _offset() -> timedelta:
         text = Path(_OFFSET_FILE).read_text().strip()
     except FileNotFoundError:
         return timedelta(0)
-    return timedelta(seconds=float(text or 0))
+    return timedelta(seconds=_seconds(text))
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text or 0)
+    except ValueError:
+        raise RuntimeError(f"TILLPOINT_CLOCK_OFFSET_FILE ({_OFFSET_FILE}) must hold a number"
+                           f" of seconds, not {text[:40]!r}") from None
 
 
 def utcnow() -> datetime:

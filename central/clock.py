@@ -22,7 +22,11 @@ def utcnow() -> datetime:
         text = Path(_OFFSET_FILE).read_text().strip()
     except FileNotFoundError:
         return now
-    return now + timedelta(seconds=float(text or 0))
+    try:
+        return now + timedelta(seconds=float(text or 0))
+    except ValueError:
+        raise RuntimeError(f"TILLPOINT_CLOCK_OFFSET_FILE ({_OFFSET_FILE}) must hold a number"
+                           f" of seconds, not {text[:40]!r}") from None
 
 
 def iso(dt: datetime) -> str:
