@@ -76,6 +76,10 @@ class State:
 
 def advance(state: State, now: datetime) -> tuple[State, list[Step]]:
     """The state at `now`: every activation and expiry due by then, in time order."""
+    if not any(lot.activates_at <= now if not lot.active else lot.expires_at <= now
+               for lot in state.lots if not lot.expired) and not (
+            state.debt > 0 and any(lot.active and lot.remaining for lot in state.lots)):
+        return state, []  # the usual read: nothing is due
     lots = {lot.key: lot for lot in state.lots}
     debt = state.debt
     steps: list[Step] = []
