@@ -50,6 +50,10 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+            # The demo's children run in process groups of their own: a failed run must not
+            # leave them selling to nobody for the rest of the suite.
+            subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
