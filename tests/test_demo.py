@@ -36,7 +36,10 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "tillpoint", "demo", "--receipts", "100000", "--tills", "1",
-         "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a suite started in the background by a shell without job control
+        # inherits SIGINT ignored, and Python would then keep ignoring the Ctrl-C under test.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         # Wait until the day is under way: the till has printed its first receipt.
