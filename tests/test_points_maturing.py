@@ -172,3 +172,23 @@ def test_a_lot_that_activated_earlier_pays_debt_before_a_lot_earned_later(conn):
     ledger.earn(conn, "c1", 50, T0 + days(20), T0 + days(22), T0 + days(20), s("b"))
     # The first lot paid the debt on day 15; the bonus expires whole.
     assert ledger.balance(conn, "c1", T0 + days(23)) == ledger.Balance(70, 0, 0)
+
+
+def test_tills_receive_the_balance_as_of_the_pull_and_the_lots_behind_it(conn):
+    from central import deltas
+
+    conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at, current_epoch)"
+                 " VALUES ('t1', 't1', 's1', 'k1', '', 'ep')")
+    ledger.earn(conn, "c1", 100, T0 + days(15), T0 + days(45), T0,
+                ledger.Source(till_id="t1", receipt_id="r1"))
+    ledger.touch(conn, "c1")
+    (early,) = deltas.customer_deltas(conn, "t1", 0, T0 + days(1))["customers"]
+    assert (early["available"], early["pending"]) == (0, 100)
+    (lot,) = early["lots"]
+    assert balances.lot_from_wire(lot) == Lot(
+        lot["key"], 100, T0 + days(15), T0 + days(45), active=False, receipt_id="r1")
+    # No job has run: the delta is still right on day 20, and its lot says it is active.
+    (later,) = deltas.customer_deltas(conn, "t1", 0, T0 + days(20))["customers"]
+    assert (later["available"], later["pending"], later["lots"][0]["active"]) == (100, 0, True)
+    (gone,) = deltas.customer_deltas(conn, "t1", 0, T0 + days(45))["customers"]
+    assert (gone["available"], gone["lots"]) == (0, [])
