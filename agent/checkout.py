@@ -1,12 +1,15 @@
 """A checkout at this till: price, confirm (print, then journal), return, reconcile.
 
-A receipt is printed in two phases around the journal. First a `pending` row records what is
-about to be printed and the printer's last fiscal document number; then the printer prints;
+A receipt is printed in two phases around the journal. First the shift is opened if it is
+closed (the shift-open report is a fiscal document and takes a number: docs/spec/shtrih-m.md),
+then a `pending` row records what is about to be printed and the printer's last fiscal
+document number as it stands after that; then the printer prints;
 then one transaction journals the entry and drops the pending row. A crash anywhere in
 between leaves a pending row that `reconcile` settles against the printer: a receipt the
 printer registered is journalled once, an open one is cancelled, one never started is
-dropped. So there are no points without a fiscal receipt and no fiscal receipt without its
-entry, and nothing twice.
+dropped. "Registered" is judged by the type of each document after that number (`FF0A`), so a
+shift report is never taken for the receipt. So there are no points without a fiscal receipt
+and no fiscal receipt without its entry, and nothing twice.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 import sqlite_utils
 
@@ -261,7 +264,8 @@ class Checkout:
 
     async def _print_and_journal(self, draft: JournalEntry, fiscal: FiscalReceipt) -> Outcome:
         try:
-            before = await self.printer.last_fiscal_document()
+            # After the shift is open: its report moves the number on and is no receipt.
+            before = await self.printer.ready_for_receipt()
         except PrinterError as e:
             raise CheckoutError(503, f"printer: {e.message}") from None
         self.db.execute(
@@ -275,7 +279,7 @@ class Checkout:
             doc = await self.printer.print_receipt(fiscal)
         except PrinterError as e:
             log.warning("receipt %s not printed: %s", draft.receipt_id, e.message)
-            state = await self._after_print_failure(draft.receipt_id, before)
+            state = await self._after_print_failure(draft.receipt_id, draft.kind, before)
             if isinstance(state, Outcome):
                 return state
             extra = {"pending_receipt_id": draft.receipt_id} if state else {}
@@ -348,10 +352,10 @@ class Checkout:
         """
         done: list[str] = []
         async with self.lock:
-            for receipt_id, before in self.db.execute(
-                "SELECT receipt_id, fiscal_before FROM pending ORDER BY created_at"
+            for receipt_id, kind, before in self.db.execute(
+                "SELECT receipt_id, kind, fiscal_before FROM pending ORDER BY created_at"
             ).fetchall():
-                done.append(f"{receipt_id}: {await self._settle(receipt_id, before)}")
+                done.append(f"{receipt_id}: {await self._settle(receipt_id, kind, before)}")
         for line in done:
             log.warning("reconciled %s", line)
         return done
@@ -360,24 +364,24 @@ class Checkout:
         """The cashier gives up on an unfinished receipt (one the printer did register is
         journalled instead: it is on paper and fiscal memory, so it happened)."""
         async with self.lock:
-            row = self.db.execute("SELECT fiscal_before FROM pending WHERE receipt_id = ?",
+            row = self.db.execute("SELECT kind, fiscal_before FROM pending WHERE receipt_id = ?",
                                   [receipt_id]).fetchone()
             if row is None:
                 raise CheckoutError(404, "no unfinished receipt with this id")
             try:
-                return await self._settle(receipt_id, row[0])
+                return await self._settle(receipt_id, row[0], row[1])
             except PrinterError as e:
                 raise CheckoutError(503, f"printer: {e.message}",
                                     pending_receipt_id=receipt_id) from None
 
-    async def _settle(self, receipt_id: str, before: int) -> str:
+    async def _settle(self, receipt_id: str, kind: str, before: int) -> str:
         """One pending receipt against the printer; the caller holds the lock."""
-        last = await self.printer.last_fiscal_document()
-        if last > before:
+        number = await self.printer.registered_receipt(before, _kind(kind))
+        if number is not None:
             # The printer registered it (nothing else prints while a row is pending):
             # journal it under the number the printer gave it.
-            self._journal_pending(receipt_id, last)
-            return f"printed as document {last}, journalled"
+            self._journal_pending(receipt_id, number)
+            return f"printed as document {number}, journalled"
         if await self.printer.document_open():
             await self.printer.cancel_open_document()
             outcome = "open on the printer, cancelled"
@@ -386,20 +390,25 @@ class Checkout:
         self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
         return outcome
 
-    async def _after_print_failure(self, receipt_id: str, before: int) -> Outcome | bool:
+    async def _after_print_failure(self, receipt_id: str, kind: str,
+                                   before: int) -> Outcome | bool:
         """After a failed print: the Outcome if the printer registered the receipt after
         all; False if nothing reached the paper (the pending row is dropped); True if it
         stays pending, open on the printer or unknown, for the cashier to resume or cancel."""
         try:
-            last = await self.printer.last_fiscal_document()
-            if last > before:
-                return self._journal_pending(receipt_id, last)
+            number = await self.printer.registered_receipt(before, _kind(kind))
+            if number is not None:
+                return self._journal_pending(receipt_id, number)
             if await self.printer.document_open():
                 return True
         except PrinterError:
             return True
         self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
         return False
+
+
+def _kind(kind: str) -> Literal["sale", "return"]:
+    return "return" if kind == "return" else "sale"
 
 
 # Points that never expire are kept by the ledger as expiring at the end of time.

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from hardware_sim.card_reader import ReadError
+from hardware_sim.shtrih_codes import Cmd, Err
 from hardware_sim.simulator import Simulator
 
 SIM = web.AppKey("simulator", Simulator)
@@ -18,6 +19,7 @@ FAULT_KEYS = (
     "drop_next_reply",
     "corrupt_next_reply",
     "slow_printing_ms",
+    "refuse_next",
     "unplug",
     "replug",
     "device",
@@ -73,6 +75,25 @@ def _count(body: dict[str, Any], key: str) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise BadRequest(f"{key} must be a non-negative integer")
     return value
+
+
+def _refusal(value: Any) -> tuple[int, Err] | None:
+    """`{"command": "85", "error": "45"}` (hex, as the spec writes them): refuse it once."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"command", "error"}:
+        raise BadRequest('refuse_next must be {"command": "85", "error": "45"} (hex)')
+    try:
+        command = Cmd(int(str(value["command"]), 16))
+    except ValueError:
+        raise BadRequest(f"refuse_next: unknown command {value['command']!r}") from None
+    try:
+        error = Err(int(str(value["error"]), 16))
+    except ValueError:
+        raise BadRequest(f"refuse_next: unknown error code {value['error']!r}") from None
+    if error == Err.OK:
+        raise BadRequest("refuse_next: error must not be 00")
+    return command, error
 
 
 @routes.get("/")
@@ -160,6 +181,7 @@ def _apply_faults(sim: Simulator, body: dict[str, Any]) -> None:
     for key in ("drop_next_reply", "corrupt_next_reply", "fiscal_memory_full"):
         if key in body and not isinstance(body[key], bool):
             raise BadRequest(f"{key} must be true or false")
+    refusal = _refusal(body.get("refuse_next"))
     clear, unplug, replug = _true(body, "clear"), _true(body, "unplug"), _true(body, "replug")
     replace, over_24h = _true(body, "replace_paper"), _true(body, "shift_over_24h")
     if unplug and replug:
@@ -181,6 +203,8 @@ def _apply_faults(sim: Simulator, body: dict[str, Any]) -> None:
         sim.reply_faults.corrupt_next_reply = body["corrupt_next_reply"]
     if slow is not None:
         sim.set_slow_printing(slow)
+    if refusal is not None:
+        sim.device.refuse_next[refusal[0]] = refusal[1]
     if over_24h:
         sim.shift_over_24h()
     if "fiscal_memory_full" in body:

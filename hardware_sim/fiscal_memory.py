@@ -61,7 +61,7 @@ class OpenReceipt:
 @dataclass
 class FiscalDocument:
     number: int
-    kind: str  # "receipt" | "x_report" | "z_report"
+    kind: str  # "shift_open" | "receipt" | "z_report" (the X report is not a document)
     created_at: str
     shift_number: int
     fiscal_sign: int

@@ -91,21 +91,38 @@ def cancelled_footer(width: int) -> list[str]:
     ]
 
 
-def shift_open_report(shift: int, when: str, width: int) -> list[str]:
+def shift_open_report(doc: FiscalDocument, when: str, width: int) -> list[str]:
     return [
         centre(HEADER, width),
         centre("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ", width),
+        two_columns(f"СМЕНА {doc.shift_number}", when, width),
+        "-" * width,
+        two_columns("ФД №", str(doc.number), width),
+        two_columns("ФП", f"{doc.fiscal_sign:010d}", width),
+    ]
+
+
+def x_report(shift: int, when: str, receipts: int, sales: int, returns: int,
+             width: int) -> list[str]:
+    """The X report: the shift's totals so far; not a fiscal document, so no number."""
+    return [
+        centre(HEADER, width),
+        centre("ОТЧЕТ БЕЗ ГАШЕНИЯ (X)", width),
         two_columns(f"СМЕНА {shift}", when, width),
+        "-" * width,
+        two_columns("ЧЕКОВ ЗА СМЕНУ", str(receipts), width),
+        two_columns("ПРИХОД", f"={money(sales)}", width),
+        two_columns("ВОЗВРАТ ПРИХОДА", f"={money(returns)}", width),
+        centre("НЕФИСКАЛЬНЫЙ ДОКУМЕНТ", width),
     ]
 
 
 def shift_report(
     doc: FiscalDocument, when: str, receipts: int, sales: int, returns: int, width: int
 ) -> list[str]:
-    title = "ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ (Z)" if doc.kind == "z_report" else "ОТЧЕТ БЕЗ ГАШЕНИЯ (X)"
     return [
         centre(HEADER, width),
-        centre(title, width),
+        centre("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ (Z)", width),
         two_columns(f"СМЕНА {doc.shift_number}", when, width),
         "-" * width,
         two_columns("ЧЕКОВ ЗА СМЕНУ", str(receipts), width),

@@ -48,6 +48,8 @@ SHIFT_LIMIT = timedelta(hours=24)
 DEVICE_NAME = "ШТРИХ-М-ПТК"
 # password -> (operator number, administrator?)
 OPERATORS: dict[int, tuple[int, bool]] = {CASHIER_PASSWORD: (1, False), ADMIN_PASSWORD: (30, True)}
+# Document types as `FF0A` gives them, from the fiscal data format (docs/spec/shtrih-m.md).
+FN_DOC_SHIFT_OPEN = 2
 FN_DOC_RECEIPT = 3
 FN_DOC_SHIFT_CLOSE = 5
 FN_DOC_STATE_REPORT = 21
@@ -106,6 +108,8 @@ class ShtrihDevice:
         self.slow_printing_ms = 0
         self._printing_until = 0.0
         self._loose_paper: str | None = None
+        # Fault injection: command code -> error code, refused once (the command does not run).
+        self.refuse_next: dict[int, Err] = {}
 
     # ----------------------------------------------------------------- state
     @property
@@ -163,6 +167,9 @@ class ShtrihDevice:
                 operator, data = self._check_password(data, spec.admin)
             if spec.prints:
                 self._check_printer(command.code)
+            refusal = self.refuse_next.pop(command.code, None)
+            if refusal is not None:
+                raise CommandError(refusal)
             reply = spec.handler(self, data, operator)
         except CommandError as error:
             return self._reply(prefix, error.code, spec, operator)
@@ -250,16 +257,17 @@ class ShtrihDevice:
         if self.memory.shift_open:
             raise CommandError(Err.SHIFT_OPEN)
         self._require_memory()
-        now = _now_iso(self._clock())
         self.memory.shift_open = True
         self.memory.shift_number += 1
-        self.memory.shift_opened_at = now
+        # The shift-open report is a fiscal document: it takes the next number, as on a
+        # real device with a fiscal storage (a host must not take it for a receipt).
+        doc = self._new_document("shift_open", 0)
+        self.memory.shift_opened_at = doc.created_at
+        doc.paper_file = self.memory.next_paper_file()
+        self.memory.add_document(doc)
         self._loose_paper = None
-        file_name = self.memory.next_paper_file()
-        self._print(
-            file_name,
-            paper_layout.shift_open_report(self.memory.shift_number, _show(now), self.width),
-        )
+        self._print(doc.paper_file, paper_layout.shift_open_report(doc, _show(doc.created_at),
+                                                                   self.width))
         return b""
 
     def _open_receipt(self, data: bytes, operator: int) -> bytes:
@@ -410,25 +418,25 @@ class ShtrihDevice:
         return b""
 
     def _x_report(self, data: bytes, operator: int) -> bytes:
-        self._shift_report("x_report")
+        # Not a fiscal document: printed only, it takes no number and changes no counter.
+        self._require_shift_report()
+        totals = self.memory.shift_totals(self.memory.shift_number)
+        when = _show(_now_iso(self._clock()))
+        self._loose_paper = None
+        self._print(
+            self.memory.next_paper_file(),
+            paper_layout.x_report(self.memory.shift_number, when, totals.receipts,
+                                  totals.sales, totals.returns, self.width),
+        )
         return b""
 
     def _z_report(self, data: bytes, operator: int) -> bytes:
-        self._shift_report("z_report")
-        self.memory.shift_open = False
-        self.memory.shift_opened_at = None
-        return b""
-
-    def _shift_report(self, kind: str) -> None:
-        if self.memory.open_receipt is not None:
-            raise CommandError(Err.RECEIPT_OPEN)
-        if not self.memory.shift_open:
-            raise CommandError(Err.SHIFT_NOT_OPEN)
+        self._require_shift_report()
         self._require_memory()
         # Running totals kept by the fiscal memory: a report does not scan the history.
         totals = self.memory.shift_totals(self.memory.shift_number)
         sales, returns = totals.sales, totals.returns
-        doc = self._new_document(kind, sales - returns)
+        doc = self._new_document("z_report", sales - returns)
         doc.paper_file = self.memory.next_paper_file()
         self.memory.add_document(doc)
         self._loose_paper = None
@@ -436,6 +444,15 @@ class ShtrihDevice:
             doc, _show(doc.created_at), totals.receipts, sales, returns, self.width
         )
         self._print(doc.paper_file, lines)
+        self.memory.shift_open = False
+        self.memory.shift_opened_at = None
+        return b""
+
+    def _require_shift_report(self) -> None:
+        if self.memory.open_receipt is not None:
+            raise CommandError(Err.RECEIPT_OPEN)
+        if not self.memory.shift_open:
+            raise CommandError(Err.SHIFT_NOT_OPEN)
 
     def _fs_status(self, data: bytes, operator: int) -> bytes:
         receipt_open = self.memory.open_receipt is not None
@@ -463,8 +480,11 @@ class ShtrihDevice:
             operation = FN_OPERATION_BY_RECEIPT_TYPE.get(doc.receipt_type or 0, 1)
             body = head + bytes([operation]) + to_le(doc.total, 5)
             return bytes([FN_DOC_RECEIPT, 1]) + body
+        if doc.kind == "shift_open":
+            return bytes([FN_DOC_SHIFT_OPEN, 1]) + head + to_le(doc.shift_number, 2)
         if doc.kind == "z_report":
             return bytes([FN_DOC_SHIFT_CLOSE, 1]) + head + to_le(doc.shift_number, 2)
+        # Only an X report saved by an older simulator lands here: it was wrongly numbered.
         return bytes([FN_DOC_STATE_REPORT, 1]) + head + to_le(0, 4) + bytes(3)
 
 

@@ -104,6 +104,7 @@ class Simulator:
         """Disarm what is armed; what already happened to the paper stays (replace it)."""
         self.reply_faults.clear()
         self.device.slow_printing_ms = 0
+        self.device.refuse_next.clear()
         self.paper.lines_left = None
         self.device.set_fiscal_memory_full(False)
         for port in (self.printer_port, self.reader_port):
@@ -145,6 +146,7 @@ class Simulator:
                 "drop_next_reply": self.reply_faults.drop_next_reply,
                 "corrupt_next_reply": self.reply_faults.corrupt_next_reply,
                 "slow_printing_ms": device.slow_printing_ms,
+                "refuse_next": {f"{c:02X}": f"{e:02X}" for c, e in device.refuse_next.items()},
                 "paper_out_after_lines": self.paper.lines_left,
                 "fiscal_memory_full": memory.fiscal_memory_full,
                 "unplugged": not self.printer_port.plugged,

@@ -106,20 +106,21 @@ async def test_receipt_documents_and_paper_endpoints(host: HostPort, api: TestCl
     reply = await command(host, CLOSE_CASH)
     assert reply[:3] == b"\x85\x00\x01" and int.from_bytes(reply[3:8], "little") == 10
     fs = await command(host, b"\xff\x01" + ADMIN)
-    assert int.from_bytes(fs[-4:], "little") == 1
+    assert int.from_bytes(fs[-4:], "little") == 2  # 1 is the shift-open report
 
     docs = await (await api.get("/printer/documents")).json()
-    assert [d["number"] for d in docs["documents"]] == [1]
-    doc = await (await api.get("/printer/documents/1")).json()
+    assert [(d["number"], d["kind"]) for d in docs["documents"]] == [
+        (1, "shift_open"), (2, "receipt")]
+    doc = await (await api.get("/printer/documents/2")).json()
     assert doc["total"] == 4990 and doc["payments"] == [5000, 0, 0, 0] and doc["change"] == 10
     assert doc["lines"][0]["text"] == "Tea" and doc["text_lines"] == ["Бонусов: 49"]
-    assert (await api.get("/printer/documents/2")).status == 404
+    assert (await api.get("/printer/documents/3")).status == 404
     assert (await api.get("/printer/documents/x")).status == 400
     paper = await (await api.get("/printer/paper")).json()
     receipt = next(p for p in paper["paper"] if p["file"] == doc["paper_file"])
     assert "Бонусов: 49" in receipt["text"] and "ФД №" in receipt["text"]
     st = await state(api)
-    assert st["mode"] == 2 and st["shift"]["open"] and st["last_fiscal_document"] == 1
+    assert st["mode"] == 2 and st["shift"]["open"] and st["last_fiscal_document"] == 2
 
 
 async def test_drop_next_reply_then_enq_fetches_it(host: HostPort, api: TestClient) -> None:

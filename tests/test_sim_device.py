@@ -83,6 +83,7 @@ def test_full_sale_receipt(device: ShtrihDevice, tmp_path: Path) -> None:
     assert status(device)[0] == 4
     assert run(device, 0xE0) == b"\x00\x01"
     assert status(device)[0] == 2
+    assert fs_last_document(device) == 1  # the shift-open report is fiscal document 1
     assert run(device, 0x8D, b"\x00") == b"\x00\x01"
     assert status(device) == (0x08, 0, 0)
     assert run(device, 0x80, sale(1500, 8990)) == b"\x00\x01"  # 1.5 x 89.90 = 134.85
@@ -95,8 +96,8 @@ def test_full_sale_receipt(device: ShtrihDevice, tmp_path: Path) -> None:
     reply = run(device, 0x85, close(20000))
     assert err(reply) == 0 and reply[1] == 1
     assert int.from_bytes(reply[2:7], "little") == 20000 - 17485  # change
-    assert fs_last_document(device) == 1
-    doc = device.memory.document(1)
+    assert fs_last_document(device) == 2
+    doc = device.memory.document(2)
     assert doc is not None and doc.total == 17485 and doc.kind == "receipt"
     paper = (tmp_path / "paper" / doc.paper_file).read_text(encoding="utf-8")
     for expected in ("Молоко", "1.500 x 89.90", "=134.85", "Баллы", "Начислено 12 баллов"):
@@ -117,7 +118,7 @@ def test_return_receipt_mode_high_nibble(device: ShtrihDevice) -> None:
     assert status(device)[0] == 0x28
     assert err(run(device, 0x82, sale(1000, 500))) == 0
     assert err(run(device, 0x85, close(500))) == 0
-    assert device.memory.document(1).receipt_type == 2
+    assert device.memory.document(2).receipt_type == 2
 
 
 def test_errors_from_the_spec(device: ShtrihDevice, clock: Clock) -> None:
@@ -152,33 +153,44 @@ def test_passwords(device: ShtrihDevice) -> None:
     assert device.execute(b"\x10\x01\x00") == b"\x10\x33\x00"  # password cut short
 
 
-def test_reports_get_fiscal_numbers_and_cancel_does_not(device: ShtrihDevice) -> None:
+def test_shift_reports_are_fiscal_documents_x_report_and_cancel_are_not(
+    device: ShtrihDevice,
+) -> None:
     run(device, 0xE0)
+    assert fs_last_document(device) == 1  # the shift-open report
     run(device, 0x8D, b"\x00")
     run(device, 0x80, sale(1000, 100))
     assert run(device, 0x88) == b"\x00\x01"
-    assert fs_last_document(device) == 0
+    assert fs_last_document(device) == 1
     assert err(run(device, 0x88)) == 0x5E  # nothing to cancel
     assert err(run(device, 0x40, password=ADMIN)) == 0
+    assert fs_last_document(device) == 1  # the X report takes no number
     assert err(run(device, 0x41, password=ADMIN)) == 0
     assert fs_last_document(device) == 2
-    assert [d.kind for d in device.memory.documents] == ["x_report", "z_report"]
+    assert [d.kind for d in device.memory.documents] == ["shift_open", "z_report"]
     texts = [f.text for f in device.paper.files()]
     assert any("ЧЕК АННУЛИРОВАН" in t and "ФД №" not in t for t in texts)
+    assert any("(X)" in t and "ФД №" not in t for t in texts)
     assert err(run(device, 0x41, password=ADMIN)) == 0x16
+    assert err(run(device, 0x40, password=ADMIN)) == 0x16
 
 
 def test_find_document(device: ShtrihDevice) -> None:
     run(device, 0xE0)
     run(device, 0x80, sale(2000, 1250))
     run(device, 0x85, close(2500))
-    reply = run(device, 0xFF0A, le(1, 4), password=ADMIN)
-    assert reply[:3] == b"\x00\x03\x01"  # ok, receipt, received
-    body = reply[3:]
+    run(device, 0x41, password=ADMIN)
+    # Document types of the fiscal data format: 2 shift open, 3 receipt, 5 shift close.
+    types = [run(device, 0xFF0A, le(n, 4), password=ADMIN)[:3] for n in (1, 2, 3)]
+    assert types == [b"\x00\x02\x01", b"\x00\x03\x01", b"\x00\x05\x01"]
+    body = run(device, 0xFF0A, le(2, 4), password=ADMIN)[3:]
     assert body[:5] == bytes([25, 3, 14, 10, 30])
-    assert int.from_bytes(body[5:9], "little") == 1
+    assert int.from_bytes(body[5:9], "little") == 2
     assert body[13] == 1  # operation: sale income
     assert int.from_bytes(body[14:19], "little") == 2500
+    opened = run(device, 0xFF0A, le(1, 4), password=ADMIN)[3:]
+    assert int.from_bytes(opened[5:9], "little") == 1
+    assert int.from_bytes(opened[13:15], "little") == 1  # shift number
     assert run(device, 0xFF0A, le(7, 4), password=ADMIN) == b"\x08"
 
 
@@ -197,7 +209,7 @@ def test_paper_runs_out_mid_receipt_then_b0(device: ShtrihDevice, tmp_path: Path
     assert err(run(device, 0xB0, password=ADMIN)) == 0
     assert status(device)[1] == 0
     assert err(run(device, 0x85, close(100))) == 0
-    paper = (tmp_path / "paper" / device.memory.document(1).paper_file).read_text()
+    paper = (tmp_path / "paper" / device.memory.document(2).paper_file).read_text()
     assert "0.100 x" not in paper and "1.000 x 1.00" in paper and "ФД №" in paper
 
 
@@ -258,11 +270,11 @@ def test_documents_are_appended_once_and_the_state_stays_small(
     size = (tmp_path / "printer-state.json").stat().st_size
     receipts(device, 20)
     state = json.loads((tmp_path / "printer-state.json").read_text())
-    assert "documents" not in state and state["last_document"] == 23
+    assert "documents" not in state and state["last_document"] == 24  # 1: shift open
     # Only the counters' digits grow, not the history.
     assert (tmp_path / "printer-state.json").stat().st_size <= size + 4
     lines = (tmp_path / "fiscal-documents.jsonl").read_bytes().splitlines()
-    assert [json.loads(line)["number"] for line in lines] == list(range(1, 24))
+    assert [json.loads(line)["number"] for line in lines] == list(range(1, 25))
     assert load_memory(tmp_path) == device.memory
 
 
@@ -273,18 +285,19 @@ def test_uncommitted_and_torn_document_lines_are_dropped(
     receipts(device, 2)
     log = tmp_path / "fiscal-documents.jsonl"
     good = log.read_bytes()
-    third = json.loads(good.splitlines()[-1]) | {"number": 3, "total": 777}
-    # Killed after appending document 3 but before the state committed it, then mid-line.
-    log.write_bytes(good + json.dumps(third).encode() + b"\n" + b'{"number": 4, "ki')
+    fourth = json.loads(good.splitlines()[-1]) | {"number": 4, "total": 777}
+    # Killed after appending document 4 but before the state committed it, then mid-line.
+    log.write_bytes(good + json.dumps(fourth).encode() + b"\n" + b'{"number": 5, "ki')
     store = FiscalStore(tmp_path)
     memory = store.load()
-    assert [d.number for d in memory.documents] == [1, 2] and memory.last_document == 2
+    assert [d.number for d in memory.documents] == [1, 2, 3] and memory.last_document == 3
     restarted = ShtrihDevice(
         memory, PaperRoll(tmp_path / "paper"), save=lambda: store.save(memory), clock=clock
     )
     receipts(restarted, 1)
-    assert [json.loads(line)["number"] for line in log.read_bytes().splitlines()] == [1, 2, 3]
-    assert load_memory(tmp_path).document(3).total == 100
+    numbers = [json.loads(line)["number"] for line in log.read_bytes().splitlines()]
+    assert numbers == [1, 2, 3, 4]
+    assert load_memory(tmp_path).document(4).total == 100
 
 
 def test_a_version_1_state_is_migrated_to_the_document_log(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Golden frames from spec/shtrih-m.md, byte for byte, and the pure frame codec."""
+"""Golden frames from docs/spec/shtrih-m.md, byte for byte, and the pure frame codec."""
 
 from __future__ import annotations
 

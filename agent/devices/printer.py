@@ -5,6 +5,12 @@ on it. Every operation takes the printer lock, so a receipt is never interleaved
 status poll or another receipt. Device errors become `PrinterError` with a message the
 cashier can act on.
 
+Opening a shift writes a fiscal document (the shift-open report) and so moves the fiscal
+document number on (docs/spec/shtrih-m.md, "State"). So the checkout flow opens the shift
+first (`ready_for_receipt`) and takes the number it returns as the one to judge the receipt
+by; `registered_receipt` then asks the device (`FF0A`) which later documents are receipts, so
+a shift-open or shift-close report is never taken for one.
+
 A receipt that fails part way (no paper, lost contact) is remembered: calling
 `print_receipt` again with the same receipt resumes it where the device stopped, or returns
 the fiscal document number if the device did register it, so one sale never gives two fiscal
@@ -38,6 +44,7 @@ from agent.devices.shtrih_errors import (
 from agent.devices.shtrih_frames import Frame
 from agent.devices.shtrih_link import LinkError, LinkTimings, ReplyLost, ShtrihLink
 from agent.devices.supervisor import Supervisor
+from agent.failpoints import failpoint
 
 __all__ = [
     "FiscalLine",
@@ -347,6 +354,47 @@ class ShtrihPrinter:
                 await self._refresh_status()
             self._progress = None
 
+    async def ready_for_receipt(self) -> int:
+        """Open the shift if it is closed; the last fiscal document number after that.
+
+        A receipt printed next is registered exactly when the number moves past this one:
+        the shift-open report, which takes a number of its own, is already behind it.
+        """
+        async with self._locked():
+            st = await self._refresh_status()
+            if not st.shift_open:
+                self._check_printable(st, resuming=False)
+                await self._call(cmd.encode_simple(cmd.OPEN_SHIFT, self.password), cmd.OPEN_SHIFT)
+                await self._refresh_status()
+            return await self._last_document()
+
+    async def registered_receipt(self, after: int, kind: Literal["sale", "return"]) -> int | None:
+        """The number of a receipt of `kind` the device registered after document `after`,
+        or None. Judged by each new document's type (`FF0A`), never by the count alone: a
+        shift-open or shift-close report takes a number too."""
+        async with self._locked():
+            last = await self._last_document()
+            # Nothing else prints while a receipt is unfinished, so this is a few documents;
+            # newest first, as the receipt is the last thing the device did.
+            for number in range(last, after, -1):
+                found = await self._find_document(number)
+                if found.document_type != cmd.FN_DOC_RECEIPT:
+                    continue
+                operation = cmd.receipt_operation(found)
+                if operation is None or operation == cmd.OPERATION_BY_KIND[kind]:
+                    return number
+            return None
+
+    async def _find_document(self, number: int) -> cmd.FoundDocument:
+        frame = cmd.encode_find_document(self.admin_password, number)
+        reply = await self._request(frame, idempotent=True)
+        try:
+            return cmd.decode_find_document(reply)
+        except cmd.DeviceError as exc:
+            raise PrinterError(exc.code) from None
+        except cmd.MalformedReply as exc:
+            raise PrinterError(None) from exc
+
     async def continue_printing(self) -> None:
         """After the paper was replaced: `B0`. Harmless when nothing waits for it."""
         async with self._locked():
@@ -507,3 +555,4 @@ class ShtrihPrinter:
             p.done = i + 1
             if i == 0:
                 p.opened = True
+                failpoint("receipt_opened")  # crash tests: killed with the receipt open

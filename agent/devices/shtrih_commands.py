@@ -6,6 +6,7 @@ Each `encode_*` returns a whole frame ready for the link. Each reply decoder tak
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,11 +73,21 @@ def _taxes(taxes: Sequence[int]) -> bytes:
     return bytes(groups + [0] * (4 - len(groups)))
 
 
+def printable(text: str) -> str:
+    """`text` with every control character (C0, DEL, C1) and line or paragraph separator
+    turned into a space: an item name from the POS must never start a line of its own on
+    the paper (a forged total, say) or send the printer an escape sequence."""
+    return "".join(" " if unicodedata.category(ch) in _NOT_PRINTABLE else ch for ch in text)
+
+
+_NOT_PRINTABLE = frozenset({"Cc", "Zl", "Zp"})
+
+
 def encode_text(text: str, width: int) -> bytes:
-    """cp1251, cut to `width`, padded with NUL bytes to `width`."""
+    """cp1251, control characters made spaces, cut to `width`, padded with NUL to `width`."""
     if width not in LINE_WIDTHS:
         raise ValueError(f"line width must be one of {LINE_WIDTHS}")
-    raw = text.encode("cp1251", errors="replace").replace(b"\x00", b" ")[:width]
+    raw = printable(text).encode("cp1251", errors="replace")[:width]
     return raw.ljust(width, b"\x00")
 
 
@@ -291,11 +302,26 @@ def decode_change(frame: Frame) -> int:
     return int.from_bytes(p[:5], "little") if len(p) >= 5 else 0
 
 
+# Document types `FF0A` gives, from the fiscal data format (docs/spec/shtrih-m.md).
+FN_DOC_SHIFT_OPEN = 2
+FN_DOC_RECEIPT = 3
+FN_DOC_SHIFT_CLOSE = 5
+# A receipt's operation ("признак расчёта"): 1 sale (income), 2 return of sale.
+OPERATION_BY_KIND = {"sale": 1, "return": 2}
+
+
 @dataclass(frozen=True)
 class FoundDocument:
     document_type: int
     acknowledged: bool
     data: bytes
+
+
+def receipt_operation(doc: FoundDocument) -> int | None:
+    """A receipt's operation byte: after date-time (5), number (4) and fiscal sign (4)."""
+    if doc.document_type != FN_DOC_RECEIPT or len(doc.data) < 14:
+        return None
+    return doc.data[13]
 
 
 def decode_find_document(frame: Frame) -> FoundDocument:
