@@ -173,8 +173,8 @@ async def test_shift_closes_from_the_command_line_and_reopens_on_the_next_sale(
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out
     docs = (await store.control(till, "GET", "/printer/documents"))["documents"]
-    assert [d["kind"] for d in docs] == ["receipt", "z_report"]
-    assert f"fiscal document {docs[1]['number']}" in out.decode()
+    assert [d["kind"] for d in docs] == ["shift_open", "receipt", "z_report"]
+    assert f"fiscal document {docs[2]['number']}" in out.decode()
     state = await store.control(till, "GET", "/printer/state")
     assert state["shift"]["open"] is False
     await store.pos(till, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})

@@ -53,25 +53,26 @@ async def test_fiscal_memory_survives_restart(tmp_path: Path) -> None:
 
     with SimProcess(tmp_path) as sim:
         state = await asyncio.to_thread(sim.call, "GET", "/printer/state")
-        assert state["shift"]["open"] and state["last_fiscal_document"] == 1
+        assert state["shift"]["open"] and state["last_fiscal_document"] == 2
         assert state["mode"] == 0x08 and state["receipt"]["operations"] == 1
         port = HostPort(tmp_path / "printer")
         try:
             fs = await command(port, b"\xff\x01" + ADMIN)
-            assert int.from_bytes(fs[-4:], "little") == 1
+            assert int.from_bytes(fs[-4:], "little") == 2  # shift-open report, receipt
             assert (await command(port, sale_receipt()[2]))[1] == 0
             assert (await command(port, b"\x41" + ADMIN))[1] == 0
         finally:
             port.close()
         docs = await asyncio.to_thread(sim.call, "GET", "/printer/documents")
         assert [(d["number"], d["kind"]) for d in docs["documents"]] == [
-            (1, "receipt"),
+            (1, "shift_open"),
             (2, "receipt"),
-            (3, "z_report"),
+            (3, "receipt"),
+            (4, "z_report"),
         ]
         paper = await asyncio.to_thread(sim.call, "GET", "/printer/paper")
         first = next(
-            p["text"] for p in paper["paper"] if p["file"] == docs["documents"][0]["paper_file"]
+            p["text"] for p in paper["paper"] if p["file"] == docs["documents"][1]["paper_file"]
         )
         assert all(len(line) <= 32 for line in first.splitlines())
 
@@ -93,7 +94,7 @@ async def test_fiscal_memory_survives_sigkill_right_after_a_receipt(tmp_path: Pa
     with SimProcess(tmp_path) as sim:
         docs = await asyncio.to_thread(sim.call, "GET", "/printer/documents")
         assert [(d["number"], d["kind"], d["total"]) for d in docs["documents"]] == [
-            (1, "receipt", 2000)
+            (1, "shift_open", 0), (2, "receipt", 2000)
         ]
         state = await asyncio.to_thread(sim.call, "GET", "/printer/state")
         assert state["shift"]["open"] and state["receipt"] is None
@@ -102,15 +103,15 @@ async def test_fiscal_memory_survives_sigkill_right_after_a_receipt(tmp_path: Pa
             for payload in sale_receipt():
                 assert (await command(port, payload))[1] == 0
             fs = await command(port, b"\xff\x01" + ADMIN)
-            assert int.from_bytes(fs[-4:], "little") == 2
+            assert int.from_bytes(fs[-4:], "little") == 3
         finally:
             port.close()
         docs = await asyncio.to_thread(sim.call, "GET", "/printer/documents")
-        assert [d["number"] for d in docs["documents"]] == [1, 2]  # no gap, no duplicate
-        second = await asyncio.to_thread(sim.call, "GET", "/printer/documents/2")
-        assert second == docs["documents"][1]
+        assert [d["number"] for d in docs["documents"]] == [1, 2, 3]  # no gap, no duplicate
+        third = await asyncio.to_thread(sim.call, "GET", "/printer/documents/3")
+        assert third == docs["documents"][2]
     lines = (tmp_path / "fiscal-documents.jsonl").read_bytes().splitlines()
-    assert [json.loads(line)["number"] for line in lines] == [1, 2]
+    assert [json.loads(line)["number"] for line in lines] == [1, 2, 3]
 
 
 def test_sigint_stops_cleanly_and_second_sim_is_refused(tmp_path: Path) -> None:
