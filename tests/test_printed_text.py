@@ -45,7 +45,7 @@ async def test_an_item_name_cannot_forge_a_line_on_the_paper(store: StoreHarness
     names = [f"Socks\n{FORGED}", f"Socks\r{FORGED}", f"Socks\x1b@\x1bd\x05{FORGED}",
              f"Socks\x85{FORGED}", f"Socks\u2028{FORGED}", f"Socks\x0c\x0b\x00{FORGED}"]
     lines = [{"sku": str(300 + i), "name": name, "qty": 1000, "price": 1500,
-              "category": "sports"} for i, name in enumerate(names)]
+              "category": "sports", "vat": "22"} for i, name in enumerate(names)]
     sold = await store.pos(till, "POST", "/pos/v1/receipts", {"lines": lines})
     doc = await store.control(till, "GET", f"/printer/documents/{sold['fiscal_doc']}")
     paper = next(p["text"] for p in (await store.control(till, "GET", "/printer/paper"))["paper"]
