@@ -10,13 +10,26 @@ printer registered is journalled once, an open one is cancelled, one never start
 dropped. "Registered" is judged by the type of each document after that number (`FF0A`), so a
 shift report is never taken for the receipt. So there are no points without a fiscal receipt
 and no fiscal receipt without its entry, and nothing twice.
+
+The POS may send an idempotency key with a receipt or a return (`agent.pos_requests`): it is
+stored with the pending row, in the same transaction, and follows the receipt to done or
+cancelled, so a retry learns the outcome instead of printing or crediting twice.
+
+A full disk never loses a printed receipt: the journal write that fails after printing leaves
+the pending row, the printer's number is held in memory, and the answer names the disk
+(507). Every later receipt is refused for the same reason until the held receipt is
+journalled, which is tried again on each request and by a job (`retry_held`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
+import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
@@ -24,10 +37,11 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from agent import campaign_allowances, customers, journal, offline_caps
+from agent import campaign_allowances, customers, journal, offline_caps, pos_requests
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
 from agent.failpoints import failpoint
 from agent.pos_input import DraftLine
+from agent.pos_requests import PosRequest
 from agent.rules_cache import RulesCache
 from agent.taxes import StoreVat, TaxRefused
 from protocol import rules
@@ -44,6 +58,20 @@ class CheckoutError(Exception):
         super().__init__(message)
         self.status = status
         self.extra = extra
+
+
+class DiskFull(CheckoutError):
+    """The till's disk is full: 507 (Insufficient Storage), naming the directory."""
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(507, message, **extra)
+
+
+def disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.DatabaseError):
+        return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "disk is full" in str(exc))
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,9 @@ class Checkout:
         self.allowances = campaign_allowances.Allowances(db)
         # One receipt at a time: a till has one printer and one journal tail.
         self.lock = asyncio.Lock()
+        # Printed receipts whose journal write failed on a full disk: receipt id -> fiscal
+        # document. Their pending rows stay; after a restart reconcile finds them again.
+        self.held: dict[str, int] = {}
 
     # -- customers ----------------------------------------------------------------------
 
@@ -137,8 +168,11 @@ class Checkout:
     # -- confirm ------------------------------------------------------------------------
 
     async def confirm(self, lines: tuple[DraftLine, ...], customer_id: str | None, redeem: int,
-                      payment: str) -> Outcome:
+                      payment: str, request: PosRequest | None = None) -> Outcome:
         async with self.lock:
+            replayed = self._replay(request)
+            if replayed is not None:
+                return replayed
             self._refuse_if_pending()
             now = self.clock()
             version, rs = self.rules.get()
@@ -185,12 +219,16 @@ class Checkout:
                         "lines": [ln.to_dict() for ln in lines],
                         "customer": customer.to_dict()},
             )
-            return await self._print_and_journal(draft, fiscal)
+            return await self._print_and_journal(draft, fiscal, request)
 
     # -- returns ------------------------------------------------------------------------
 
-    async def return_goods(self, receipt_id: str, returning: dict[int, int]) -> Outcome:
+    async def return_goods(self, receipt_id: str, returning: dict[int, int],
+                           request: PosRequest | None = None) -> Outcome:
         async with self.lock:
+            replayed = self._replay(request)
+            if replayed is not None:
+                return replayed
             self._refuse_if_pending()
             row = self.db.execute(
                 "SELECT customer_id, ruleset_version, settlement, lines, returned, at"
@@ -232,11 +270,59 @@ class Checkout:
                         "lines": {str(k): v for k, v in sorted(returning.items())},
                         "vat": {str(k): rate for k, (rate, _) in sorted(rates.items())}},
             )
-            return await self._print_and_journal(draft, fiscal)
+            return await self._print_and_journal(draft, fiscal, request)
 
     # -- the two phases -----------------------------------------------------------------
 
+    def _replay(self, request: PosRequest | None) -> Outcome | None:
+        """What became of an operation the POS sent before under the same key: its Outcome
+        if done; refused, saying so, if pending or cancelled; None if the key is new."""
+        if request is None:
+            return None
+        known = pos_requests.lookup(self.db, request)
+        if known is None:
+            return None
+        if not known.same_body:
+            raise CheckoutError(422, "this idempotency key was sent before with another request:"
+                                " use a new key for a new receipt", receipt_id=known.receipt_id)
+        if known.state == "done":
+            return Outcome(**known.result)
+        if known.state == "cancelled":
+            raise CheckoutError(
+                409, f"receipt {known.receipt_id} was cancelled ({known.result.get('how')}):"
+                " nothing is on a fiscal receipt and no points moved; send it again with a new"
+                " idempotency key", state="cancelled", receipt_id=known.receipt_id)
+        if known.receipt_id in self.held:
+            self._journal_held()  # space may be back: then it is done now
+            return self._replay(request)
+        reason = self.printer.state().last_error or "resume or cancel it"
+        raise CheckoutError(503, f"receipt {known.receipt_id} is not finished: {reason}",
+                            state="pending", pending_receipt_id=known.receipt_id)
+
+    def _disk(self) -> str:
+        """The directory the till's database lives in, to name it to the cashier."""
+        for _, name, path in self.db.execute("PRAGMA database_list").fetchall():
+            if name == "main" and path:
+                return os.path.dirname(path)
+        return "the agent's state directory"
+
+    def _journal_held(self) -> None:
+        """Journal the printed receipts a full disk held back; DiskFull if it still is."""
+        for receipt_id, fiscal_doc in list(self.held.items()):
+            self._journal_pending(receipt_id, fiscal_doc)
+
+    async def retry_held(self) -> int:
+        """For a job: journal what a full disk held back, if there is space now."""
+        if not self.held:
+            return 0
+        async with self.lock:
+            before = len(self.held)
+            with contextlib.suppress(DiskFull):
+                self._journal_held()
+            return before - len(self.held)
+
     def _refuse_if_pending(self) -> None:
+        self._journal_held()
         row = self.db.execute("SELECT receipt_id FROM pending LIMIT 1").fetchone()
         if row:
             raise CheckoutError(
@@ -262,18 +348,28 @@ class Checkout:
         out.append(f"Balance: {available} (+{max(0, pending)} pending)")
         return tuple(out)
 
-    async def _print_and_journal(self, draft: JournalEntry, fiscal: FiscalReceipt) -> Outcome:
+    async def _print_and_journal(self, draft: JournalEntry, fiscal: FiscalReceipt,
+                                 request: PosRequest | None = None) -> Outcome:
         try:
             # After the shift is open: its report moves the number on and is no receipt.
             before = await self.printer.ready_for_receipt()
         except PrinterError as e:
             raise CheckoutError(503, f"printer: {e.message}") from None
-        self.db.execute(
-            "INSERT INTO pending (receipt_id, kind, created_at, fiscal_before, entry, fiscal)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [draft.receipt_id, draft.kind, draft.at, before, pack(draft.to_wire()),
-             pack(_fiscal_to_wire(fiscal))],
-        )
+        try:
+            with self.db.atomic():
+                self.db.execute(
+                    "INSERT INTO pending (receipt_id, kind, created_at, fiscal_before, entry,"
+                    " fiscal) VALUES (?, ?, ?, ?, ?, ?)",
+                    [draft.receipt_id, draft.kind, draft.at, before, pack(draft.to_wire()),
+                     pack(_fiscal_to_wire(fiscal))],
+                )
+                if request is not None:
+                    pos_requests.record_pending(self.db, request, draft.receipt_id, draft.at)
+        except sqlite3.DatabaseError as e:
+            if not disk_full(e):
+                raise
+            raise DiskFull(f"the till's disk is full ({self._disk()}): free space there;"
+                           " nothing was printed") from None
         failpoint("before_print")
         try:
             doc = await self.printer.print_receipt(fiscal)
@@ -288,6 +384,26 @@ class Checkout:
         return self._journal_pending(draft.receipt_id, doc)
 
     def _journal_pending(self, receipt_id: str, fiscal_doc: int) -> Outcome:
+        """Journal a printed receipt; on a full disk hold it (DiskFull, 507) for later."""
+        try:
+            outcome = self._journal_printed(receipt_id, fiscal_doc)
+        except sqlite3.DatabaseError as e:
+            if not disk_full(e):
+                raise
+            self.held[receipt_id] = fiscal_doc
+            log.error("receipt %s printed as fiscal document %d, not journalled: disk full",
+                      receipt_id, fiscal_doc)
+            raise DiskFull(
+                f"the till's disk is full ({self._disk()}): receipt {receipt_id} is printed"
+                f" (fiscal document {fiscal_doc}) and is journalled as soon as there is space"
+                " again; free space there before the next receipt",
+                state="pending", pending_receipt_id=receipt_id, fiscal_doc=fiscal_doc,
+            ) from None
+        self.held.pop(receipt_id, None)
+        self.on_journal()
+        return outcome
+
+    def _journal_printed(self, receipt_id: str, fiscal_doc: int) -> Outcome:
         row = self.db.execute("SELECT entry FROM pending WHERE receipt_id = ?",
                               [receipt_id]).fetchone()
         # Our own draft, written a moment ago: it gets its sequence number in append().
@@ -314,12 +430,20 @@ class Checkout:
                 self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
                                 [json.dumps(returned), original])
             self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+            outcome = Outcome(entry.receipt_id, fiscal_doc, entry.seq, entry.kind, entry.total,
+                              entry.earned, entry.redeemed, entry.clawback, entry.refund,
+                              self.balance(entry.customer_id))
+            # With the entry: a retry under the POS's key gets exactly this answer.
+            pos_requests.settle(self.db, receipt_id, "done", outcome.to_dict())
         log.info("receipt %s journalled as entry %d, fiscal document %d", receipt_id,
                  entry.seq, fiscal_doc)
-        self.on_journal()
-        return Outcome(entry.receipt_id, fiscal_doc, entry.seq, entry.kind, entry.total,
-                       entry.earned, entry.redeemed, entry.clawback, entry.refund,
-                       self.balance(entry.customer_id))
+        return outcome
+
+    def _drop_pending(self, receipt_id: str, how: str) -> None:
+        """The receipt is on no fiscal document: forget it, and tell its key so."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+            pos_requests.settle(self.db, receipt_id, "cancelled", {"how": how})
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -355,7 +479,11 @@ class Checkout:
             for receipt_id, kind, before in self.db.execute(
                 "SELECT receipt_id, kind, fiscal_before FROM pending ORDER BY created_at"
             ).fetchall():
-                done.append(f"{receipt_id}: {await self._settle(receipt_id, kind, before)}")
+                try:
+                    outcome = await self._settle(receipt_id, kind, before)
+                except DiskFull:
+                    outcome = "printed; held until the disk has space to journal it"
+                done.append(f"{receipt_id}: {outcome}")
         for line in done:
             log.warning("reconciled %s", line)
         return done
@@ -387,7 +515,7 @@ class Checkout:
             outcome = "open on the printer, cancelled"
         else:
             outcome = "never printed, dropped"
-        self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        self._drop_pending(receipt_id, outcome)
         return outcome
 
     async def _after_print_failure(self, receipt_id: str, kind: str,
@@ -403,7 +531,7 @@ class Checkout:
                 return True
         except PrinterError:
             return True
-        self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+        self._drop_pending(receipt_id, "never printed, dropped")
         return False
 
 

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from agent import epochs, identity, journal
+from agent import listening as pos_listening
 from agent.config import DEFAULT_STATE, AgentConfig
 from agent.pos_auth import PosSecretError, read_pos_secret, write_pos_secret
 from agent.store import get_meta, open_store
@@ -121,12 +122,38 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pos_port(args: argparse.Namespace) -> int:
+    """This till's POS port: `--pos-port`, else where its agent says it listens (the
+    state directory's `pos-api.json`), else `agent.toml` or the default. Never simply the
+    default first: on a machine with two agents that is the other one's."""
+    if args.pos_port is not None:
+        return int(args.pos_port)
+    listening = pos_listening.port(args.state)
+    if listening is not None:
+        return listening
+    return AgentConfig.load(args.state, {}).pos_port
+
+
+def _own_till_id(state: Path) -> str | None:
+    try:
+        return identity.load(state).till_id
+    except identity.NotEnrolled:
+        return None
+
+
+def _other_till(args: argparse.Namespace, answer: dict) -> str | None:
+    """The till id of the agent that answered, when it is not this state directory's."""
+    own = _own_till_id(args.state)
+    theirs = answer.get("till_id")
+    return theirs if own is not None and theirs != own else None
+
+
 def _call(args: argparse.Namespace, path: str, method: str = "GET") -> dict:
-    """The running agent's POS API, as the POS calls it: with the secret, JSON."""
+    """This till's running agent's POS API, as the POS calls it: with the secret, JSON."""
     cfg = AgentConfig.load(args.state, {"pos_port": args.pos_port})
     secret = read_pos_secret(cfg.pos_secret_path)
     req = urllib.request.Request(
-        f"http://127.0.0.1:{cfg.pos_port}{path}", method=method,
+        f"http://127.0.0.1:{_pos_port(args)}{path}", method=method,
         data=b"{}" if method == "POST" else None,
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -134,16 +161,26 @@ def _call(args: argparse.Namespace, path: str, method: str = "GET") -> dict:
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        print(json.dumps(_call(args, "/pos/v1/status"), indent=2))
-        return 0
-    except urllib.error.HTTPError as e:
-        print(f"the agent refused: {json.loads(e.read()).get('error')}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError, PosSecretError):
-        pass
-    # Not running: say what the files say.
     out: dict = {"running": False}
+    try:
+        answer = _call(args, "/pos/v1/status")
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            print(f"the agent refused: {json.loads(e.read()).get('error')}", file=sys.stderr)
+            return 1
+        # Another till's agent (its own secret), or ours with a secret rotated since.
+        answer = None
+        out["pos_port"] = (f"{_pos_port(args)}: the agent there refused this till's POS secret"
+                           " (another till's agent, or the secret was rotated)")
+    except (urllib.error.URLError, OSError, ValueError, PosSecretError):
+        answer = None
+    if answer is not None:
+        other = _other_till(args, answer)
+        if other is None:
+            print(json.dumps(answer, indent=2))
+            return 0
+        out["pos_port"] = f"{_pos_port(args)} is the POS port of another till's agent ({other})"
+    # Not running: say what the files say.
     try:
         ident = identity.load(args.state)
         out.update(till_id=ident.till_id, store=ident.store, central=ident.central_url)
@@ -178,11 +215,21 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _shift_close(args: argparse.Namespace) -> int:
     try:
+        # Never close another till's shift: ask who listens there first.
+        other = _other_till(args, _call(args, "/pos/v1/status"))
+        if other is not None:
+            print(f"shift not closed: port {_pos_port(args)} is another till's agent ({other})",
+                  file=sys.stderr)
+            return 1
         result = _call(args, "/pos/v1/shift/close", "POST")
     except PosSecretError as e:
         print(f"shift not closed: {e}", file=sys.stderr)
         return 1
     except urllib.error.HTTPError as e:
+        if e.code == 401:
+            print(f"shift not closed: the agent on port {_pos_port(args)} refused this till's POS"
+                  " secret (another till's agent, or the secret was rotated)", file=sys.stderr)
+            return 1
         print(f"shift not closed: {json.loads(e.read()).get('error')}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as e:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import customers
+from agent import customers, pos_requests
 from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
 from agent.devices.reader import CardPresented
@@ -104,6 +104,12 @@ def _customer_id(body: dict[str, Any]) -> str | None:
     return value
 
 
+def _idempotent(request: web.Request, body: dict[str, Any],
+                endpoint: pos_requests.Endpoint) -> pos_requests.PosRequest | None:
+    """The POS's idempotency key (header `Idempotency-Key` or body `idempotency_key`)."""
+    return pos_requests.from_request(request.headers.get("Idempotency-Key"), body, endpoint)
+
+
 @routes.get("/pos/v1/status")
 async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[TILL].status())
@@ -161,7 +167,8 @@ async def confirm(request: web.Request) -> web.Response:
     if payment not in ("cash", "card"):
         raise BadRequest("payment must be 'cash' or 'card'")
     outcome = await request.app[TILL].checkout.confirm(
-        parse_lines(body.get("lines")), _customer_id(body), redeem, payment)
+        parse_lines(body.get("lines")), _customer_id(body), redeem, payment,
+        request=_idempotent(request, body, "receipts"))
     return web.json_response(outcome.to_dict(), status=201)
 
 
@@ -177,7 +184,8 @@ async def return_goods(request: web.Request) -> web.Response:
     if row is None:
         raise CheckoutError(404, "no sale with this receipt id at this till")
     returning = parse_return_lines(body.get("lines"), len(unpack(row[0])))
-    outcome = await checkout.return_goods(receipt_id, returning)
+    outcome = await checkout.return_goods(receipt_id, returning,
+                                          request=_idempotent(request, body, "returns"))
     return web.json_response(outcome.to_dict(), status=201)
 
 

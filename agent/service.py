@@ -16,7 +16,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tzlocal import get_localzone
 
-from agent import epochs, identity, journal
+from agent import epochs, identity, journal, listening
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
 from agent.clock import utcnow
@@ -133,6 +133,8 @@ class Agent:
                         "unsent": last_seq - self.sync.acked_seq(),
                         **epochs.describe(self.db)},
             "pending_receipts": self.checkout.pending(),
+            "held_by_full_disk": [{"receipt_id": r, "fiscal_doc": d}
+                                  for r, d in self.checkout.held.items()],
             "printer": vars(self.printer.state()),
             "reader": self.reader.state(),
             "sync": self.sync.state.to_dict(),
@@ -150,6 +152,9 @@ class Agent:
                                id="pull", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.reconcile_job, "interval", seconds=1, id="reconcile",
                                max_instances=1, coalesce=True)
+        # Receipts printed while the disk was full: journalled as soon as there is space.
+        self.scheduler.add_job(self.checkout.retry_held, "interval", seconds=1,
+                               id="held_receipts", max_instances=1, coalesce=True)
         if self.cfg.shift_close_at:
             hour, minute = (int(x) for x in self.cfg.shift_close_at.split(":"))
             self.scheduler.add_job(self.scheduled_shift_close, "cron", hour=hour,
@@ -164,6 +169,8 @@ class Agent:
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()
         port = runner.addresses[0][1]
+        # Where `tillpoint agent status --state` finds this till's agent (agent.listening).
+        listening.write(self.cfg.state, self.cfg.pos_host, port, self.identity.till_id)
         if self.cfg.port_file:
             tmp = self.cfg.port_file.with_suffix(".tmp")
             tmp.write_text(str(port))
@@ -176,6 +183,7 @@ class Agent:
         # Stop taking receipts first, then the jobs, then the devices; a final push gives
         # the central what it can get before the process goes.
         await runner.cleanup()
+        listening.remove(self.cfg.state)
         self.scheduler.shutdown(wait=False)
         with contextlib.suppress(CentralError, asyncio.TimeoutError):
             async with asyncio.timeout(3):

@@ -131,6 +131,23 @@ def m005_customer_lots(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE customers ADD COLUMN lots TEXT")
 
 
+@migrations()
+def m006_pos_idempotency_keys(db: sqlite_utils.Database) -> None:
+    # The POS's idempotency keys (agent.pos_requests), written with the pending row and
+    # settled with the journal entry or the drop: state pending | done | cancelled, and
+    # `result` the answer a retry gets (the outcome, or how it was cancelled).
+    db.executescript(
+        """
+        CREATE TABLE pos_requests (
+            idem_key TEXT PRIMARY KEY, endpoint TEXT NOT NULL, body_hash TEXT NOT NULL,
+            receipt_id TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX pos_requests_receipt ON pos_requests(receipt_id);
+        """
+    )
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

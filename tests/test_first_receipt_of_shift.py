@@ -95,7 +95,8 @@ async def test_killed_with_the_first_receipt_of_a_shift_open(store):
     cid = await member(store)
     store.procs.stop(store.agent_process(till))
     await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "receipt_opened"})
-    await checkout_dies(store, till, {"customer_id": cid, "lines": [SOCKS], "redeem": 100})
+    sale = {"customer_id": cid, "lines": [SOCKS], "redeem": 100, "idempotency_key": "pos-1-42"}
+    await checkout_dies(store, till, sale)
     state = await store.control(till, "GET", "/printer/state")
     assert state["receipt"] is not None and state["last_fiscal_document"] == 1
 
@@ -107,3 +108,10 @@ async def test_killed_with_the_first_receipt_of_a_shift_open(store):
         == [state["receipt"]["paper_file"]]
     await no_points(store, till, cid)
     await assert_whole(store, till, 0)
+    # The POS, which never got an answer, retries under its key and learns it was cancelled.
+    with pytest.raises(ApiError) as e:
+        await store.pos(till, "POST", "/pos/v1/receipts", sale)
+    assert e.value.status == 409 and e.value.body["state"] == "cancelled"
+    assert "open on the printer, cancelled" in e.value.body["error"]
+    assert await documents(store, till) == [(1, "shift_open")]
+    await no_points(store, till, cid)

@@ -122,8 +122,9 @@ class StoreHarness:
     # -- tills ----------------------------------------------------------------------------
 
     async def add_till(self, name: str, sim_args: tuple[str, ...] = (),
-                       agent_args: tuple[str, ...] = ()) -> Till:
-        till = Till(name, self.workdir / name, self.workdir / name / "devices",
+                       agent_args: tuple[str, ...] = (), state: Path | None = None) -> Till:
+        """`state`: the agent's state directory, if not `workdir/name` (a small disk, say)."""
+        till = Till(name, state or self.workdir / name, self.workdir / name / "devices",
                     agent_args=list(agent_args))
         till.devices.mkdir(parents=True, exist_ok=True)
         control = till.devices / "control.json"
