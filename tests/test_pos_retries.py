@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash_safety import SOCKS, assert_whole, member
+from tests.test_crash_safety import SOCKS, assert_whole, checkout_dies, member
 from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness, Till, call
 
@@ -170,3 +170,21 @@ async def test_a_full_disk_names_the_disk_and_the_receipt_is_journalled_once(tmp
             await assert_whole(store, till, 2)
             balance = (await store.office("GET", f"/api/v1/customers/{cid}"))["balance"]
             assert balance["pending"] == done["earned"]  # credited once
+
+
+async def test_killed_after_printing_a_retry_gets_the_printed_receipt(store: StoreHarness):
+    till = store.tills[0]
+    cid = await member(store)
+    store.procs.stop(store.agent_process(till))
+    await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "after_print"})
+    sale = {"customer_id": cid, "lines": [SOCKS], "redeem": 50, "idempotency_key": "pos-9-1"}
+    await checkout_dies(store, till, sale)
+    printed = await receipt_docs(store, till)
+    assert len(printed) == 1
+    await store.start_agent(till)  # reconciles: the printed receipt is journalled once
+    done = await store.pos(till, "POST", "/pos/v1/receipts", sale)
+    assert done["fiscal_doc"] == printed[0] and done["seq"] == 1 and done["redeemed"] == 50
+    assert await receipt_docs(store, till) == printed
+    await assert_whole(store, till, 1)
+    balance = (await store.office("GET", f"/api/v1/customers/{cid}"))["balance"]
+    assert balance["available"] == 250  # spent once
