@@ -45,6 +45,13 @@ class PaperPrinter:
         self.documents.append(r)
         return await self.last_fiscal_document()
 
+    async def ready_for_receipt(self) -> int:
+        return await self.last_fiscal_document()  # a shift always open, its report not counted
+
+    async def registered_receipt(self, after: int, kind: str) -> int | None:
+        last = await self.last_fiscal_document()
+        return last if last > after else None
+
     async def document_open(self) -> bool:
         return False
 
