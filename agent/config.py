@@ -12,6 +12,7 @@ from protocol import vat
 
 # The spec's example table; a store whose device is set up otherwise says so in agent.toml.
 DEFAULT_TAX_GROUPS = {"22": 1, "10": 2, "0": 3, "none": 4}
+from protocol.cards import check_loyalty_ranges
 
 DEFAULT_STATE = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-agent")
 
@@ -25,6 +26,9 @@ class AgentConfig:
     reader: str = "/dev/ttyUSB0"
     reader_kind: str = "line"
     reader_suffix: str = "cr"
+    # the programme's own card-number prefixes: loyalty cards even inside a payment scheme's
+    # range (a card there is otherwise taken for a bank card)
+    loyalty_card_ranges: tuple[str, ...] = ()
     pos_host: str = "127.0.0.1"
     pos_port: int = 8700
     # The POS API's shared secret (agent.pos_auth): by default in the state directory; in
@@ -59,6 +63,7 @@ class AgentConfig:
                     and int(minute) < 60):
                 raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
         _check_vat(cfg)
+        cfg.loyalty_card_ranges = check_loyalty_ranges(list(cfg.loyalty_card_ranges))
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
             cfg.port_file = Path(cfg.port_file)

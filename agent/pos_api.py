@@ -23,7 +23,7 @@ from agent.devices.reader import CardPresented
 from agent.pos_auth import PosSecret, guard_middleware
 from agent.pos_input import BadRequest, parse_lines, parse_return_lines
 from agent.rules_cache import NoRuleSet
-from protocol.cards import InvalidCardNumber, card_token, luhn_valid, normalize_card_number
+from protocol.cards import InvalidCardNumber, card_kind, card_token, normalize_card_number
 from protocol.rules import InputError
 from protocol.wire import unpack
 
@@ -59,6 +59,7 @@ class Till:
     refresh_customers: Callable[[], Awaitable[None]]
     status: Callable[[], dict[str, Any]]
     close_shift: Callable[[], Awaitable[int]]
+    loyalty_ranges: tuple[str, ...] = ()  # the programme's own card ranges: never "bank"
 
 
 TILL = web.AppKey("till", Till)
@@ -126,7 +127,7 @@ async def identify(request: web.Request) -> web.Response:
             raise BadRequest("card_number must be a string")
         digits = normalize_card_number(number)
         token, last4 = card_token(till.card_secret, digits), digits[-4:]
-        kind = "bank" if luhn_valid(digits) and len(digits) >= 13 else "loyalty"
+        kind = card_kind(digits, till.loyalty_ranges)
     else:
         card = till.last_card.take()
         if card is None:

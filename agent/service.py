@@ -60,7 +60,8 @@ class Agent:
         self.reader = CardReader(cfg.reader, secret=self.identity.card_secret,
                                  on_card=self.last_card.presented,
                                  kind=cfg.reader_kind,  # type: ignore[arg-type]
-                                 suffix=cfg.reader_suffix)  # type: ignore[arg-type]
+                                 suffix=cfg.reader_suffix,  # type: ignore[arg-type]
+                                 loyalty_ranges=cfg.loyalty_card_ranges)
         self.client = CentralClient(self.identity)
         self.sync = SyncClient(self.db, self.client, max_backoff_s=cfg.max_backoff,
                                clock=utcnow)
@@ -164,7 +165,8 @@ class Agent:
         if await self.printer.wait_connected(timeout=5.0):
             await self.reconcile_job()
         till = Till(self.checkout, self.last_card, self.identity.card_secret,
-                    self.refresh_customers, self.status, self.close_shift)
+                    self.refresh_customers, self.status, self.close_shift,
+                    loyalty_ranges=self.cfg.loyalty_card_ranges)
         runner = web.AppRunner(make_app(till, self.pos_secret))
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()

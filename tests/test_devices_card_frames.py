@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.devices import card_frames as cf
-from protocol.cards import luhn_valid
+from protocol.cards import SCHEME_RANGES, luhn_valid, payment_scheme
 
 PAN = "4111111111111111"
 EAN = "4006381333931"
@@ -39,7 +39,6 @@ def track2_with_lrc(track: str) -> str:
         (f"{PAN}=2512101?", PAN, "bank"),
         (track2_with_lrc(f";{PAN}=25121010000000?"), PAN, "bank"),
         (";7788990011223344=49121200000?", "7788990011223344", "loyalty"),
-        (";123456789012?", "123456789012", "loyalty"),  # loyalty stripe without expiry
         (f"%B{PAN}^DOE/JOHN^2512101000000000?", PAN, "bank"),
         (EAN, EAN, "loyalty"),
         ("96385074", "96385074", "loyalty"),  # EAN-8
@@ -64,6 +63,9 @@ def test_decode_good_reads(raw: str, number: str, kind: str) -> None:
         f";{PAN}=25121010000000?X",  # junk after the end sentinel
         track2_with_lrc(f";{PAN}=25121010000000?")[:-1] + "0",  # wrong LRC (if not 0)
         ";12a4567890?",
+        ";123456789012?",  # no field separator: not a card
+        f";{PAN}?",
+        f"{PAN}?",
         "%B^^?",
         "hello",
         "",
@@ -185,7 +187,7 @@ def _valid(read: cf.CardRead) -> bool:
     n = read.number
     if read.kind == "rfid":
         return n.isdigit() and len(n) == 10
-    return n.isdigit() and 6 <= len(n) <= 19 and (read.kind != "bank" or luhn_valid(n))
+    return n.isdigit() and 6 <= len(n) <= 19 and (read.kind != "bank" or bool(payment_scheme(n)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -227,7 +229,7 @@ def test_fuzz_one_changed_character_is_no_card_or_a_checked_one(
     assert not good.isdigit()
     assert _valid(read)
     if read.kind == "bank":
-        assert read.number == PAN or luhn_valid(read.number)
+        assert read.number == PAN or (luhn_valid(read.number) and payment_scheme(read.number))
 
 
 @settings(max_examples=300, deadline=None)
@@ -258,3 +260,114 @@ def test_fuzz_rfid_mutated_frame_is_never_taken(tag: str, pos: int, xor: int, ju
         assert r == good and bytes(frame).upper() == rfid(tag)
     # and the next good frame is found after the damage
     assert framer.feed(b"\x03" * 14 + rfid(tag), now=0.01)[-1:] == [good]
+
+
+# -- bank or loyalty: by the payment scheme's range, never by Luhn alone ----------------------
+
+
+def luhn_digit(body: str) -> str:
+    """The digit that makes `body + digit` pass Luhn."""
+    return next(d for d in "0123456789" if luhn_valid(body + d))
+
+
+def ean13_digit(body: str) -> str:
+    return next(d for d in "0123456789" if cf.ean_valid(body + d))
+
+
+def _in_scheme_range(number: str) -> bool:
+    return any(lo <= int(number[:w]) <= hi for _, w, lo, hi in SCHEME_RANGES)
+
+
+ean13 = st.from_regex(r"[0-9]{12}", fullmatch=True).map(lambda b: b + ean13_digit(b))
+
+
+@settings(max_examples=400, deadline=None)
+@given(ean13)
+def test_loyalty_ean_outside_every_scheme_range_is_never_bank(number: str) -> None:
+    """The bug: one 13-digit EAN in ten passes Luhn too, and was called a bank card."""
+    if _in_scheme_range(number):
+        return
+    assert payment_scheme(number) is None
+    assert cf.decode_line(number.encode()).kind == "loyalty"  # scanned
+    assert cf.decode_line(f";{number}=49121200000?".encode()).kind == "loyalty"  # on a stripe
+
+
+def test_luhn_passing_ean_of_the_programme_is_loyalty() -> None:
+    # 2990000000026 passes Luhn as well as its EAN check: a Luhn test alone called it "bank"
+    assert luhn_valid("2990000000026") and cf.ean_valid("2990000000026")
+    assert payment_scheme("2990000000026") is None
+    assert cf.decode_line(b";2990000000026=49121200000?").kind == "loyalty"
+    # an in-store EAN in Mir's range that passes Luhn: loyalty once the programme says so
+    body = "220012345678"
+    number = body + ean13_digit(body)
+    ranges = ("2200123",)
+    stripe = f";{number}=49121200000?".encode()
+    if luhn_valid(number):
+        assert cf.decode_line(stripe).kind == "bank"
+    assert cf.decode_line(stripe, loyalty_ranges=ranges).kind == "loyalty"
+    assert payment_scheme(number, ranges) is None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "scheme"),
+    [("2200", "mir"), ("2204", "mir"), ("4", "visa"), ("51", "mastercard"),
+     ("55", "mastercard"), ("2221", "mastercard"), ("2720", "mastercard"), ("50", "maestro"),
+     ("56", "maestro"), ("69", "maestro"), ("62", "unionpay"), ("3528", "jcb"),
+     ("3589", "jcb"), ("34", "amex"), ("37", "amex")],
+)
+def test_scheme_ranges(prefix: str, scheme: str) -> None:
+    body = prefix.ljust(15, "7")
+    assert payment_scheme(body + luhn_digit(body)) == scheme
+    bad = body + str((int(luhn_digit(body)) + 1) % 10)
+    assert payment_scheme(bad) is None  # in range but failing Luhn
+
+
+@pytest.mark.parametrize(
+    "prefix", ["2205", "2220", "2721", "30", "3527", "3590", "33", "1", "7", "8", "9"])
+def test_outside_scheme_ranges_is_loyalty(prefix: str) -> None:
+    body = prefix.ljust(15, "3")
+    assert payment_scheme(body + luhn_digit(body)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(6, 19).flatmap(lambda n: st.from_regex(rf"[0-9]{{{n}}}", fullmatch=True)),
+       st.booleans(), st.booleans())
+def test_track2_without_separator_is_never_a_card(pan: str, start: bool, end: bool) -> None:
+    raw = (";" if start else "") + pan + ("?" if end else "")
+    if not start and not end:
+        return  # bare digits are a barcode, checked as an EAN
+    with pytest.raises(cf.InvalidRead):
+        cf.decode_line(raw.encode())
+
+
+track2_pan = st.integers(12, 18).flatmap(
+    lambda n: st.from_regex(rf"[0-9]{{{n}}}", fullmatch=True)).map(lambda b: b + luhn_digit(b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(track2_pan, st.integers(1, 12), st.from_regex(r"[0-9]{3,12}",
+             fullmatch=True), st.booleans()), min_size=1, max_size=4),
+    st.sampled_from(["cr", "lf", "crlf"]),
+    st.data(),
+)
+def test_track2_stream_round_trip(cards: list[tuple[str, int, str, bool]], suffix: cf.Suffix,
+                                  data: st.DataObject) -> None:
+    """Any valid track 2 reads, in any chunks, give each card once, with its scheme's kind."""
+    end = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}[suffix]
+    stream = b""
+    for pan, month, rest, lrc in cards:
+        track = f";{pan}=29{month:02d}{rest}?"
+        stream += (track2_with_lrc(track) if lrc else track).encode() + end
+    framer = cf.LineFramer(suffix)
+    lines: list[bytes] = []
+    pos, t = 0, 0.0
+    while pos < len(stream):
+        n = data.draw(st.integers(1, 8))
+        t += 0.001
+        lines += framer.feed(stream[pos:pos + n], now=t)
+        pos += n
+    reads = [cf.decode_line(raw) for raw in lines]
+    assert [r.number for r in reads] == [c[0] for c in cards]
+    for r in reads:
+        assert r.kind == ("bank" if payment_scheme(r.number) else "loyalty")

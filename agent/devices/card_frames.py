@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from protocol.cards import luhn_valid
+from protocol.cards import card_kind
 
 STX = 0x02
 ETX = 0x03
@@ -194,11 +194,12 @@ def _strip_aim(s: str, aim: bool) -> str:
     return s
 
 
-def _bank_or_loyalty(pan: str) -> Kind:
-    return "bank" if luhn_valid(pan) else "loyalty"
+def _bank_or_loyalty(pan: str, loyalty_ranges: tuple[str, ...]) -> Kind:
+    # by the payment scheme's range, not by Luhn alone, which loyalty numbers pass too
+    return "bank" if card_kind(pan, loyalty_ranges) == "bank" else "loyalty"
 
 
-def _decode_track2(s: str) -> CardRead:
+def _decode_track2(s: str, loyalty_ranges: tuple[str, ...]) -> CardRead:
     if s.startswith(";"):
         end = s.find("?")
         if end < 0:
@@ -214,15 +215,16 @@ def _decode_track2(s: str) -> CardRead:
     pan, sep, rest = body.partition("=")
     if not _digits(pan) or not 6 <= len(pan) <= 19:
         raise InvalidRead("track 2: bad card number field")
-    if sep:
-        if len(rest) < 7 or not _digits(rest) or not 1 <= int(rest[2:4]) <= 12:
-            raise InvalidRead("track 2: bad expiry or service code")
-    elif not s.startswith(";"):
-        raise InvalidRead("digits without sentinels or separator")
-    return CardRead(pan, _bank_or_loyalty(pan))
+    if not sep:
+        # ISO/IEC 7813: the separator always follows the number; without it this is a
+        # misread (or a number typed between sentinels), not a card
+        raise InvalidRead("track 2 without field separator")
+    if len(rest) < 7 or not _digits(rest) or not 1 <= int(rest[2:4]) <= 12:
+        raise InvalidRead("track 2: bad expiry or service code")
+    return CardRead(pan, _bank_or_loyalty(pan, loyalty_ranges))
 
 
-def _decode_track1(s: str) -> CardRead:
+def _decode_track1(s: str, loyalty_ranges: tuple[str, ...]) -> CardRead:
     end = s.find("?")
     if end < 0 or len(s) - end > 2:
         raise InvalidRead("track 1 without end sentinel")
@@ -234,11 +236,17 @@ def _decode_track1(s: str) -> CardRead:
         raise InvalidRead("track 1: bad card number field")
     if len(fields[2]) < 7 or not _digits(fields[2][:7]):
         raise InvalidRead("track 1: bad expiry or service code")
-    return CardRead(pan, _bank_or_loyalty(pan))
+    return CardRead(pan, _bank_or_loyalty(pan, loyalty_ranges))
 
 
-def decode_line(raw: bytes, *, aim: bool = False) -> CardRead:
-    """One line reader read (framing already removed) to a card read, or InvalidRead."""
+def decode_line(
+    raw: bytes, *, aim: bool = False, loyalty_ranges: tuple[str, ...] = ()
+) -> CardRead:
+    """One line reader read (framing already removed) to a card read, or InvalidRead.
+
+    `loyalty_ranges`: the programme's own card-number prefixes, loyalty even inside a
+    payment scheme's range. A barcode is always a loyalty card.
+    """
     try:
         s = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -247,9 +255,9 @@ def decode_line(raw: bytes, *, aim: bool = False) -> CardRead:
     if not s or not s.isprintable():
         raise InvalidRead("empty or control characters")
     if s.startswith("%B"):
-        return _decode_track1(s)
+        return _decode_track1(s, loyalty_ranges)
     if s.startswith(";") or "=" in s:
-        return _decode_track2(s)
+        return _decode_track2(s, loyalty_ranges)
     if _digits(s):
         if ean_valid(s):
             return CardRead(s, "loyalty")

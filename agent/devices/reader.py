@@ -42,6 +42,7 @@ class CardReader:
         aim: bool = False,
         baudrate: int = 9600,
         repeat_window: float = 1.0,
+        loyalty_ranges: tuple[str, ...] = (),
     ) -> None:
         if kind not in ("line", "rfid"):
             raise ValueError("kind must be 'line' or 'rfid'")
@@ -50,6 +51,7 @@ class CardReader:
         self.suffix = suffix
         self.stx_etx = stx_etx
         self.aim = aim
+        self.loyalty_ranges = loyalty_ranges
         self.baudrate = baudrate
         self._secret = secret
         self._on_card = on_card
@@ -151,7 +153,7 @@ class CardReader:
 
     def _line(self, raw: bytes, now: float) -> None:
         try:
-            read = cf.decode_line(raw, aim=self.aim)
+            read = cf.decode_line(raw, aim=self.aim, loyalty_ranges=self.loyalty_ranges)
         except cf.InvalidRead as exc:
             self._dropped += 1
             log.info("card read dropped: %s", exc)  # names the failed check, not the data
