@@ -467,12 +467,12 @@ def test_fixed_discount_per_unit():
     assert tiny.discount == rub(10)  # never below zero
 
 
-def test_second_unit_is_earned_separately():
+def test_one_unit_is_earned():
     r = receipt(line("pan", rub(1000), category="home"))
     c = member(tier="base", segments=frozenset({"airline"}))
     s = settle(EXAMPLE, r, c, NOON)
-    assert s.earned == 30 and s.earned_by_unit == {"miles": 1000, "points": 30}  # 10.00 miles
-    assert {lot.unit for lot in s.lots} == {"miles", "points"}
+    assert s.earned == 30 and s.earned_by_unit == {"points": 30}
+    assert {lot.unit for lot in s.lots} == {"points"}
 
 
 # ---------------------------------------------------------------- campaigns: priority, groups, stop

@@ -331,3 +331,36 @@ def test_a_damaged_document_is_refused_cleanly_or_prices_cleanly(data):
     p = price(rs, r, c, NOON)
     s = settle(rs, r, c, NOON, p.max_redeemable)
     price_return(rs, s, {}, {0: 1000})
+
+
+def test_a_second_unit_is_refused_naming_the_campaign():
+    """Every unit priced must reach the ledger: the ledger keeps one, so a rule set that
+    would price a second is refused, rather than priced at the till and dropped."""
+    doc = _doc()
+    doc["programme"]["units"]["miles"] = {"decimals": 2, "worth": {"steps": 100,
+                                                                   "kopecks": 100}}
+    doc["campaigns"].append({"id": "miles-partner", "name": "Partner miles", "effect": {
+        "type": "percent", "percent": 1, "unit": "miles"}})
+    doc["campaigns"].append({"id": "miles-x2", "effect": {
+        "type": "multiplier", "factor": 2, "of": "miles-partner"}})
+    doc["redemption"]["unit"] = "miles"
+    errs = _errors(doc)
+    n = len(doc["campaigns"])
+    assert "second unit 'miles'" in errs["programme.units.miles"]
+    assert "campaign 'miles-partner' (Partner miles) earns 'miles'" in \
+        errs[f"campaigns[{n - 2}].effect.unit"]
+    assert "campaign 'miles-x2'" in errs[f"campaigns[{n - 1}].effect.unit"]
+    assert "spends 'miles'" in errs["redemption.unit"]
+    assert all("ledger" in v for k, v in errs.items() if "unit" in k)
+
+
+def test_every_unit_a_valid_rule_set_prices_reaches_the_ledger_unit():
+    """What the till journals and the central credits is the default unit's lots: a rule
+    set that compiles earns nothing in any other."""
+    rs = compile_ruleset(example_ruleset_doc())
+    r = receipt(*(line(f"s{i}", rub(100 * (i + 1)), category=cat) for i, cat in
+                  enumerate(["home", "food", "sports", "beauty/perfume", "food/coffee"])))
+    s = settle(rs, r, member(tier="gold", segments=frozenset({"sports_lovers"})), NOON)
+    assert set(s.earned_by_unit) <= {rs.programme.default_unit}
+    assert {lot.unit for lot in s.lots} <= {rs.programme.default_unit}
+    assert sum(lot.points for lot in s.lots) == s.earned

@@ -88,6 +88,7 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
         paths[camp.id] = path
         campaigns.append(camp)
     campaigns = _resolve_multipliers(r, campaigns, paths)
+    _one_unit(r, programme, redemption, campaigns, paths)
     stores = place.read_stores(r, d["stores"], "stores", CHANNELS) if "stores" in d else {}
     if r.errors:
         raise RuleSetError(r.errors)
@@ -402,6 +403,28 @@ def _campaign(
         budget=budget,
         lifetime_days=r.int_(d, "lifetime_days", path, default=None, lo=1, hi=MAX_DAYS),
     )
+
+
+def _one_unit(r: Reader, prog: m.Programme, redemption: m.Redemption,
+              campaigns: list[m.Campaign], paths: dict[str, str]) -> None:
+    """The ledger and the customer's balance keep one unit, the programme's default. A rule
+    set pricing any other is refused here, naming the campaign, rather than priced at the
+    till and silently dropped on the way to the ledger."""
+    unit = prog.default_unit
+    if not prog.units or unit not in prog.units:
+        return  # already reported
+    why = (f"the ledger and customers' balances keep only the default unit {unit!r}; "
+           "a second unit is refused until they keep it too")
+    for uid in prog.units:
+        if uid != unit:
+            r.error(join(join("programme", "units"), uid), f"second unit {uid!r}: {why}")
+    if redemption.unit != unit and redemption.unit in prog.units:
+        r.error("redemption.unit", f"spends {redemption.unit!r}: {why}")
+    for c in campaigns:
+        if c.effect.kind in m.ACCRUAL_KINDS and c.effect.unit != unit \
+                and c.effect.unit in prog.units:
+            r.error(join(join(paths[c.id], "effect"), "unit"),
+                    f"campaign {c.id!r} ({c.name}) earns {c.effect.unit!r}: {why}")
 
 
 def _resolve_multipliers(

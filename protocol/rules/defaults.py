@@ -42,8 +42,7 @@ def example_ruleset_doc() -> dict[str, Any]:
     """A programme with most mechanics in use; the tests' reference rule set.
 
     Tiers by calendar-month spend: base 3 %, silver (5,000.00 a month) 5 %, gold (20,000.00)
-    7 %. A second unit, "miles" (in hundredths, 1 mile = 1.00), is a partner's settlement unit
-    (not spendable at the till).
+    7 %. One unit, points: a second (a partner's miles) is refused until the ledger keeps it.
     """
     msk = "+03:00"
     return {
@@ -51,7 +50,6 @@ def example_ruleset_doc() -> dict[str, Any]:
         "programme": {
             "units": {
                 "points": {"decimals": 0, "worth": {"steps": 1, "kopecks": 100}},
-                "miles": {"decimals": 2, "worth": {"steps": 100, "kopecks": 100}},
             },
             "default_unit": "points",
             "rounding": "down",
@@ -131,9 +129,6 @@ def example_ruleset_doc() -> dict[str, Any]:
             {"id": "batteries-unit", "name": "5 points per pack of batteries", "priority": 25,
              "lines": {"skus": ["batt-aa"]},
              "effect": {"type": "per_unit", "points": 5}},
-            {"id": "miles-partner", "name": "Partner miles: 1 mile per 100.00", "priority": 1,
-             "when": {"segments": ["airline"]},
-             "effect": {"type": "percent", "percent": 1, "unit": "miles"}},
             {"id": "clearance-stop", "name": "Clearance: 30% off, no points", "priority": 100,
              "members_only": False, "stop": True,
              "lines": {"flags": ["clearance"]},
