@@ -28,9 +28,11 @@ class CentralError(Exception):
 class CentralClient:
     def __init__(self, identity: TillIdentity, timeout_s: float = 10.0) -> None:
         self.identity = identity
+        ssl_ctx = identity.ssl_context()
         self._session = aiohttp.ClientSession(
             base_url=identity.central_url + "/",
             timeout=aiohttp.ClientTimeout(total=timeout_s),
+            connector=aiohttp.TCPConnector(ssl=ssl_ctx) if ssl_ctx else None,
         )
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from agent import listening as pos_listening
 from agent.config import DEFAULT_STATE, AgentConfig
 from agent.pos_auth import PosSecretError, read_pos_secret, write_pos_secret
 from agent.store import get_meta, open_store
+from protocol.card_keys import CardKeyError
 
 
 def build_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,14 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     enroll.add_argument("--central", required=True, help="URL of the central")
     enroll.add_argument("--token", required=True, help="one-time enrolment token")
     enroll.add_argument("--name", default="till", help="a name head office will see")
+    enroll.add_argument("--card-keys", type=Path,
+                        help="file for the card keys, outside the state directory"
+                             " (default: STATE-keys/card-keys)")
+    enroll.add_argument("--ca", type=Path,
+                        help="CA certificate (PEM) that signs the central's, if not a public CA")
+    enroll.add_argument("--insecure", action="store_true",
+                        help="allow plain http:// to a central off this machine (no card keys"
+                             " are sent that way)")
     enroll.set_defaults(func=_enroll)
 
     run = asub.add_parser("run", help="run the till service")
@@ -54,6 +63,8 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tax-groups",
                      help="VAT rate to printer tax group, e.g. 22=1,10=2,0=3,none=4")
     run.add_argument("--vat-rate", help="one VAT rate for all the store's goods (22, 10, ...)")
+    run.add_argument("--insecure", action="store_true", default=None,
+                     help="allow plain http:// to a central off this machine")
     run.set_defaults(func=_run)
 
     status = asub.add_parser("status", help="show the till's state (devices, sync, journal)")
@@ -87,13 +98,15 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
              "pos_port", "port_file", "sync_interval", "pull_interval", "max_backoff",
-             "shift_close_at", "tax_groups", "vat_rate")
+             "shift_close_at", "tax_groups", "vat_rate", "insecure")
     return {n: getattr(args, n, None) for n in names}
 
 
 def _enroll(args: argparse.Namespace) -> int:
     try:
-        ident = asyncio.run(identity.enroll(args.state, args.central, args.token, args.name))
+        ident = asyncio.run(identity.enroll(
+            args.state, args.central, args.token, args.name, card_keys_path=args.card_keys,
+            central_ca=args.ca, insecure=args.insecure))
     except identity.EnrolmentFailed as e:
         print(f"enrolment failed: {e}", file=sys.stderr)
         return 1
@@ -116,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = AgentConfig.load(args.state, _overrides(args))
         asyncio.run(serve(cfg))
-    except (identity.NotEnrolled, PosSecretError) as e:
+    except (identity.NotEnrolled, identity.InsecureCentral, CardKeyError, PosSecretError) as e:
         print(e, file=sys.stderr)
         return 2
     return 0

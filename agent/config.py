@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from protocol import vat
+from protocol.cards import check_loyalty_ranges
 
 # The spec's example table; a store whose device is set up otherwise says so in agent.toml.
 DEFAULT_TAX_GROUPS = {"22": 1, "10": 2, "0": 3, "none": 4}
-from protocol.cards import check_loyalty_ranges
 
-DEFAULT_STATE = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-agent")
+# systemd lists every StateDirectory= (the card keys have one of their own): the first is ours
+DEFAULT_STATE = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-agent").split(":")[0]
 
 
 @dataclass
@@ -43,6 +44,7 @@ class AgentConfig:
     # VAT rate -> tax group 1..4 of the printer (its own tables say which group is which)
     tax_groups: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TAX_GROUPS))
     vat_rate: str | None = None  # one rate for all the store's goods, if it declares one
+    insecure: bool = False  # allow plain http:// to a central off this machine
 
     @classmethod
     def load(cls, state: Path, overrides: dict[str, Any]) -> AgentConfig:

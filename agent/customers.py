@@ -33,6 +33,15 @@ def by_token(db: sqlite_utils.Database, token: str) -> str | None:
     return row[0] if row else None
 
 
+def by_tokens(db: sqlite_utils.Database, tokens: list[str] | tuple[str, ...]) -> str | None:
+    """The first of a card's tokens (newest key first) that a cached customer holds."""
+    for token in tokens:
+        found = by_token(db, token)
+        if found is not None:
+            return found
+    return None
+
+
 def view(db: sqlite_utils.Database, customer_id: str,
          now: datetime | None = None) -> CustomerView | None:
     """The customer as this till can know them at `now` (the stored figures without it)."""

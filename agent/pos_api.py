@@ -19,11 +19,11 @@ from aiohttp import web
 from agent import customers, pos_requests
 from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
-from agent.devices.reader import CardPresented
+from agent.devices.reader import CardPresented, CardTokens
 from agent.pos_auth import PosSecret, guard_middleware
 from agent.pos_input import BadRequest, parse_lines, parse_return_lines
 from agent.rules_cache import NoRuleSet
-from protocol.cards import InvalidCardNumber, card_kind, card_token, normalize_card_number
+from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
 from protocol.rules import InputError
 from protocol.wire import unpack
 
@@ -55,7 +55,7 @@ class Till:
 
     checkout: Checkout
     last_card: LastCard
-    card_secret: bytes
+    card_keys: CardTokens
     refresh_customers: Callable[[], Awaitable[None]]
     status: Callable[[], dict[str, Any]]
     close_shift: Callable[[], Awaitable[int]]
@@ -126,19 +126,20 @@ async def identify(request: web.Request) -> web.Response:
         if not isinstance(number, str):
             raise BadRequest("card_number must be a string")
         digits = normalize_card_number(number)
-        token, last4 = card_token(till.card_secret, digits), digits[-4:]
+        tokens = [t for _, t in till.card_keys.tokens(digits)]
+        last4 = digits[-4:]
         kind = card_kind(digits, till.loyalty_ranges)
     else:
         card = till.last_card.take()
         if card is None:
             raise CheckoutError(404, "no card presented at the reader")
-        token, last4, kind = card.token, card.last4, card.kind
+        tokens, last4, kind = list(card.tokens), card.last4, card.kind
     db = till.checkout.db
-    customer_id = customers.by_token(db, token)
+    customer_id = customers.by_tokens(db, tokens)
     if customer_id is None:
         # Perhaps enrolled at head office a moment ago: ask the central once.
         await till.refresh_customers()
-        customer_id = customers.by_token(db, token)
+        customer_id = customers.by_tokens(db, tokens)
     if customer_id is None:
         raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
                             card_last4=last4)

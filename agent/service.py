@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tzlocal import get_localzone
 
 from agent import epochs, identity, journal, listening
+from agent.card_keys import TillCardKeys
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
 from agent.clock import utcnow
@@ -29,6 +30,9 @@ from agent.rules_cache import RulesCache
 from agent.store import open_store
 from agent.sync import SyncClient
 from agent.taxes import StoreVat
+from protocol.card_keys import CardKeyError, decode_for_till
+from protocol.signing import BadSignature
+from protocol.wire import InvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +57,14 @@ class Agent:
         self.cfg = cfg
         self.identity = identity.load(cfg.state)
         self.pos_secret = load_pos_secret(cfg)
+        identity.check_transport(self.identity.central_url, cfg.insecure)
+        self.card_keys = TillCardKeys(self.identity.card_keys_path, cfg.state)
+        self.card_keys_problem: str | None = None
         self.db = open_store(cfg.state / "agent.db")
         self.printer = ShtrihPrinter(cfg.printer, baudrate=cfg.printer_baud,
                                      points_mode=cfg.points_mode)  # type: ignore[arg-type]
         self.last_card = LastCard()
-        self.reader = CardReader(cfg.reader, secret=self.identity.card_secret,
+        self.reader = CardReader(cfg.reader, keys=self.card_keys,
                                  on_card=self.last_card.presented,
                                  kind=cfg.reader_kind,  # type: ignore[arg-type]
                                  suffix=cfg.reader_suffix,  # type: ignore[arg-type]
@@ -91,7 +98,29 @@ class Agent:
             return
         with contextlib.suppress(CentralError):
             await self.sync.pull_ruleset()
+            await self.pull_card_keys()
             await self.sync.pull_customers()
+
+    async def pull_card_keys(self) -> None:
+        """The central's card keys, signed for this till: a rotation arrives, a retired key
+        goes. Withheld over plain HTTP (403): then cards cannot be identified, and say so."""
+        try:
+            data, _ = await self.client.request("GET", "/sync/v1/card-keys")
+        except CentralError as e:
+            if e.status == 403:
+                self.card_keys_problem = str(e)
+                return
+            raise
+        try:
+            ring = decode_for_till(data, self.identity.central_key, self.identity.till_id,
+                                   utcnow())
+        except (BadSignature, InvalidMessage, CardKeyError) as e:
+            self.card_keys_problem = f"card keys refused: {e}"
+            log.error("card keys from the central refused: %s", e)
+            return
+        self.card_keys_problem = None
+        if ring:
+            self.card_keys.replace(ring)
 
     async def refresh_customers(self) -> None:
         with contextlib.suppress(CentralError):
@@ -138,6 +167,8 @@ class Agent:
                                   for r, d in self.checkout.held.items()],
             "printer": vars(self.printer.state()),
             "reader": self.reader.state(),
+            "card_keys": {"versions": self.card_keys.versions,
+                          "problem": self.card_keys_problem},
             "sync": self.sync.state.to_dict(),
         }
 
@@ -164,7 +195,7 @@ class Agent:
         self.scheduler.start()
         if await self.printer.wait_connected(timeout=5.0):
             await self.reconcile_job()
-        till = Till(self.checkout, self.last_card, self.identity.card_secret,
+        till = Till(self.checkout, self.last_card, self.card_keys,
                     self.refresh_customers, self.status, self.close_shift,
                     loyalty_ranges=self.cfg.loyalty_card_ranges)
         runner = web.AppRunner(make_app(till, self.pos_secret))

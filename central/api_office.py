@@ -41,7 +41,7 @@ async def create_customer(request: web.Request) -> web.Response:
     try:
         created = customers.create(
             request.app[DB],
-            request.app[SECRETS].card_secret,
+            request.app[SECRETS].card_keys,
             request.app[CLOCK](),
             card_number=field(body, "card_number", str),
             name=field(body, "name", str, required=False, default=""),
@@ -62,11 +62,25 @@ async def lookup_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
         cid = customers.by_card(
-            request.app[DB], request.app[SECRETS].card_secret, field(body, "card_number", str)
+            request.app[DB], request.app[SECRETS].card_keys, field(body, "card_number", str)
         )
         return web.json_response(customers.read(request.app[DB], cid, request.app[CLOCK]()))
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
+
+
+@routes.post("/api/v1/customers/{id}/cards")
+async def link_card(request: web.Request) -> web.Response:
+    """Link a card to an account, e.g. one whose key retired; the customer has proved the
+    phone on the account first (README: relinking a card)."""
+    body = await json_body(request)
+    try:
+        linked = customers.link_card(request.app[DB], request.app[SECRETS].card_keys,
+                                     request.match_info["id"], field(body, "card_number", str),
+                                     request.app[CLOCK]())
+    except InvalidCardNumber as e:
+        raise ApiError(400, str(e)) from None
+    return web.json_response(linked, status=201)
 
 
 @routes.get("/api/v1/customers/{id}")

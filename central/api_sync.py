@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from aiohttp import web
 from central import deltas, ingest, rulesets, tills
 from central.ingest_writer import IngestWriter
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from protocol.card_keys import encode_for_till
 from protocol.request_auth import verify_request
 from protocol.signing import BadSignature, public_key_hex
 
@@ -37,6 +39,21 @@ async def _calling_till(request: web.Request) -> str:
         raise ApiError(401, str(e)) from None
 
 
+def private_transport(request: web.Request) -> bool:
+    """TLS to this process, or a peer on the loopback (the demo, or a TLS proxy on this
+    host): the only ways card keys leave the central."""
+    if request.secure:
+        return True
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+CARD_KEYS_WITHHELD = ("card keys are sent only over TLS: give the till the central's "
+                      "https:// URL")
+
+
 @routes.post("/sync/v1/enroll")
 async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -53,7 +70,9 @@ async def enroll(request: web.Request) -> web.Response:
         {
             "till_id": till_id,
             "store": store,
-            "card_secret": secrets.card_secret.hex(),
+            # over plain HTTP the keys would cross the network in clear: withheld
+            **({"card_keys": secrets.card_keys.to_dict()} if private_transport(request)
+               else {"card_keys_withheld": CARD_KEYS_WITHHELD}),
             "central_public_key": public_key_hex(secrets.signing_key),
         }
     )
@@ -73,6 +92,19 @@ async def batches(request: web.Request) -> web.Response:
 async def ruleset(request: web.Request) -> web.Response:
     await _calling_till(request)
     blob = rulesets.signed_current(request.app[DB], request.app[SECRETS].signing_key)
+    return web.Response(body=blob, content_type=MSGPACK)
+
+
+@routes.get("/sync/v1/card-keys")
+async def card_keys(request: web.Request) -> web.Response:
+    """The card keys in their lifetime, signed for the calling till; pulled with the rule set,
+    so a rotation reaches every till and a retired key leaves it."""
+    till_id = await _calling_till(request)
+    if not private_transport(request):
+        raise ApiError(403, CARD_KEYS_WITHHELD)
+    secrets = request.app[SECRETS]
+    now = request.app[CLOCK]()
+    blob = encode_for_till(secrets.signing_key, till_id, secrets.card_keys.active(now), now)
     return web.Response(body=blob, content_type=MSGPACK)
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from central import (
     api_office,
     api_sync,
     campaign_budgets,
+    card_keys,
     customers,
     db,
     ledger,
@@ -43,8 +45,12 @@ MATURING_INTERVAL_S = 60.0
 
 
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
-             reprice_every: float | None = REPRICING_INTERVAL_S) -> web.Application:
-    """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests)."""
+             reprice_every: float | None = REPRICING_INTERVAL_S,
+             card_keys_file: Path | None = None) -> web.Application:
+    """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
+
+    The card keys are read once, here: from the systemd credential, else `card_keys_file`
+    (default `<data>-keys/card-keys`), never from the data directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
@@ -55,7 +61,10 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     rulesets.ensure_default(conn, clock())
     app[DB] = conn
     app[api_sync.WRITER] = IngestWriter(conn)
-    app[SECRETS] = load_or_create(data_dir)
+    app[SECRETS] = load_or_create(data_dir, card_keys_file, clock())
+    retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
+    if retired:
+        log.warning("%d cards' key has retired: their customers link them again", retired)
     app[CLOCK] = clock
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
@@ -132,8 +141,16 @@ def raise_file_limit(wanted: int) -> int:
     return soft
 
 
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None,
-                limits: Limits | None = None) -> None:
+                limits: Limits | None = None, card_keys_file: Path | None = None,
+                tls: tuple[Path, Path] | None = None) -> None:
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
     files = raise_file_limit(limits.max_connections + 256)
@@ -141,16 +158,20 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         limits = replace(limits, max_connections=max(16, files - 64))
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
-    runner = web.AppRunner(make_app(data_dir), keepalive_timeout=KEEPALIVE_S)
+    runner = web.AppRunner(make_app(data_dir, card_keys_file=card_keys_file),
+                           keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
-    site = GuardedSite(runner, host, port, limits)
+    # TLS sits below the guard: it times the decrypted request, as on plain HTTP
+    site = GuardedSite(runner, host, port, limits,
+                       ssl_context=tls_context(*tls) if tls else None)
     await site.start()
     bound = site.port
     if port_file:
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(bound))
         tmp.replace(port_file)
-    log.info("central listening on http://%s:%d (data in %s)", host, bound, data_dir)
+    log.info("central listening on %s://%s:%d (data in %s)", "https" if tls else "http",
+             host, bound, data_dir)
     notifier = sdnotify.SystemdNotifier()
     notifier.notify("READY=1")
     tasks = []

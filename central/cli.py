@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 
-from central import db, tills
+from central import card_keys, db, tills
 from central.clock import utcnow
 from central.connection_guard import Limits
+from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
 
-DEFAULT_DATA = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-central")
+DEFAULT_DATA = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-central").split(":")[0]
 
 
 def build_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +39,31 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
                           " (default: %(default)s)")
     run.add_argument("--max-connections", type=int, default=lim.max_connections,
                      help="connections open at once; more are closed (default: %(default)s)")
+    card_keys_arg(run)
+    run.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    run.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     run.set_defaults(func=_run)
+
+    ck = csub.add_parser("card-key", help="the card keys that key card tokens")
+    cksub = ck.add_subparsers(dest="card_key_cmd", required=True)
+    rot = cksub.add_parser("rotate", help="make a new card key version (restart the central"
+                                          " to use it)")
+    rot.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data directory")
+    card_keys_arg(rot)
+    rot.add_argument("--lifetime-days", type=int, default=DEFAULT_LIFETIME_DAYS,
+                     help="how long the new key makes tokens before it retires (%(default)s)")
+    rot.set_defaults(func=_rotate)
 
     tok = csub.add_parser("enrol-token", help="print a one-time token to enrol a till")
     tok.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data directory")
     tok.add_argument("--store", required=True, help="store the till belongs to")
     tok.set_defaults(func=_enrol_token)
+
+
+def card_keys_arg(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--card-keys", type=Path,
+                     help="the card key file, outside the data directory (default: DATA-keys/"
+                          "card-keys; a systemd credential named card-keys comes first)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,7 +72,35 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     limits = Limits(header_timeout=args.header_timeout, min_body_rate=args.min_body_rate,
                     max_connections=args.max_connections)
-    asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits))
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("give both --tls-cert and --tls-key, or neither", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    try:
+        asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
+                          args.card_keys, tls))
+    except CardKeyError as e:
+        print(f"card keys: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    """A new newest key in the key file; retired keys leave it (and their secrets with it)."""
+    now = utcnow()
+    path = args.card_keys or card_keys.default_key_file(args.data)
+    existed = path.exists() or (args.data / card_keys.LEGACY_SECRET).exists()
+    try:
+        ring = card_keys.key_file_ring(args.data, path, now)  # the first key, if none yet
+        new = ring.rotated(now, args.lifetime_days) if existed else ring
+        write_ring(path, new)
+    except CardKeyError as e:
+        print(f"card keys: {e}", file=sys.stderr)
+        return 2
+    key = new.newest
+    print(f"card key version {key.version} made in {path}, retiring {key.retires_at:%Y-%m-%d};"
+          f" versions kept: {new.versions}. Restart the central to use it; tills receive it"
+          " with their next pull.")
     return 0
 
 

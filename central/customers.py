@@ -12,7 +12,8 @@ from central.clock import iso
 from central.db import transaction
 from central.errors import Refused
 from protocol import bounds, lots
-from protocol.cards import card_token, masked, normalize_card_number
+from protocol.card_keys import CardKeyring
+from protocol.cards import masked, normalize_card_number
 
 
 class CustomerError(Refused):
@@ -21,7 +22,7 @@ class CustomerError(Refused):
 
 def create(
     conn: sqlite3.Connection,
-    card_secret: bytes,
+    card_keys: CardKeyring,
     now: datetime,
     *,
     card_number: str,
@@ -35,7 +36,6 @@ def create(
     actor: str = "head-office",
 ) -> dict:
     digits = normalize_card_number(card_number)
-    token = card_token(card_secret, digits)
     name = _text(name, "name")
     phone = _phone(phone)
     tier = None if tier is None else _text(tier, "tier")
@@ -44,7 +44,7 @@ def create(
     bounds.POINTS.check(welcome_bonus, "welcome_bonus")
     customer_id = "cus_" + uuid.uuid4().hex[:16]
     with transaction(conn):
-        if conn.execute("SELECT 1 FROM cards WHERE token = ?", (token,)).fetchone():
+        if _card_owner(conn, card_keys, digits) is not None:
             raise CustomerError(409, "this card already belongs to a customer")
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ?", (phone,)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
@@ -53,10 +53,7 @@ def create(
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (customer_id, name, phone, tier, json.dumps(segments), birthday, iso(now)),
         )
-        conn.execute(
-            "INSERT INTO cards (token, customer_id, last4, created_at) VALUES (?, ?, ?, ?)",
-            (token, customer_id, masked(digits)[-4:], iso(now)),
-        )
+        _insert_card(conn, card_keys, customer_id, digits, now)
         if welcome_bonus:
             ledger.earn(
                 conn,
@@ -85,8 +82,8 @@ def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None
     if row is None:
         raise CustomerError(404, "no such customer")
     cards = conn.execute(
-        "SELECT last4 FROM cards WHERE customer_id = ? ORDER BY created_at", (customer_id,)
-    ).fetchall()
+        "SELECT last4, retired_at FROM cards WHERE customer_id = ? ORDER BY created_at",
+        (customer_id,)).fetchall()
     return {
         "id": row["id"],
         "name": row["name"],
@@ -97,17 +94,69 @@ def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None
         "offers": json.loads(row["offers"]),
         "granted_offers": json.loads(row["granted_offers"]),
         "purchases": row["purchases"],
-        "cards": ["****" + c["last4"] for c in cards],
+        "cards": ["****" + c["last4"] for c in cards if c["retired_at"] is None],
+        # cards whose key retired before they were seen again: the customer links them anew
+        "cards_to_relink": ["****" + c["last4"] for c in cards if c["retired_at"]],
         "balance": ledger.balance(conn, customer_id, now).to_dict(),
     }
 
 
-def by_card(conn: sqlite3.Connection, card_secret: bytes, card_number: str) -> str:
-    token = card_token(card_secret, card_number)
-    row = conn.execute("SELECT customer_id FROM cards WHERE token = ?", (token,)).fetchone()
-    if row is None:
-        raise CustomerError(404, "no customer has this card")
-    return row["customer_id"]
+def _card_owner(conn: sqlite3.Connection, card_keys: CardKeyring,
+                digits: str) -> tuple[str, int, str] | None:
+    """(customer, key version, token) of a live card, trying the newest key first."""
+    for version, token in card_keys.tokens(digits):
+        row = conn.execute("SELECT customer_id FROM cards WHERE token = ? AND key_version = ?"
+                           " AND retired_at IS NULL", (token, version)).fetchone()
+        if row is not None:
+            return row["customer_id"], version, token
+    return None
+
+
+def _insert_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: str,
+                 digits: str, now: datetime) -> None:
+    version, token = card_keys.token(digits)
+    conn.execute(
+        "INSERT INTO cards (token, customer_id, last4, created_at, key_version)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (token, customer_id, masked(digits)[-4:], iso(now), version),
+    )
+
+
+def by_card(conn: sqlite3.Connection, card_keys: CardKeyring, card_number: str) -> str:
+    """The card's customer. A card found under an older key is re-keyed under the newest on
+    sight (its customer marked changed, so tills get the new token)."""
+    digits = normalize_card_number(card_number)
+    with transaction(conn):
+        found = _card_owner(conn, card_keys, digits)
+        if found is None:
+            raise CustomerError(404, "no customer has this card")
+        customer_id, version, token = found
+        if version != card_keys.newest.version:
+            new_version, new_token = card_keys.token(digits)
+            conn.execute("UPDATE cards SET token = ?, key_version = ? WHERE token = ?",
+                         (new_token, new_version, token))
+            ledger.touch(conn, customer_id)
+    return customer_id
+
+
+def link_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: str,
+              card_number: str, now: datetime) -> dict:
+    """Link a card to an existing account: a new card, or one whose key retired (then its
+    old record, kept for display, goes). The caller has made sure of the customer (README:
+    relinking a card)."""
+    digits = normalize_card_number(card_number)
+    with transaction(conn):
+        read(conn, customer_id)
+        owner = _card_owner(conn, card_keys, digits)
+        if owner is not None:
+            if owner[0] == customer_id:
+                raise CustomerError(409, "this card is already linked to this customer")
+            raise CustomerError(409, "this card belongs to another customer")
+        conn.execute("DELETE FROM cards WHERE customer_id = ? AND last4 = ?"
+                     " AND retired_at IS NOT NULL", (customer_id, digits[-4:]))
+        _insert_card(conn, card_keys, customer_id, digits, now)
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
 
 
 def adjust(

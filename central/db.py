@@ -161,6 +161,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX lots_activation_due ON lots(activates_at) WHERE status = 'pending';
     CREATE INDEX lots_expiry_due ON lots(expires_at) WHERE status = 'active';
     """,
+    # 9: card tokens carry the version of the card key that made them; a card whose key has
+    # retired keeps its customer and last four digits until it is linked again
+    """
+    ALTER TABLE cards ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE cards ADD COLUMN retired_at TEXT
+    """,
 ]
 
 

@@ -72,7 +72,9 @@ def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
     """One customer as tills receive them, checked to be within bounds before it goes."""
     cards = [
         c["token"]
-        for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?", (r["id"],))
+        # a card whose key retired is of no use to a till: it waits to be linked again
+        for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?"
+                              " AND retired_at IS NULL", (r["id"],))
     ]
     # As of now, whatever has matured the stored lots: and the lots themselves, so a till
     # that goes offline still sees points activate and expire on time.

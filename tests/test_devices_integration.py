@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
 from agent.devices.reader import CardPresented, CardReader
 from agent.devices.shtrih_link import LinkTimings
+from protocol.card_keys import CardKeyring, new_key
 from protocol.cards import card_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -397,7 +399,8 @@ async def test_start_without_port_then_device_appears(tmp_path: Path) -> None:
 
 async def _reader(sim: Sim, **kw: Any) -> tuple[CardReader, list[CardPresented]]:
     cards: list[CardPresented] = []
-    reader = CardReader(sim.reader, secret=SECRET, on_card=cards.append, **kw)
+    keys = CardKeyring([new_key(1, datetime.now(UTC), secret=SECRET)])
+    reader = CardReader(sim.reader, keys=keys, on_card=cards.append, **kw)
     await reader.start()
     assert await reader.wait_connected(10)
     return reader, cards

@@ -7,6 +7,7 @@ way real users do: the head-office API, the POS API, the simulator's control int
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,8 +28,9 @@ class ApiError(Exception):
 
 async def call(session: aiohttp.ClientSession, method: str, url: str, *,
                json_body: Any = None, headers: dict[str, str] | None = None,
-               ok: tuple[int, ...] = (200, 201)) -> Any:
-    async with session.request(method, url, json=json_body, headers=headers) as resp:
+               ok: tuple[int, ...] = (200, 201), ssl_ctx: ssl.SSLContext | None = None) -> Any:
+    async with session.request(method, url, json=json_body, headers=headers,
+                               ssl=ssl_ctx if ssl_ctx else True) as resp:
         body = await resp.json(content_type=None)
         if resp.status not in ok:
             raise ApiError(resp.status, body)
@@ -67,6 +69,9 @@ class StoreHarness:
         # Where tills reach the central, when not directly (a proxy in front of it).
         self.till_central_url: str | None = None
         self.admin_token = ""
+        # `--tls-cert`/`--tls-key` here make the central serve HTTPS, trusted through `tls_ca`
+        self.central_args: list[str] = []
+        self.tls_ca: Path | None = None
         self.tills: list[Till] = []
         self.session: aiohttp.ClientSession | None = None
 
@@ -107,22 +112,26 @@ class StoreHarness:
         port_file = self.workdir / "central.port"
         port_file.unlink(missing_ok=True)
         self.procs.start("central", tillpoint_cmd(
-            "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file)),
-            env=self.env or None)
+            "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file),
+            *self.central_args), env=self.env or None)
         port = await wait_for(lambda: read_file(port_file), "the central to listen",
                               check=self.procs.check_alive)
-        self.central_url = f"http://127.0.0.1:{port}"
+        scheme = "https" if "--tls-cert" in self.central_args else "http"
+        self.central_url = f"{scheme}://127.0.0.1:{port}"
         self.admin_token = (data / "admin-token").read_text().strip()
 
     async def office(self, method: str, path: str, body: Any = None,
                      ok: tuple[int, ...] = (200, 201)) -> Any:
+        ctx = ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else None
         return await call(self.http, method, self.central_url + path, json_body=body,
-                          headers={"Authorization": f"Bearer {self.admin_token}"}, ok=ok)
+                          headers={"Authorization": f"Bearer {self.admin_token}"}, ok=ok,
+                          ssl_ctx=ctx)
 
     # -- tills ----------------------------------------------------------------------------
 
     async def add_till(self, name: str, sim_args: tuple[str, ...] = (),
-                       agent_args: tuple[str, ...] = (), state: Path | None = None) -> Till:
+                       agent_args: tuple[str, ...] = (), state: Path | None = None,
+                       enroll_args: tuple[str, ...] = ()) -> Till:
         """`state`: the agent's state directory, if not `workdir/name` (a small disk, say)."""
         till = Till(name, state or self.workdir / name, self.workdir / name / "devices",
                     agent_args=list(agent_args))
@@ -140,7 +149,9 @@ class StoreHarness:
         enroll = self.procs.start(f"{name}-enroll", tillpoint_cmd(
             "agent", "enroll", "--state", str(till.state), "--central",
             self.till_central_url or self.central_url,
-            f"--token={token}", "--name", name), env=self.env or None)
+            f"--token={token}", "--name", name,
+            *(("--ca", str(self.tls_ca)) if self.tls_ca else ()), *enroll_args),
+            env=self.env or None)
         await wait_for(lambda: enroll.poll(), f"{name} to enrol", timeout=60)
         if enroll.returncode != 0:
             raise RuntimeError(f"enrolment of {name} failed; see {self.procs.log_dir}")

@@ -11,22 +11,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent.devices import card_frames as cf
 from agent.devices.serial_port import SerialConnection
 from agent.devices.supervisor import Supervisor
-from protocol.cards import card_token
 
 log = logging.getLogger(__name__)
 
 
+class CardTokens(Protocol):
+    def tokens(self, number: str) -> list[tuple[int, str]]:
+        """The number's token under each card key version, newest first."""
+        ...
+
+
 @dataclass(frozen=True)
 class CardPresented:
-    token: str
+    tokens: tuple[str, ...]  # under each card key, newest first: identification tries each
     kind: Literal["loyalty", "bank", "rfid"]
     last4: str
     at: float  # time.monotonic() of the read
+
+    @property
+    def token(self) -> str:
+        """The token under the newest key: what a new card gets."""
+        return self.tokens[0]
 
 
 class CardReader:
@@ -34,7 +44,7 @@ class CardReader:
         self,
         port: str,
         *,
-        secret: bytes,
+        keys: CardTokens,
         on_card: Callable[[CardPresented], None],
         kind: Literal["line", "rfid"] = "line",
         suffix: cf.Suffix = "cr",
@@ -53,7 +63,7 @@ class CardReader:
         self.aim = aim
         self.loyalty_ranges = loyalty_ranges
         self.baudrate = baudrate
-        self._secret = secret
+        self._keys = keys
         self._on_card = on_card
         self._repeat_window = repeat_window
         self._repeats = cf.RepeatFilter(repeat_window)
@@ -161,11 +171,15 @@ class CardReader:
         self._card(read, now)
 
     def _card(self, read: cf.CardRead, now: float) -> None:
-        token = card_token(self._secret, read.number)
-        if self.kind == "rfid" and not self._repeats.accept(token, now):
+        tokens = tuple(token for _, token in self._keys.tokens(read.number))
+        if not tokens:
+            self._dropped += 1
+            log.warning("card read dropped: no card key yet (the central sends it)")
+            return
+        if self.kind == "rfid" and not self._repeats.accept(tokens[0], now):
             return
         self.reads += 1
-        event = CardPresented(token=token, kind=read.kind, last4=read.last4, at=now)
+        event = CardPresented(tokens=tokens, kind=read.kind, last4=read.last4, at=now)
         log.info("card presented: %s ...%s", event.kind, event.last4)
         try:
             self._on_card(event)
