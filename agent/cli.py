@@ -111,6 +111,9 @@ def _enroll(args: argparse.Namespace) -> int:
         print(f"enrolment failed: {e}", file=sys.stderr)
         return 1
     print(f"enrolled as {ident.till_id} (store {ident.store}); state in {args.state}")
+    if not ident.card_keys_path.exists():
+        print("no card keys received: the central sends them only over TLS; cards cannot be"
+              " identified until it does", file=sys.stderr)
     cfg = AgentConfig.load(args.state, {})
     try:
         if not cfg.pos_secret_path.exists():

@@ -65,7 +65,7 @@ class AgentConfig:
                     and int(minute) < 60):
                 raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
         _check_vat(cfg)
-        cfg.loyalty_card_ranges = check_loyalty_ranges(list(cfg.loyalty_card_ranges))
+        cfg.loyalty_card_ranges = check_loyalty_ranges(cfg.loyalty_card_ranges)
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
             cfg.port_file = Path(cfg.port_file)

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import ssl
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from agent import card_keys
-from protocol.card_keys import CardKey, CardKeyError, CardKeyring, check_outside, write_ring
+from protocol.card_keys import CardKeyError, CardKeyring, check_outside, new_key, write_ring
 from protocol.signing import (
     generate_key,
     load_key,
@@ -108,11 +109,9 @@ def _move_legacy_secret(state_dir: Path, keys_path: Path) -> None:
     if not legacy.exists():
         return
     if not keys_path.exists():
-        from datetime import UTC, datetime, timedelta
-
-        now = datetime.now(UTC)
+        # its dates are the till's guess: the central's own arrive with the next pull
         secret = bytes.fromhex(read_secret_file(legacy).decode().strip())
-        write_ring(keys_path, CardKeyring([CardKey(1, secret, now, now + timedelta(days=1))]))
+        write_ring(keys_path, CardKeyring([new_key(1, datetime.now(UTC), secret=secret)]))
     legacy.unlink()
 
 

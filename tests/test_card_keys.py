@@ -186,3 +186,32 @@ async def test_rotation_at_the_central_rekeys_on_sight_and_retirement_keeps_the_
     assert resp.status == 409
     assert json.loads(path.read_text())["keys"][0]["version"] == 3
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_till_moves_a_legacy_card_secret_out_of_its_state(tmp_path: Path):
+    from agent import identity
+    from protocol.signing import generate_key
+
+    state = tmp_path / "till"
+    state.mkdir()
+    central = Ed25519PrivateKey.generate()
+    generate_key(state / "till.key")
+    (state / "till.json").write_text(json.dumps({
+        "till_id": "till_x", "store": "s1", "central_url": "http://127.0.0.1:1",
+        "central_public_key": public_key_hex(central)}))
+    (state / "card-secret").write_text("cd" * 32)
+    (state / "card-secret").chmod(0o600)
+    ident = identity.load(state)
+    assert ident.card_keys_path == tmp_path / "till-keys" / "card-keys"
+    assert read_ring(ident.card_keys_path).newest.secret == bytes.fromhex("cd" * 32)
+    assert not (state / "card-secret").exists()
+
+
+def test_programme_card_ranges_setting_is_checked(tmp_path: Path):
+    from agent.config import AgentConfig
+
+    assert AgentConfig.load(tmp_path, {"loyalty_card_ranges": ["2200", "46"]}) \
+        .loyalty_card_ranges == ("2200", "46")
+    for bad in (["22a"], "2200", [""], ["1" * 20], [22]):
+        with pytest.raises(ValueError, match="loyalty_card_ranges"):
+            AgentConfig.load(tmp_path, {"loyalty_card_ranges": bad})

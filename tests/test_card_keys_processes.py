@@ -155,7 +155,8 @@ async def test_agent_and_central_over_tls(tmp_path: Path):
         a = await store.office("POST", "/api/v1/customers", {"card_number": OLD_CARD})
         assert (await swipe(store, till, OLD_CARD))["customer_id"] == a["id"]
         await store.pos(till, "POST", "/pos/v1/receipts", {"customer_id": a["id"], "lines": [
-            {"sku": "1", "name": "Socks", "qty": 1000, "price": 10000, "category": "x"}]})
+            {"sku": "1", "name": "Socks", "qty": 1000, "price": 10000, "category": "x",
+             "vat": "22"}]})
         await store.wait_synced()
 
 
