@@ -51,14 +51,17 @@ def test_without_tiers_nothing_is_tracked():
 
 def test_rollover_marks_customers_changed_and_materialises_the_new_tier(tmp_path):
     from central import customers, db, rulesets
+    from protocol.card_keys import CardKeyring, new_key
     from protocol.rules import default_ruleset_doc
+
+    keys = CardKeyring([new_key(1, at(1))])
 
     conn = db.connect(tmp_path / "c.db")
     try:
         doc = default_ruleset_doc()
         doc["tiers"] = MONTHLY
         rulesets.publish(conn, doc, "test", at(1))
-        created = [customers.create(conn, b"k" * 32, at(1), card_number=f"29900000000{i}2")
+        created = [customers.create(conn, keys, at(1), card_number=f"29900000000{i}2")
                    for i in range(3)]
         spends = [600_000, 100_000, 0]
         for c, spend in zip(created, spends, strict=True):
