@@ -124,9 +124,11 @@ class Checkout:
     # -- customers ----------------------------------------------------------------------
 
     def customer(self, customer_id: str | None, now: datetime | None = None,
-                 zone: tzinfo | None = None) -> tuple[rules.Customer, offline_caps.Allowance]:
+                 zone: tzinfo | None = None, store_zone: tzinfo | None = None,
+                 ) -> tuple[rules.Customer, offline_caps.Allowance]:
         """The customer as the rules see them, with what the offline caps allow them;
-        `zone` is the programme's (rules.programme_zone), for per-customer budget periods."""
+        `zone` is the programme's (rules.programme_zone), for per-customer budget periods,
+        `store_zone` the store's (rules.place_of), whose days the daily card cap counts."""
         now = now or self.clock()
         if customer_id is None:
             return (rules.Customer(allowances=self.allowances.for_customer(None, now, zone)),
@@ -136,7 +138,7 @@ class Checkout:
             raise CheckoutError(404, "customer is not known to this till")
         allowed = offline_caps.allowance(
             offline_caps.load(self.db),
-            offline_caps.usage(self.db, customer_id, now))
+            offline_caps.usage(self.db, customer_id, now, store_zone))
         return rules.Customer(id=found.id, balance=max(0, found.available), tier=found.tier,
                               segments=found.segments, birthday=found.birthday,
                               purchase_count=found.purchases,
@@ -157,7 +159,8 @@ class Checkout:
     def price(self, lines: tuple[DraftLine, ...], customer_id: str | None) -> dict[str, Any]:
         version, rs = self.rules.get()
         now = self.clock()
-        customer, allowed = self.customer(customer_id, now, rules.programme_zone(rs))
+        customer, allowed = self.customer(
+            customer_id, now, rules.programme_zone(rs), rules.place_of(rs, self.store).time_zone)
         pricing = rules.price(rs, _receipt(lines, self.store), customer, now).to_dict()
         if allowed.reason and pricing["max_redeemable"] == allowed.points:
             # The engine only knows "the till's offline limit"; the cashier is told which.
@@ -181,7 +184,9 @@ class Checkout:
             except TaxRefused as e:
                 raise CheckoutError(e.status, str(e)) from None
             receipt = _receipt(lines, self.store)
-            customer, allowed = self.customer(customer_id, now, rules.programme_zone(rs))
+            customer, allowed = self.customer(
+                customer_id, now, rules.programme_zone(rs),
+                rules.place_of(rs, self.store).time_zone)
             if redeem and customer_id is None:
                 raise CheckoutError(409, "only members can pay with points")
             if allowed.points is not None and redeem > allowed.points:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import sqlite_utils
 
 from agent import journal
 from agent.store import get_meta, set_meta
+from protocol.lots import local_midnight
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,21 @@ def mark_contact(db: sqlite_utils.Database, now: datetime) -> None:
     set_meta(db, "last_contact_at", now.isoformat(timespec="seconds"))
 
 
-def usage(db: sqlite_utils.Database, customer_id: str, now: datetime) -> Usage:
-    day = now.date().isoformat()
-    next_day = (now.date() + timedelta(days=1)).isoformat()
+def day_bounds(now: datetime, zone: tzinfo | None = None) -> tuple[str, str]:
+    """The store's day around `now` as two UTC ISO instants [start, end), comparable with
+    journal times: "per card per day" is the store's day, midnight to midnight."""
+    if zone is None:
+        day = now.date()
+        return day.isoformat(), (day + timedelta(days=1)).isoformat()
+    day = now.astimezone(zone).date()
+    return tuple(local_midnight(d, zone).astimezone(UTC).isoformat(timespec="seconds")
+                 for d in (day, day + timedelta(days=1)))  # type: ignore[return-value]
+
+
+def usage(db: sqlite_utils.Database, customer_id: str, now: datetime,
+          zone: tzinfo | None = None) -> Usage:
+    """`zone`: the store's (protocol.rules.place_of), whose days the daily cap counts."""
+    day, next_day = day_bounds(now, zone)
     ep = journal.epoch(db)
     acked = int(get_meta(db, "acked_seq", "0") or 0)
     # Redemption only; a refund of points on a return does not lift the caps again.

@@ -33,6 +33,11 @@ class Lifetime:
     period: str | None = None  # month, quarter, year
 
 
+def local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The first instant of `day` on the wall clock of `zone`."""
+    return _midnight(day, zone)
+
+
 def _midnight(day: date, zone: tzinfo) -> datetime:
     # Through UTC and back: a midnight that a DST jump skips becomes the first instant
     # of that day that exists, not a wall time that never happened.

@@ -197,3 +197,15 @@ def test_budget_periods_are_the_programmes_calendar(tmp_path):
         assert allowances["promo"]["period_key"] == "month:2027-01"
     finally:
         conn.close()
+
+
+def test_the_daily_card_cap_counts_the_stores_day():
+    from agent.offline_caps import day_bounds
+
+    late = datetime(2027, 3, 1, 22, 30, tzinfo=UTC)  # 01:30 on 2 March in Moscow
+    assert day_bounds(late, MOSCOW) == ("2027-03-01T21:00:00+00:00",
+                                        "2027-03-02T21:00:00+00:00")
+    assert day_bounds(late) == ("2027-03-01", "2027-03-02")  # no zone: UTC days, as before
+    # Journal times are UTC ISO instants: 22:00 UTC is the Moscow day of 2 March, not 1 March.
+    start, end = day_bounds(late, MOSCOW)
+    assert start <= "2027-03-01T22:00:00+00:00" < end
