@@ -167,6 +167,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE cards ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE cards ADD COLUMN retired_at TEXT
     """,
+    # 10: returns anywhere in the chain. A sale's lots and redemption are found by its
+    # receipt id alone (a return may be taken at another till); the central's copy of a
+    # sale by its receipt id; what of each sale has been returned; leases on returning it.
+    """
+    DROP INDEX lots_receipt;
+    CREATE INDEX lots_receipt ON lots(receipt_id);
+    DROP INDEX ledger_redeem_receipt;
+    CREATE INDEX ledger_redeem_receipt ON ledger(receipt_id) WHERE kind = 'redeem';
+    CREATE INDEX journal_sale ON journal(receipt_id) WHERE kind = 'sale';
+    CREATE TABLE sale_returns (receipt_id TEXT PRIMARY KEY, returned TEXT NOT NULL);
+    CREATE TABLE return_leases (
+        id TEXT PRIMARY KEY, receipt_id TEXT NOT NULL, till_id TEXT NOT NULL,
+        lines TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'confirmed', 'released'))
+    );
+    CREATE INDEX return_leases_receipt ON return_leases(receipt_id, status);
+    """,
 ]
 
 

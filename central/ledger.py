@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from central.clock import iso, parse_iso
 from central.db import next_counter, transaction
@@ -329,14 +329,9 @@ def clawback(
     """Take back points earned on returned goods; returns the part that became debt."""
     mature(conn, customer_id, now)
     _record(conn, customer_id, "clawback", -points, now, src)
-    # The receipt's own lot first (usually still pending), then any active points.
-    taken = _consume(
-        conn,
-        customer_id,
-        points,
-        "till_id = ? AND receipt_id = ?",
-        (src.till_id, original_receipt_id),
-    )
+    # The receipt's own lot first (usually still pending), then any active points. The
+    # receipt id alone names the sale (80 random bits): the return may be at another till.
+    taken = _consume(conn, customer_id, points, "receipt_id = ?", (original_receipt_id,))
     left = points - sum(p for _, p in taken)
     if left:
         left -= sum(p for _, p in _consume(conn, customer_id, left, "status = 'active'"))
@@ -362,9 +357,9 @@ def refund(
     restored_from_lots = conn.execute(
         "SELECT rl.rowid AS rid, rl.lot_id, rl.points, lots.status FROM redemption_lots rl"
         " JOIN ledger l ON l.id = rl.ledger_id JOIN lots ON lots.id = rl.lot_id"
-        " WHERE l.till_id = ? AND l.receipt_id = ? AND l.kind = 'redeem' AND rl.points > 0"
-        " ORDER BY rl.rowid DESC",
-        (src.till_id, original_receipt_id),
+        " WHERE l.receipt_id = ? AND l.kind = 'redeem' AND l.customer_id = ?"
+        " AND rl.points > 0 ORDER BY rl.rowid DESC",
+        (original_receipt_id, customer_id),
     ).fetchall()
     for row in restored_from_lots:
         if left == 0:
@@ -386,12 +381,22 @@ def refund(
         _add_debt(conn, customer_id, -paid)
         left -= paid
     if left:
-        far = now + timedelta(days=365)
+        # Spent beyond the balance (offline) and the debt since paid from later active
+        # lots, which are not recorded one by one: the points come back with the expiry of
+        # the soonest-expiring of them, so a return never lengthens points' life.
+        row = conn.execute(
+            "SELECT MIN(expires_at) FROM lots WHERE customer_id = ? AND status = 'active'"
+            " AND expires_at > ?", (customer_id, iso(now))).fetchone()
+        expires = row[0] if row and row[0] else iso(now)
+        status = "active" if expires > iso(now) else "expired"
         conn.execute(
             "INSERT INTO lots (customer_id, till_id, receipt_id, points, remaining,"
-            " activates_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')",
-            (customer_id, src.till_id, src.receipt_id, left, left, iso(now), iso(far)),
+            " activates_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (customer_id, src.till_id, src.receipt_id, left,
+             left if status == "active" else 0, iso(now), expires, status),
         )
+        if status == "expired":
+            _record(conn, customer_id, "expire", -left, now, src)
     mature(conn, customer_id, now)
 
 

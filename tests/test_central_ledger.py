@@ -75,6 +75,36 @@ def test_return_takes_back_from_the_receipts_own_lot_and_refunds_into_the_spent_
     assert ledger.balance(conn, cid).available == 0
 
 
+def test_a_return_at_another_till_finds_the_sales_own_lots_and_keeps_their_expiry(conn):
+    cid = customer(conn)
+    ledger.earn(conn, cid, 200, T0, T0 + timedelta(days=30), T0, src("bonus", "t1"))
+    ledger.redeem(conn, cid, 150, T0, src("sale", "t1"))
+    ledger.earn(conn, cid, 40, T0 + timedelta(days=14), T0 + timedelta(days=379), T0,
+                src("sale", "t1"))
+    ledger.earn(conn, cid, 500, T0, T0 + timedelta(days=365), T0, src("other", "t1"))
+    # Brought back to till t2 on day 5: the sale's pending lot pays the clawback (the
+    # customer's 500 active points stay whole), the points spent go back into the bonus lot.
+    day5 = T0 + timedelta(days=5)
+    assert ledger.clawback(conn, cid, 40, "sale", day5, src("ret", "t2")) == 0
+    ledger.refund(conn, cid, 150, "sale", day5, src("ret", "t2"))
+    assert ledger.balance(conn, cid) == ledger.Balance(available=700, pending=0, debt=0)
+    # Buy and return did not lengthen the points' life: they expire with the bonus lot.
+    ledger.mature(conn, cid, T0 + timedelta(days=30))
+    assert ledger.balance(conn, cid).available == 500
+    assert conn.execute("SELECT COUNT(*) FROM lots").fetchone()[0] == 3
+
+
+def test_points_refunded_after_their_debt_was_paid_never_outlive_the_lot_that_paid(conn):
+    cid = customer(conn)
+    assert ledger.redeem(conn, cid, 100, T0, src("offline-sale")) == 100  # overspent
+    ledger.earn(conn, cid, 100, T0, T0 + timedelta(days=60), T0, src("later"))  # pays debt
+    assert ledger.balance(conn, cid) == ledger.Balance(available=0, pending=0, debt=0)
+    ledger.refund(conn, cid, 100, "offline-sale", T0 + timedelta(days=1), src("ret", "t2"))
+    assert ledger.balance(conn, cid).available == 100
+    ledger.mature(conn, cid, T0 + timedelta(days=60))
+    assert ledger.balance(conn, cid).available == 0
+
+
 def test_clawback_beyond_the_balance_is_recorded_as_debt(conn):
     cid = customer(conn)
     ledger.earn(conn, cid, 60, T0, T0 + timedelta(days=365), T0, src("sale"))
