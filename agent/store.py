@@ -148,6 +148,12 @@ def m006_pos_idempotency_keys(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m007_sale_payments(db: sqlite_utils.Database) -> None:
+    # How each sale was paid (protocol.payments), so its returns go back the same way.
+    db.execute("ALTER TABLE receipts ADD COLUMN payments BLOB")
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

@@ -122,3 +122,30 @@ def test_return_of_a_discounted_line_refunds_what_was_paid():
     s = settle(EXAMPLE, r, member(tier="base"), NOON)
     out = price_return(EXAMPLE, s, {}, {0: 1000})
     assert out.money == rub(700) and out.clawback == 0
+
+
+def _with_after_window(setting: str):
+    from protocol.rules import compile_ruleset, default_ruleset_doc
+    doc = default_ruleset_doc()
+    doc["programme"]["after_return_window"] = setting
+    return compile_ruleset(doc)
+
+
+def test_goods_back_after_the_window_keep_or_lose_their_points_as_the_programme_says():
+    s = _three_cups()
+    keep, take = _with_after_window("keep"), _with_after_window("take_back")
+    kept = price_return(keep, s, {}, {0: 1000}, past_window={0})
+    assert (kept.clawback, kept.refund, kept.money) == (0, 33, 29999)
+    assert kept.points_after_window == "kept"
+    taken = price_return(take, s, {}, {0: 1000}, past_window={0})
+    assert (taken.clawback, taken.points_after_window) == (14, "taken back")
+    # Within the window the setting changes nothing, and says nothing.
+    inside = price_return(keep, s, {}, {0: 1000})
+    assert (inside.clawback, inside.points_after_window) == (14, "")
+    assert ReturnOutcome.from_dict(kept.to_dict()) == kept
+
+
+def test_after_return_window_is_checked_naming_the_setting():
+    from protocol.rules import RuleSetError
+    with pytest.raises(RuleSetError, match=r"programme\.after_return_window"):
+        _with_after_window("forever")

@@ -26,7 +26,7 @@ from protocol.rules.results import (
     ReturnOutcome,
     Settlement,
 )
-from protocol.rules.returns import price_return
+from protocol.rules.returns import money_refunded, price_return
 from protocol.rules.tiers import resolve_tier, tier_for_spend, window_end
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "default_ruleset_doc",
     "example_ruleset_doc",
     "local_time",
+    "money_refunded",
     "place_of",
     "price",
     "price_return",

@@ -29,8 +29,10 @@ TOP = frozenset({"version", "valid_from", "programme", "tiers", "redemption", "c
                  "stores"})
 PROGRAMME = frozenset({
     "units", "default_unit", "rounding", "return_window_days", "return_windows", "lifetime",
-    "excluded", "earn_on_redeemed", "time_zone",
+    "excluded", "earn_on_redeemed", "time_zone", "after_return_window",
 })
+# What a return after the line's return window (warranty, defects) does to earned points.
+AFTER_WINDOW = ("take_back", "keep")
 RETURN_WINDOW = frozenset({"match", "channels", "tiers", "days"})
 UNIT = frozenset({"decimals", "worth", "name"})
 WORTH = frozenset({"steps", "kopecks"})
@@ -173,6 +175,8 @@ def _programme(r: Reader, value: object, path: str, tiers: m.Tiers | None) -> m.
         earn_on_redeemed=r.bool_(d, "earn_on_redeemed", path, False),
         return_windows=tuple(windows),
         time_zone=place.read_zone(r, d, "time_zone", path),
+        after_return_window=r.str_(d, "after_return_window", path, "take_back",
+                                   choices=AFTER_WINDOW),
     )
 
 

@@ -233,6 +233,9 @@ class Programme:
     # Stores' wall clock unless a store has its own, and customers' calendar periods;
     # None: read `now` as given (protocol.rules.place)
     time_zone: tzinfo | None = None
+    # A return after a line's window (warranty): "take_back" its earned points (into debt
+    # if spent) or "keep" them.
+    after_return_window: str = "take_back"
 
     def window_for(self, line: ReceiptLine, prefixes: frozenset[str], channel: str,
                    tier: str | None) -> int:

@@ -345,6 +345,9 @@ class ReturnOutcome:
     returned_after: Mapping[int, int]
     complete: bool  # everything on the receipt has now been returned
     shortfall: int = 0
+    # Lines back after their window: "" (none), "taken back" or "kept" (the programme's
+    # after_return_window), for the cashier to tell the customer.
+    points_after_window: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -356,6 +359,7 @@ class ReturnOutcome:
             # string keys: the same dict must survive JSON as well as msgpack
             "returned_after": {str(k): v for k, v in sorted(self.returned_after.items())},
             "complete": self.complete, "shortfall": self.shortfall,
+            "points_after_window": self.points_after_window,
         }
 
     @classmethod
@@ -368,4 +372,5 @@ class ReturnOutcome:
             bonuses_taken=tuple(Earning.from_dict(x) for x in d.get("bonuses_taken", ())),
             returned_after={int(k): v for k, v in d["returned_after"].items()},
             complete=d["complete"], shortfall=d.get("shortfall", 0),
+            points_after_window=d.get("points_after_window", ""),
         )

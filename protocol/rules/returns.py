@@ -10,7 +10,7 @@ stop qualifying (basket below its threshold, a required item gone, or nothing le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from protocol.rules import model as m
 from protocol.rules.arith import cumulative_part, is_int
@@ -37,16 +37,22 @@ def _check(original: Settlement, qtys: Mapping[int, int], what: str) -> None:
 def price_return(
     ruleset: m.RuleSet, original: Settlement, returned_before: Mapping[int, int],
     returning: Mapping[int, int], balance: int | None = None,
+    past_window: Collection[int] = (),
 ) -> ReturnOutcome:
     """Price returning `returning` (line index -> thousandths) after `returned_before`.
 
     `ruleset` is the current one; the original's own figures decide everything, so a later
-    change of rules never changes what a return of an old receipt gives. With `balance`
+    change of rules never changes what a return of an old receipt gives. Lines in
+    `past_window` come back after their return window: under the programme's
+    `after_return_window: keep` their earned points (and a receipt bonus that only such
+    lines break) stay with the customer. With `balance`
     (available points in the redemption unit) the outcome says how much of the clawback the
     balance cannot cover (shortfall); recording it as a debt is the ledger's job.
     """
     _check(original, returned_before, "returned before")
     _check(original, returning, "returning")
+    keep = ruleset.programme.after_return_window == "keep"
+    late = {i for i in returning if returning[i] and i in past_window}
     after: dict[int, int] = {i: q for i, q in returned_before.items() if q}
     lines: list[ReturnLine] = []
     by_unit: dict[str, int] = {}
@@ -64,7 +70,7 @@ def price_return(
                 f" the {line.qty} bought")
         after[idx] = a
         claw = []
-        for e in line.earned:
+        for e in () if keep and idx in late else line.earned:
             p = cumulative_part(e.points, a, line.qty) - cumulative_part(e.points, b, line.qty)
             if p:
                 claw.append(Earning(e.campaign, e.unit, p))
@@ -77,7 +83,9 @@ def price_return(
         money += mo
         lines.append(ReturnLine(idx, q, tuple(claw), r, rm, mo))
     taken: list[Earning] = []
-    for bonus in original.receipt_bonuses:
+    # A bonus stays when every line this return brings back is past its window and kept.
+    moving = {i for i, q in returning.items() if q}
+    for bonus in () if keep and moving and moving <= late else original.receipt_bonuses:
         held = _holds(bonus, original.lines, returned_before)
         if held and not _holds(bonus, original.lines, after):
             taken.append(Earning(bonus.campaign, bonus.unit, bonus.points))
@@ -94,7 +102,15 @@ def price_return(
         returned_after=after,
         complete=all(after.get(x.index, 0) == x.qty for x in original.lines),
         shortfall=shortfall,
+        points_after_window=("" if not late else "kept" if keep else "taken back"),
     )
+
+
+def money_refunded(original: Settlement, returned: Mapping[int, int]) -> int:
+    """The money all returns of `returned` (line -> thousandths) gave back together: each
+    line's cumulative part, exactly what the returns' `money` figures add up to."""
+    return sum(cumulative_part(line.paid, returned.get(line.index, 0), line.qty)
+               for line in original.lines if returned.get(line.index, 0))
 
 
 def _step(total: int, before: int, after: int, qty: int) -> int:
