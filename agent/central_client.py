@@ -39,14 +39,17 @@ class CentralClient:
         await self._session.close()
 
     async def request(self, method: str, path_qs: str, body: bytes = b"",
-                      content_type: str = "application/msgpack") -> tuple[bytes, str]:
+                      content_type: str = "application/msgpack",
+                      timeout_s: float | None = None) -> tuple[bytes, str]:
         headers = sign_request(self.identity.key, self.identity.till_id, method, path_qs, body,
                                unix_now())
         if body:
             headers["Content-Type"] = content_type
         try:
+            timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
             async with self._session.request(
-                method, path_qs.lstrip("/"), data=body or None, headers=headers
+                method, path_qs.lstrip("/"), data=body or None, headers=headers,
+                timeout=timeout,
             ) as resp:
                 data = await resp.read()
                 if resp.status != 200:

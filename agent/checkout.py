@@ -31,20 +31,24 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime, tzinfo
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 import sqlite_utils
 
 from agent import campaign_allowances, customers, journal, offline_caps, pos_requests
+from agent.central_client import CentralError
 from agent.devices.printer import FiscalLine, FiscalReceipt, PrinterError, ShtrihPrinter
 from agent.failpoints import failpoint
+from agent.fiscal_returns import return_receipt
 from agent.pos_input import DraftLine
 from agent.pos_requests import PosRequest
+from agent.returns_desk import ReturnsDesk
 from agent.rules_cache import RulesCache
 from agent.taxes import StoreVat, TaxRefused
-from protocol import rules
+from protocol import lots, rules
+from protocol import payments as pay
 from protocol.journal import JournalEntry, new_receipt_id
 from protocol.wire import pack, unpack
 
@@ -86,6 +90,9 @@ class Outcome:
     clawback: int = 0
     refund: int = 0
     balance: dict[str, int] | None = None
+    # A return: what goes back to each payment (card first, to the card it came from)
+    payments: dict[str, Any] | None = None
+    points_after_window: str = ""  # "", "taken back" or "kept" (goods back after the window)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,11 +109,45 @@ def _receipt(lines: tuple[DraftLine, ...], store: str) -> rules.Receipt:
     )
 
 
+@dataclass(frozen=True)
+class SoldReceipt:
+    """A sale as a return works from it: this till's record, or the central's copy."""
+
+    receipt_id: str
+    store: str
+    customer_id: str | None
+    ruleset_version: int
+    at: str
+    settlement: rules.Settlement
+    lines: list[DraftLine]
+    returned: dict[int, int]
+    payments: pay.Payments
+
+    @classmethod
+    def from_central(cls, answer: dict[str, Any]) -> SoldReceipt:
+        sale = answer["sale"]
+        settlement = rules.Settlement.from_dict(sale["settlement"])
+        return cls(
+            receipt_id=sale["receipt_id"], store=sale["store"], customer_id=sale["customer_id"],
+            ruleset_version=sale["ruleset_version"], at=sale["at"], settlement=settlement,
+            lines=[DraftLine.from_dict(d) for d in sale["lines"]],
+            returned={int(k): v for k, v in answer["returned"].items()},
+            payments=_stored_split(sale.get("payments"), settlement))
+
+
+def _stored_split(stored: Any, settlement: rules.Settlement) -> pay.Payments:
+    if stored is not None:
+        return pay.Payments.from_dict(stored)
+    # Journalled before splits were kept: such sales were refunded in cash.
+    return pay.Payments(cash=settlement.paid_money, points=settlement.redeemed,
+                        points_money=settlement.redeemed_money)
+
+
 class Checkout:
     def __init__(self, db: sqlite_utils.Database, printer: ShtrihPrinter, rules_cache: RulesCache,
                  store: str, clock: Callable[[], datetime],
                  on_journal: Callable[[], None] = lambda: None,
-                 vat: StoreVat | None = None) -> None:
+                 vat: StoreVat | None = None, central: ReturnsDesk | None = None) -> None:
         self.db = db
         self.printer = printer
         self.rules = rules_cache
@@ -114,6 +155,7 @@ class Checkout:
         self.clock = clock
         self.on_journal = on_journal  # wakes the sync client
         self.vat = vat or StoreVat({})
+        self.central = central  # None: returns of this till's own sales only
         self.allowances = campaign_allowances.Allowances(db)
         # One receipt at a time: a till has one printer and one journal tail.
         self.lock = asyncio.Lock()
@@ -171,7 +213,10 @@ class Checkout:
     # -- confirm ------------------------------------------------------------------------
 
     async def confirm(self, lines: tuple[DraftLine, ...], customer_id: str | None, redeem: int,
-                      payment: str, request: PosRequest | None = None) -> Outcome:
+                      payment: str, payments: Any = None,
+                      request: PosRequest | None = None) -> Outcome:
+        """`payments` is the POS's split ({"cash", "cards": [...]}); without it, `payment`
+        says the whole was paid in cash or by a card (no terminal reference kept)."""
         async with self.lock:
             replayed = self._replay(request)
             if replayed is not None:
@@ -197,6 +242,13 @@ class Checkout:
             except rules.RedemptionError as e:
                 raise CheckoutError(409, f"redemption refused: {e}") from None
             paid = settlement.paid_money
+            try:
+                split = (pay.split_from_pos(payments, paid, settlement.redeemed,
+                                            settlement.redeemed_money)
+                         if payments is not None else
+                         _whole(payment, paid, settlement.redeemed, settlement.redeemed_money))
+            except pay.PaymentError as e:
+                raise CheckoutError(400, str(e)) from None
             fiscal = FiscalReceipt(
                 kind="sale",
                 lines=tuple(
@@ -205,8 +257,8 @@ class Checkout:
                                points_discount=out.redeemed_money, discount=out.discount)
                     for ln, out in zip(lines, settlement.lines, strict=True)
                 ),
-                cash=paid if payment == "cash" else 0,
-                card=paid if payment == "card" else 0,
+                cash=split.cash,
+                card=split.card,
                 text_lines=self._loyalty_lines(customer_id, settlement.earned,
                                                settlement.redeemed, 0, 0),
             )
@@ -222,7 +274,8 @@ class Checkout:
                 # exactly what this till knew of the customer (profile, allowances).
                 detail={"settlement": settlement.to_dict(),
                         "lines": [ln.to_dict() for ln in lines],
-                        "customer": customer.to_dict()},
+                        "customer": customer.to_dict(),
+                        "payments": split.to_dict()},
             )
             return await self._print_and_journal(draft, fiscal, request)
 
@@ -235,47 +288,121 @@ class Checkout:
             if replayed is not None:
                 return replayed
             self._refuse_if_pending()
-            row = self.db.execute(
-                "SELECT customer_id, ruleset_version, settlement, lines, returned, at"
-                " FROM receipts WHERE receipt_id = ?", [receipt_id]).fetchone()
-            if row is None:
+            sale, lease = await self._sale_to_return(receipt_id, returning)
+            try:
+                draft, fiscal, split, refund, outcome = self._price_return(sale, returning,
+                                                                           lease)
+                done = await self._print_and_journal(draft, fiscal, request)
+            except CheckoutError as e:
+                if lease and "pending_receipt_id" not in e.extra:
+                    await self._release(lease)  # nothing printed: the quantity is free
+                raise
+            return replace(done, payments=_refund_view(split, refund, outcome.refund),
+                           points_after_window=outcome.points_after_window)
+
+    async def _sale_to_return(self, receipt_id: str,
+                              returning: dict[int, int]) -> tuple[SoldReceipt, str | None]:
+        """The sale as the central has it, with a lease on this return; offline (or a sale
+        of this till the central has not received yet), this till's own record."""
+        local = self._own_sale(receipt_id)
+        if self.central is None:
+            if local is None:
                 raise CheckoutError(404, "no sale with this receipt id at this till")
-            customer_id, version, settlement_blob, lines_blob, returned_json, sold_at = row
-            _, rs = self.rules.get(version)
-            settlement = rules.Settlement.from_dict(unpack(settlement_blob))
-            before = {int(k): v for k, v in json.loads(returned_json).items()}
-            try:
-                outcome = rules.price_return(rs, settlement, before, returning)
-            except rules.ReturnError as e:
-                raise CheckoutError(409, f"return refused: {e}") from None
-            sold = [DraftLine.from_dict(d) for d in unpack(lines_blob)]
-            try:
-                # A return carries the rate of the sale it returns, not today's.
-                rates = {rl.index: self.vat.returned_rate(sold[rl.index], rl.index,
-                                                          datetime.fromisoformat(sold_at))
-                         for rl in outcome.lines}
-            except TaxRefused as e:
-                raise CheckoutError(e.status, str(e)) from None
-            fiscal = FiscalReceipt(
-                kind="return",
-                lines=tuple(_return_line(sold[rl.index], rl, rates[rl.index][1])
-                            for rl in outcome.lines),
-                cash=outcome.money,
-                text_lines=self._loyalty_lines(customer_id, 0, 0, outcome.clawback,
-                                               outcome.refund),
-            )
-            now = self.clock()
-            draft = JournalEntry(
-                seq=0, epoch="", prev_hash="", kind="return", receipt_id=new_receipt_id(now),
-                at=now.isoformat(timespec="seconds"), store=self.store,
-                customer_id=customer_id, ruleset_version=version, total=outcome.money,
-                fiscal_doc=0, clawback=outcome.clawback, refund=outcome.refund,
-                original_receipt_id=receipt_id,
-                detail={"return": outcome.to_dict(),
-                        "lines": {str(k): v for k, v in sorted(returning.items())},
-                        "vat": {str(k): rate for k, (rate, _) in sorted(rates.items())}},
-            )
-            return await self._print_and_journal(draft, fiscal, request)
+            return local, None
+        try:
+            answer = await self.central.reserve(receipt_id, returning)
+        except CentralError as e:
+            if e.status == 404 and local is not None:
+                return local, None  # ours, not yet at the central: nobody else can return it
+            if e.status == 404:
+                raise CheckoutError(404, "no sale with this receipt id in the chain") from None
+            if e.refused:
+                raise CheckoutError(409 if e.status in (409, 422) else e.status,
+                                    str(e).removeprefix(f"central answered {e.status}: "),
+                                    ) from None
+            if local is None:
+                raise CheckoutError(
+                    503, "the central cannot be reached: a sale made at another till can be"
+                         " returned only while this till is online (its own sales can be"
+                         " returned now)") from None
+            log.warning("return of %s taken offline: %s", receipt_id, e)
+            return local, None
+        sale = SoldReceipt.from_central(answer)
+        if local is not None:
+            # Another till may have taken part of it back: keep this till's record up to
+            # date, for returns it takes offline later.
+            merged = {i: max(local.returned.get(i, 0), q) for i, q in
+                      {**local.returned, **sale.returned}.items()}
+            self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
+                            [json.dumps({str(k): v for k, v in sorted(merged.items())}),
+                             receipt_id])
+            sale = replace(sale, returned=merged)
+        return sale, answer["lease"]
+
+    def _own_sale(self, receipt_id: str) -> SoldReceipt | None:
+        row = self.db.execute(
+            "SELECT customer_id, ruleset_version, settlement, lines, returned, at, payments"
+            " FROM receipts WHERE receipt_id = ?", [receipt_id]).fetchone()
+        if row is None:
+            return None
+        customer_id, version, settlement_blob, lines_blob, returned_json, at, payments_blob = row
+        settlement = rules.Settlement.from_dict(unpack(settlement_blob))
+        return SoldReceipt(
+            receipt_id=receipt_id, store=self.store, customer_id=customer_id,
+            ruleset_version=version, at=at,
+            settlement=settlement, lines=[DraftLine.from_dict(d) for d in unpack(lines_blob)],
+            returned={int(k): v for k, v in json.loads(returned_json).items()},
+            payments=_stored_split(unpack(payments_blob) if payments_blob else None,
+                                   settlement))
+
+    def _price_return(self, sale: SoldReceipt, returning: dict[int, int], lease: str | None,
+                      ) -> tuple[JournalEntry, FiscalReceipt, pay.Payments, pay.Refund,
+                                 rules.ReturnOutcome]:
+        settlement, before, split = sale.settlement, sale.returned, sale.payments
+        now = self.clock()
+        sold_at = datetime.fromisoformat(sale.at)
+        # The programme's current rules say what a late return does to points; the sale's
+        # own figures say everything else (price_return), wherever it was sold.
+        _, rs = self.rules.get()
+        # Past the window when the sale's points would have activated: whole days of the
+        # selling store's wall clock (protocol.lots), as the law counts returns.
+        zone = rules.place_of(rs, sale.store).time_zone or sold_at.tzinfo or UTC
+        late = {i for i in returning
+                if i < len(settlement.lines)
+                and now >= lots.activation(sold_at, settlement.lines[i].return_days, zone)}
+        try:
+            outcome = rules.price_return(rs, settlement, before, returning, past_window=late)
+            refund = pay.refund(split, rules.money_refunded(settlement, before),
+                                outcome.money, outcome.refund_money)
+        except (rules.ReturnError, pay.PaymentError) as e:
+            raise CheckoutError(409, f"return refused: {e}") from None
+        try:
+            # A return carries the rate of the sale it returns, not today's.
+            rates = {rl.index: self.vat.returned_rate(sale.lines[rl.index], rl.index, sold_at)
+                     for rl in outcome.lines}
+        except TaxRefused as e:
+            raise CheckoutError(e.status, str(e)) from None
+        fiscal = return_receipt(
+            sale.lines, outcome, {i: g for i, (_, g) in rates.items()}, refund,
+            self._loyalty_lines(sale.customer_id, 0, 0, outcome.clawback, outcome.refund))
+        detail: dict[str, Any] = {
+            "return": outcome.to_dict(),
+            "lines": {str(k): v for k, v in sorted(returning.items())},
+            "vat": {str(k): rate for k, (rate, _) in sorted(rates.items())},
+            "refund": refund.to_dict()}
+        if lease:
+            detail["lease"] = lease  # the central confirms it with this entry
+        draft = JournalEntry(
+            seq=0, epoch="", prev_hash="", kind="return", receipt_id=new_receipt_id(now),
+            at=now.isoformat(timespec="seconds"), store=self.store,
+            customer_id=sale.customer_id, ruleset_version=sale.ruleset_version,
+            total=outcome.money, fiscal_doc=0, clawback=outcome.clawback,
+            refund=outcome.refund, original_receipt_id=sale.receipt_id, detail=detail)
+        return draft, fiscal, split, refund, outcome
+
+    async def _release(self, lease: str) -> None:
+        if self.central is not None:
+            await self.central.release(lease)
 
     # -- the two phases -----------------------------------------------------------------
 
@@ -420,20 +547,22 @@ class Checkout:
             if entry.kind == "sale":
                 self.db.execute(
                     "INSERT INTO receipts (receipt_id, seq, customer_id, fiscal_doc, at,"
-                    " ruleset_version, lines, settlement) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " ruleset_version, lines, settlement, payments)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [entry.receipt_id, entry.seq, entry.customer_id, fiscal_doc, entry.at,
                      entry.ruleset_version, pack(entry.detail["lines"]),
-                     pack(entry.detail["settlement"])],
+                     pack(entry.detail["settlement"]), pack(entry.detail["payments"])],
                 )
             else:
                 original = entry.original_receipt_id
-                returned = json.loads(self.db.execute(
-                    "SELECT returned FROM receipts WHERE receipt_id = ?", [original]
-                ).fetchone()[0])
-                for k, qty in entry.detail["lines"].items():
-                    returned[k] = returned.get(k, 0) + qty
-                self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
-                                [json.dumps(returned), original])
+                row = self.db.execute("SELECT returned FROM receipts WHERE receipt_id = ?",
+                                      [original]).fetchone()
+                if row is not None:  # a sale of this till (another till's is the central's)
+                    returned = json.loads(row[0])
+                    for k, qty in entry.detail["lines"].items():
+                        returned[k] = returned.get(k, 0) + qty
+                    self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
+                                    [json.dumps(returned), original])
             self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
             outcome = Outcome(entry.receipt_id, fiscal_doc, entry.seq, entry.kind, entry.total,
                               entry.earned, entry.redeemed, entry.clawback, entry.refund,
@@ -520,8 +649,17 @@ class Checkout:
             outcome = "open on the printer, cancelled"
         else:
             outcome = "never printed, dropped"
+        lease = self._pending_lease(receipt_id)
         self._drop_pending(receipt_id, outcome)
+        if lease:
+            await self._release(lease)
         return outcome
+
+    def _pending_lease(self, receipt_id: str) -> str | None:
+        row = self.db.execute("SELECT entry FROM pending WHERE receipt_id = ?",
+                              [receipt_id]).fetchone()
+        lease = unpack(row[0]).get("detail", {}).get("lease") if row else None
+        return lease if isinstance(lease, str) else None
 
     async def _after_print_failure(self, receipt_id: str, kind: str,
                                    before: int) -> Outcome | bool:
@@ -557,14 +695,21 @@ def _journal_lots(settlement: rules.Settlement) -> list[dict[str, Any]]:
     ]
 
 
-def _return_line(sold: DraftLine, rl: rules.ReturnLine, tax: int) -> FiscalLine:
-    """A returned line: its price, less what points and instant discounts had paid of it."""
-    printed = FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, tax=tax)
-    points = min(rl.refund_money, printed.total)
-    # Whatever else the money given back falls short of the price is the line's discount.
-    discount = max(0, printed.total - points - rl.money)
-    return FiscalLine(text=sold.name, qty=rl.qty, price=sold.price, tax=tax,
-                      points_discount=points, discount=discount)
+def _whole(payment: str, paid: int, points: int, points_money: int) -> pay.Payments:
+    """The split of a sale the POS paid wholly one way (the older `payment` field)."""
+    if payment == "card":
+        return pay.Payments(0, (pay.CardPayment(paid, "", "", ""),) if paid else (),
+                            points, points_money)
+    return pay.Payments(paid, (), points, points_money)
+
+
+def _refund_view(split: pay.Payments, refund: pay.Refund, points: int) -> dict[str, Any]:
+    """What the cashier gives back: cash, each card with the terminal reference to refund
+    it against, and points."""
+    return {"cash": refund.cash,
+            "cards": [{**card.to_dict(), "amount": amount}
+                      for card, amount in zip(split.cards, refund.cards, strict=True) if amount],
+            "points": points}
 
 
 def _fiscal_to_wire(r: FiscalReceipt) -> dict[str, Any]:

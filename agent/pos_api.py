@@ -21,11 +21,10 @@ from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
 from agent.devices.reader import CardPresented, CardTokens
 from agent.pos_auth import PosSecret, guard_middleware
-from agent.pos_input import BadRequest, parse_lines, parse_return_lines
+from agent.pos_input import MAX_LINES, BadRequest, parse_lines, parse_return_lines
 from agent.rules_cache import NoRuleSet
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
 from protocol.rules import InputError
-from protocol.wire import unpack
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -168,9 +167,12 @@ async def confirm(request: web.Request) -> web.Response:
     payment = body.get("payment", "cash")
     if payment not in ("cash", "card"):
         raise BadRequest("payment must be 'cash' or 'card'")
+    if "payment" in body and body.get("payments") is not None:
+        raise BadRequest("send payments (the split) or payment, not both")
+    # The split is checked against what is to pay once the receipt is settled.
     outcome = await request.app[TILL].checkout.confirm(
         parse_lines(body.get("lines")), _customer_id(body), redeem, payment,
-        request=_idempotent(request, body, "receipts"))
+        body.get("payments"), request=_idempotent(request, body, "receipts"))
     return web.json_response(outcome.to_dict(), status=201)
 
 
@@ -181,11 +183,8 @@ async def return_goods(request: web.Request) -> web.Response:
     if not isinstance(receipt_id, str) or not receipt_id:
         raise BadRequest("receipt_id must be the id of the original sale")
     checkout = request.app[TILL].checkout
-    row = checkout.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?",
-                              [receipt_id]).fetchone()
-    if row is None:
-        raise CheckoutError(404, "no sale with this receipt id at this till")
-    returning = parse_return_lines(body.get("lines"), len(unpack(row[0])))
+    # The sale may be another till's: its lines are checked against the sale itself.
+    returning = parse_return_lines(body.get("lines"), MAX_LINES)
     outcome = await checkout.return_goods(receipt_id, returning,
                                           request=_idempotent(request, body, "returns"))
     return web.json_response(outcome.to_dict(), status=201)

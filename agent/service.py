@@ -26,6 +26,7 @@ from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
 from agent.pos_api import LastCard, Till, make_app
 from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
+from agent.returns_desk import ReturnsDesk
 from agent.rules_cache import RulesCache
 from agent.store import open_store
 from agent.sync import SyncClient
@@ -75,7 +76,8 @@ class Agent:
         self.rules = RulesCache(self.db)
         self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
                                  on_journal=self.wake_push,
-                                 vat=StoreVat(cfg.tax_groups, cfg.vat_rate))
+                                 vat=StoreVat(cfg.tax_groups, cfg.vat_rate),
+                                 central=ReturnsDesk(self.client, self.sync))
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
 

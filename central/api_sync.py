@@ -7,7 +7,9 @@ import logging
 
 from aiohttp import web
 
-from central import deltas, ingest, rulesets, tills
+from central import deltas, ingest, returns, rulesets, tills
+from central.db import transaction
+from central.errors import Refused
 from central.ingest_writer import IngestWriter
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
 from protocol.card_keys import encode_for_till
@@ -132,3 +134,37 @@ async def position(request: web.Request) -> web.Response:
     if not epoch:
         raise ApiError(400, "'epoch' is required")
     return web.json_response(ingest.position(request.app[DB], till_id, epoch, first, last))
+
+
+@routes.post("/sync/v1/returns/reserve")
+async def reserve_return(request: web.Request) -> web.Response:
+    """A till is about to take a return: the sale, what of it is back, and a lease on it."""
+    till_id = await _calling_till(request)
+    body = await json_body(request)
+    receipt_id = field(body, "receipt_id", str)
+    raw = field(body, "lines", dict)
+    lines: dict[int, int] = {}
+    for k, q in raw.items():
+        if not str(k).isdigit() or isinstance(q, bool) or not isinstance(q, int) or q < 1:
+            raise ApiError(400, "'lines' must map line numbers to quantities of at least 1")
+        lines[int(k)] = q
+    if not lines:
+        raise ApiError(400, "'lines' must name at least one line")
+    conn = request.app[DB]
+    try:
+        with transaction(conn):
+            answer = returns.reserve(conn, till_id, receipt_id, lines, request.app[CLOCK]())
+    except Refused as e:
+        raise ApiError(e.status, str(e)) from None
+    return web.json_response(answer)
+
+
+@routes.post("/sync/v1/returns/release")
+async def release_return(request: web.Request) -> web.Response:
+    """The till gave the return up (cancelled or never printed): free what it held."""
+    till_id = await _calling_till(request)
+    lease = field(await json_body(request), "lease", str)
+    conn = request.app[DB]
+    with transaction(conn):
+        released = returns.release(conn, till_id, lease)
+    return web.json_response({"released": released})

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from central import settlement
+from central import returns, settlement
 from central.alerts import raise_alert
 from central.clock import iso
 from central.db import transaction
@@ -144,6 +144,12 @@ def apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
     if fresh:
         _store_entries(conn, batch.till_id, fresh, now)
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
+        # Returns are few: their detail (lines returned, the lease) is decoded here, so the
+        # central knows what of each sale is back, whichever till took it.
+        returned = [JournalEntry.from_encoded_body(raw) for e, raw in fresh
+                    if e.kind == "return"]
+        if returned:
+            returns.record(conn, batch.till_id, returned, now)
         acked = fresh[-1][0].seq
     conn.execute(
         "UPDATE till_epochs SET acked_seq = ?, last_hash = ? WHERE till_id = ? AND epoch = ?",

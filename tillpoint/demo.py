@@ -60,7 +60,8 @@ class Day:
         self.rng = rng
         self.cards = [card_number(i + 1) for i in range(members)]
         self.sales: list[tuple[Till, dict, list[dict]]] = []
-        self.stats = {"receipts": 0, "member_receipts": 0, "returns": 0, "redemptions": 0}
+        self.stats = {"receipts": 0, "member_receipts": 0, "returns": 0, "redemptions": 0,
+                      "returns_at_another_till": 0}
         self.served: set[str] = set()
 
     async def enrol_customers(self) -> None:
@@ -104,7 +105,7 @@ class Day:
             redeem = min(priced["max_redeemable"], self.rng.randint(50, 300))
         done = await self.store.pos(till, "POST", "/pos/v1/receipts", {
             "customer_id": customer_id, "lines": lines, "redeem": redeem,
-            "payment": self.rng.choice(["cash", "card"])})
+            "payments": self.payments(n, priced, redeem)})
         self.stats["receipts"] += 1
         if customer_id:
             self.stats["member_receipts"] += 1
@@ -113,8 +114,21 @@ class Day:
             self.stats["redemptions"] += 1
         self.sales.append((till, done, lines))
 
+    def payments(self, n: int, priced: dict, redeem: int) -> dict:
+        """Cash, a bank card (with the terminal's reference), or some of each."""
+        # What is left to pay once points (1.00 each in the demo's programme) have paid.
+        to_pay = priced["total"] - priced["discount"] - redeem * 100
+        how = self.rng.choice(["cash", "card", "split"])
+        card = to_pay if how == "card" else to_pay // 2 if how == "split" else 0
+        if card <= 0:
+            return {"cash": to_pay}
+        return {"cards": [{"amount": card, "rrn": f"{612000000000 + n}",
+                           "approval_code": f"{self.rng.randrange(16**6):06X}",
+                           "terminal_id": "T-0001"}]}
+
     async def partial_return(self) -> None:
-        """A customer brings back part of an earlier purchase to the till that sold it."""
+        """A customer brings back part of an earlier purchase, every other time to another
+        till than the one that sold it (the central prices it from its copy of the sale)."""
         # Every other return is of a receipt partly paid with points, so points come back.
         redeemed = [s for s in self.sales[-40:] if s[1]["redeemed"]]
         pool = redeemed if redeemed and self.stats["returns"] % 2 else self.sales[-20:]
@@ -122,9 +136,20 @@ class Day:
         index = self.rng.randrange(len(lines))
         qty = lines[index]["qty"]
         back = qty // 2 if qty >= 2000 and qty % 2000 == 0 else qty
-        await self.store.pos(till, "POST", "/pos/v1/returns", {
-            "receipt_id": sale["receipt_id"], "lines": [{"line": index, "qty": back}]})
+        tills = self.store.tills
+        elsewhere = len(tills) > 1 and self.stats["returns"] % 2 == 0
+        if elsewhere:
+            await self.store.wait_synced()  # the central has the sale to price it from
+            till = tills[(tills.index(till) + 1) % len(tills)]
+        try:
+            await self.store.pos(till, "POST", "/pos/v1/returns", {
+                "receipt_id": sale["receipt_id"], "lines": [{"line": index, "qty": back}]})
+        except ApiError as e:
+            if e.status != 409:  # that line is already back: the customer keeps the rest
+                raise
+            return
         self.stats["returns"] += 1
+        self.stats["returns_at_another_till"] += elsewhere
 
 
 async def reconcile(store: StoreHarness) -> dict[str, Any]:
@@ -179,6 +204,7 @@ async def play(workdir: Path, receipts: int, tills: int, members: int, seed: int
         "non_member_receipts": day.stats["receipts"] - day.stats["member_receipts"],
         "redemptions": day.stats["redemptions"],
         "returns": day.stats["returns"],
+        "returns_at_another_till": day.stats["returns_at_another_till"],
         "points_earned": check["totals"]["earned"],
         "points_redeemed": check["totals"]["redeemed"],
         "points_clawed_back": check["totals"]["clawback"],

@@ -1,0 +1,121 @@
+"""Returns anywhere in the chain: the central's copy of a sale, and leases on returning it.
+
+While a till is online it asks here before every return, of its own sales too: the central
+answers with the sale (lines, settlement, payments, the rule-set version) and what of it has
+been returned, and holds a lease on the receipt until the till's journal entry confirms it,
+or the till cancels, or the lease times out. One open lease per receipt: two tills returning
+the same line at once cannot both succeed, and every return is priced from the quantities
+returned before it, which is what keeps partial returns adding up exactly (protocol.rules
+.returns prices by cumulative parts).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from central.alerts import raise_alert
+from central.clock import iso
+from central.errors import Refused
+from protocol.journal import JournalEntry
+
+LEASE_S = 300  # long enough for a paper change in the middle of a return receipt
+
+
+def sale(conn: sqlite3.Connection, receipt_id: str) -> tuple[str, JournalEntry] | None:
+    row = conn.execute(
+        "SELECT till_id, body FROM journal WHERE receipt_id = ? AND kind = 'sale'",
+        (receipt_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return row["till_id"], JournalEntry.from_encoded_body(row["body"])
+
+
+def returned(conn: sqlite3.Connection, receipt_id: str) -> dict[int, int]:
+    row = conn.execute("SELECT returned FROM sale_returns WHERE receipt_id = ?",
+                       (receipt_id,)).fetchone()
+    return {int(k): v for k, v in json.loads(row["returned"]).items()} if row else {}
+
+
+def reserve(conn: sqlite3.Connection, till_id: str, receipt_id: str, lines: dict[int, int],
+            now: datetime) -> dict[str, Any]:
+    """Lease `lines` of a sale for a return at `till_id`; raises Refused with the reason."""
+    found = sale(conn, receipt_id)
+    if found is None:
+        raise Refused(404, "the central holds no sale with this receipt id (its till may not"
+                           " have sent it yet)")
+    sold_by, entry = found
+    conn.execute("UPDATE return_leases SET status = 'released' WHERE receipt_id = ?"
+                 " AND status = 'open' AND expires_at <= ?", (receipt_id, iso(now)))
+    busy = conn.execute("SELECT till_id FROM return_leases WHERE receipt_id = ?"
+                        " AND status = 'open'", (receipt_id,)).fetchone()
+    if busy is not None:
+        raise Refused(409, "this receipt is being returned at another till right now"
+                           f" ({busy['till_id']}); try again when that return is done")
+    before = returned(conn, receipt_id)
+    sold = entry.detail.get("lines", [])
+    for idx, qty in sorted(lines.items()):
+        if not 0 <= idx < len(sold):
+            raise Refused(409, f"return refused: no line {idx} on the receipt (it has"
+                               f" {len(sold)} lines)")
+        if before.get(idx, 0) + qty > sold[idx]["qty"]:
+            raise Refused(409, f"return refused: line {idx} ({sold[idx]['sku']}): returning"
+                               f" {qty} after {before.get(idx, 0)} would exceed the"
+                               f" {sold[idx]['qty']} bought")
+    lease = secrets.token_hex(12)
+    expires = now + timedelta(seconds=LEASE_S)
+    conn.execute(
+        "INSERT INTO return_leases (id, receipt_id, till_id, lines, created_at, expires_at,"
+        " status) VALUES (?, ?, ?, ?, ?, ?, 'open')",
+        (lease, receipt_id, till_id, json.dumps({str(k): v for k, v in lines.items()}),
+         iso(now), iso(expires)))
+    return {
+        "lease": lease, "expires_at": iso(expires), "sold_by": sold_by,
+        "returned": {str(k): v for k, v in sorted(before.items())},
+        "sale": {"receipt_id": entry.receipt_id, "at": entry.at, "store": entry.store,
+                 "customer_id": entry.customer_id, "ruleset_version": entry.ruleset_version,
+                 "fiscal_doc": entry.fiscal_doc, "lines": sold,
+                 "settlement": entry.detail.get("settlement"),
+                 "payments": entry.detail.get("payments")},
+    }
+
+
+def release(conn: sqlite3.Connection, till_id: str, lease: str) -> bool:
+    """The till gave up the return (cancelled, not printed): the quantity is free again."""
+    cur = conn.execute("UPDATE return_leases SET status = 'released' WHERE id = ?"
+                       " AND till_id = ? AND status = 'open'", (lease, till_id))
+    return cur.rowcount > 0
+
+
+def record(conn: sqlite3.Connection, till_id: str, entries: list[JournalEntry],
+           now: datetime) -> None:
+    """Ingested return entries (with their detail): count what each returned against its
+    sale and confirm its lease. Runs inside the ingest transaction."""
+    for e in entries:
+        original = e.original_receipt_id
+        lines = e.detail.get("lines") if isinstance(e.detail, dict) else None
+        if not original or not isinstance(lines, dict):
+            continue
+        after = returned(conn, original)
+        for k, qty in lines.items():
+            after[int(k)] = after.get(int(k), 0) + int(qty)
+        conn.execute(
+            "INSERT INTO sale_returns (receipt_id, returned) VALUES (?, ?)"
+            " ON CONFLICT (receipt_id) DO UPDATE SET returned = excluded.returned",
+            (original, json.dumps({str(k): v for k, v in sorted(after.items())})))
+        lease = e.detail.get("lease")
+        if lease:
+            conn.execute("UPDATE return_leases SET status = 'confirmed' WHERE id = ?",
+                         (lease,))
+        found = sale(conn, original)
+        if found is not None:
+            sold = found[1].detail.get("lines", [])
+            over = [k for k, q in after.items() if k >= len(sold) or q > sold[k]["qty"]]
+            if over:
+                raise_alert(conn, now, "over-return",
+                            f"receipt {original}: returns exceed the quantity sold on lines"
+                            f" {over}", till_id=till_id, customer_id=e.customer_id)
