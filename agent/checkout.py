@@ -316,18 +316,24 @@ class Checkout:
                 return local, None  # ours, not yet at the central: nobody else can return it
             if e.status == 404:
                 raise CheckoutError(404, "no sale with this receipt id in the chain") from None
-            if e.refused:
-                raise CheckoutError(409 if e.status in (409, 422) else e.status,
-                                    str(e).removeprefix(f"central answered {e.status}: "),
+            if e.status in (409, 422):  # held by another till, or more than is left
+                raise CheckoutError(409, str(e).removeprefix(f"central answered {e.status}: "),
                                     ) from None
             if local is None:
                 raise CheckoutError(
                     503, "the central cannot be reached: a sale made at another till can be"
-                         " returned only while this till is online (its own sales can be"
-                         " returned now)") from None
+                         f" returned only while this till is online ({e})") from None
             log.warning("return of %s taken offline: %s", receipt_id, e)
             return local, None
-        sale = SoldReceipt.from_central(answer)
+        try:
+            sale = SoldReceipt.from_central(answer)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # ValueError covers PaymentError and bad dates; nothing was printed.
+            lease = answer.get("lease") if isinstance(answer, dict) else None
+            if isinstance(lease, str):
+                await self._release(lease)
+            raise CheckoutError(502, f"the central's copy of the sale cannot be read:"
+                                     f" {type(e).__name__}: {e}") from None
         if local is not None:
             # Another till may have taken part of it back: keep this till's record up to
             # date, for returns it takes offline later.

@@ -138,3 +138,32 @@ async def test_goods_back_after_the_window_keep_their_points_when_the_programme_
     assert (back["clawback"], back["points_after_window"]) == (0, "kept")
     await store.wait_synced()
     assert await balances(store, cid) == {"available": 22, "pending": 0, "debt": 0}
+
+
+async def test_a_return_cancelled_at_the_printer_frees_the_goods_for_another_till(
+        tmp_path: Path):
+    async with StoreHarness(tmp_path) as store:
+        await store.start_central()
+        one = await store.add_till("till-1")
+        two = await store.add_till("till-2")
+        sale = await store.pos(one, "POST", "/pos/v1/receipts", {"lines": [SOCKS, SOCKS]})
+        await store.pos(two, "POST", "/pos/v1/receipts", {"lines": [SOCKS]})  # shift open
+        await store.wait_synced()
+        body = {"receipt_id": sale["receipt_id"], "lines": [{"line": 0, "qty": 3000},
+                                                            {"line": 1, "qty": 3000}]}
+        # Paper runs out in the middle of the return at till 2: it stays pending, and the
+        # central holds the goods for it.
+        await store.control(two, "POST", "/faults", {"paper_out_after_lines": 3})
+        with pytest.raises(ApiError) as e:
+            await store.pos(two, "POST", "/pos/v1/returns", body)
+        assert e.value.status == 503
+        pending = e.value.body["pending_receipt_id"]
+        status, held = await outcome(store.pos(one, "POST", "/pos/v1/returns", body))
+        assert status == 409 and "being returned at another till" in held["error"]
+        # The cashier gives up: the open receipt is cancelled, the lease released.
+        await store.control(two, "POST", "/faults", {"replace_paper": True})
+        await store.pos(two, "POST", "/pos/v1/printer/continue")
+        done = await store.pos(two, "POST", f"/pos/v1/pending/{pending}/cancel")
+        assert "cancelled" in done["done"]
+        back = await store.pos(one, "POST", "/pos/v1/returns", body)
+        assert back["total"] == 90000
