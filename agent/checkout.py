@@ -290,15 +290,13 @@ class Checkout:
             self._refuse_if_pending()
             sale, lease = await self._sale_to_return(receipt_id, returning)
             try:
-                draft, fiscal, split, refund, outcome = self._price_return(sale, returning,
-                                                                           lease)
+                draft, fiscal = self._price_return(sale, returning, lease)
                 done = await self._print_and_journal(draft, fiscal, request)
             except CheckoutError as e:
                 if lease and "pending_receipt_id" not in e.extra:
                     await self._release(lease)  # nothing printed: the quantity is free
                 raise
-            return replace(done, payments=_refund_view(split, refund, outcome.refund),
-                           points_after_window=outcome.points_after_window)
+            return done
 
     async def _sale_to_return(self, receipt_id: str,
                               returning: dict[int, int]) -> tuple[SoldReceipt, str | None]:
@@ -362,8 +360,7 @@ class Checkout:
                                    settlement))
 
     def _price_return(self, sale: SoldReceipt, returning: dict[int, int], lease: str | None,
-                      ) -> tuple[JournalEntry, FiscalReceipt, pay.Payments, pay.Refund,
-                                 rules.ReturnOutcome]:
+                      ) -> tuple[JournalEntry, FiscalReceipt]:
         settlement, before, split = sale.settlement, sale.returned, sale.payments
         now = self.clock()
         sold_at = datetime.fromisoformat(sale.at)
@@ -395,7 +392,10 @@ class Checkout:
             "return": outcome.to_dict(),
             "lines": {str(k): v for k, v in sorted(returning.items())},
             "vat": {str(k): rate for k, (rate, _) in sorted(rates.items())},
-            "refund": refund.to_dict()}
+            "refund": refund.to_dict(),
+            # What the cashier gives back, with each card's terminal reference: the answer
+            # to the POS, and to a retry of it, comes from the journal entry.
+            "given_back": _refund_view(split, refund, outcome.refund)}
         if lease:
             detail["lease"] = lease  # the central confirms it with this entry
         draft = JournalEntry(
@@ -404,7 +404,7 @@ class Checkout:
             customer_id=sale.customer_id, ruleset_version=sale.ruleset_version,
             total=outcome.money, fiscal_doc=0, clawback=outcome.clawback,
             refund=outcome.refund, original_receipt_id=sale.receipt_id, detail=detail)
-        return draft, fiscal, split, refund, outcome
+        return draft, fiscal
 
     async def _release(self, lease: str) -> None:
         if self.central is not None:
@@ -570,9 +570,12 @@ class Checkout:
                     self.db.execute("UPDATE receipts SET returned = ? WHERE receipt_id = ?",
                                     [json.dumps(returned), original])
             self.db.execute("DELETE FROM pending WHERE receipt_id = ?", [receipt_id])
+            back = entry.detail.get("return", {}) if entry.kind == "return" else {}
             outcome = Outcome(entry.receipt_id, fiscal_doc, entry.seq, entry.kind, entry.total,
                               entry.earned, entry.redeemed, entry.clawback, entry.refund,
-                              self.balance(entry.customer_id))
+                              self.balance(entry.customer_id),
+                              payments=entry.detail.get("given_back"),
+                              points_after_window=back.get("points_after_window", ""))
             # With the entry: a retry under the POS's key gets exactly this answer.
             pos_requests.settle(self.db, receipt_id, "done", outcome.to_dict())
         log.info("receipt %s journalled as entry %d, fiscal document %d", receipt_id,
