@@ -16,6 +16,7 @@ from agent import listening as pos_listening
 from agent.config import DEFAULT_STATE, AgentConfig
 from agent.pos_auth import PosSecretError, read_pos_secret, write_pos_secret
 from agent.store import get_meta, open_store
+from agent.sync import quarantine_of
 from protocol.card_keys import CardKeyError
 
 
@@ -210,6 +211,7 @@ def _status(args: argparse.Namespace) -> int:
         out["journal"] = {"epoch": journal.epoch(db), "last_seq": last_seq,
                           "acked_seq": acked, "unsent": last_seq - acked,
                           **epochs.describe(db)}
+        out["quarantine"] = quarantine_of(db)
         revoked = get_meta(db, "revoked")
         out["enrolment"] = f"revoked: {revoked}" if revoked else out.get("enrolment", "active")
         db.close()

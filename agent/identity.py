@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from agent import card_keys
+from protocol import enrolment
 from protocol.card_keys import CardKeyError, CardKeyring, check_outside, new_key, write_ring
 from protocol.signing import (
     generate_key,
@@ -140,7 +141,8 @@ async def enroll(state_dir: Path, central_url: str, token: str, name: str, *,
         try:
             async with session.post(
                 f"{central_url}/sync/v1/enroll", ssl=ssl_ctx if ssl_ctx else True,
-                json={"token": token, "public_key": public_key_hex(key), "name": name},
+                json={"token": token, "public_key": public_key_hex(key), "name": name,
+                      "proof": enrolment.prove(key, token)},
             ) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 200:

@@ -158,6 +158,7 @@ class Agent:
             "store": self.identity.store,
             "central": self.identity.central_url,
             "enrolment": "revoked" if self.sync.state.revoked else "active",
+            "quarantine": self.sync.state.quarantine,
             "ruleset_refused": self.sync.state.ruleset_refused,
             "ruleset_version": self.rules.version(),
             "journal": {"epoch": journal.epoch(self.db), "last_seq": last_seq,

@@ -40,6 +40,9 @@ class SyncState:
     next_attempt: float = 0.0  # monotonic; backoff while the central is unreachable
     revoked: bool = False
     ruleset_refused: str | None = None
+    # {"since", "reason"} while the central holds this till's credits (central.quarantine):
+    # it keeps selling, with redemption caps of 0, until head office releases it.
+    quarantine: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -47,6 +50,7 @@ class SyncState:
             "last_push_ok": self.last_push_ok, "last_pull_ok": self.last_pull_ok,
             "last_error": self.last_error, "failures": self.failures,
             "revoked": self.revoked, "ruleset_refused": self.ruleset_refused,
+            "quarantine": self.quarantine,
         }
 
 
@@ -60,7 +64,8 @@ class SyncClient:
         self.max_backoff_s = max_backoff_s
         self.monotonic = monotonic  # the backoff's clock: tests move it instead of waiting
         self.clock = clock  # wall time of the last contact, for the offline caps
-        self.state = SyncState(revoked=get_meta(db, "revoked") is not None)
+        self.state = SyncState(revoked=get_meta(db, "revoked") is not None,
+                               quarantine=quarantine_of(db))
         # Compared with the central's position once per start, and again after a refusal.
         self.position_checked = False
 
@@ -192,6 +197,19 @@ class SyncClient:
             log.info("rule set version %d received", rs.version)
         return rs.version
 
+    def _quarantine(self, state: dict | None) -> None:
+        if state == self.state.quarantine:
+            return
+        if state:
+            log.error("the central has quarantined this till (%s): points earned here are"
+                      " held and none may be spent until head office releases it",
+                      state.get("reason"))
+            set_meta(self.db, "quarantine", json.dumps(state))
+        else:
+            log.warning("the central has released this till from quarantine")
+            self.db.execute("DELETE FROM meta WHERE key = 'quarantine'")
+        self.state.quarantine = state
+
     async def pull_customers(self) -> int:
         """Fetch customer changes since our cursor; returns how many came."""
         count = 0
@@ -207,9 +225,17 @@ class SyncClient:
             customers.apply_deltas(self.db, delta)
             if "caps" in delta:
                 offline_caps.save(self.db, offline_caps.Caps.from_dict(delta["caps"]))
+            if "quarantine" in delta:
+                self._quarantine(delta["quarantine"])
             count += len(delta["customers"])
             if not delta.get("more"):
                 return count
+
+
+def quarantine_of(db: sqlite_utils.Database) -> dict | None:
+    """The quarantine the central last reported, kept across restarts."""
+    stored = get_meta(db, "quarantine")
+    return json.loads(stored) if stored else None
 
 
 def _bounded(entries: list[JournalEntry]) -> tuple[list[JournalEntry], list[bytes]]:

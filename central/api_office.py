@@ -12,8 +12,28 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from central import alerts, customers, ledger, offline_caps, repricing, rulesets, tills
-from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from central import (
+    alerts,
+    customers,
+    ledger,
+    offline_caps,
+    quarantine,
+    repricing,
+    rulesets,
+    tills,
+)
+from central.web_common import (
+    CLOCK,
+    DB,
+    SECRETS,
+    THROTTLE,
+    ApiError,
+    error_response,
+    failed_auth,
+    field,
+    json_body,
+    source,
+)
 from protocol import bounds
 from protocol.cards import InvalidCardNumber
 from protocol.rules import RuleSetError
@@ -23,14 +43,35 @@ routes = web.RouteTableDef()
 TOKEN_HOURS = bounds.IntRange(1, 24 * 30, "hours")
 
 
+def account_named_by(credential: str) -> str | None:
+    """The account a head-office credential names, if it names one.
+
+    The admin token names none (`Bearer <token>`); a staff credential names its account
+    before a colon (`Bearer alice:<secret>`), so wrong guesses at it are also counted per
+    account (central.auth_failures.Throttle).
+    """
+    token = credential.removeprefix("Bearer ").strip()
+    account, sep, _ = token.partition(":")
+    return account[:64] if sep and account else None
+
+
 @web.middleware
 async def admin_auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         given = request.headers.get("Authorization", "")
+        src, account = source(request), account_named_by(given)
+        throttle = request.app[THROTTLE]
+        if (wait := throttle.retry_after(src, account)) is not None:
+            # Checked before the token: a source that guessed too often learns nothing more.
+            refused = error_response(429, "too many failed authentications; try again later")
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         expected = "Bearer " + request.app[SECRETS].admin_token
         if not hmac.compare_digest(given.encode(), expected.encode()):
+            throttle.failed(src, account)
+            failed_auth(request, "wrong head-office token")
             raise ApiError(401, "head-office API needs 'Authorization: Bearer <admin token>'")
     return await handler(request)
 
@@ -132,6 +173,17 @@ async def revoke_till(request: web.Request) -> web.Response:
     return web.json_response({"id": request.match_info["id"], "status": "revoked"})
 
 
+@routes.post("/api/v1/tills/{id}/release")
+async def release_till(request: web.Request) -> web.Response:
+    """Lift a till's quarantine: its held points of confirmed sales are credited."""
+    body = await json_body(request)
+    released = quarantine.release(request.app[DB], request.match_info["id"],
+                                  field(body, "actor", str), request.app[CLOCK]())
+    if released is None:
+        raise ApiError(404, "no such till")
+    return web.json_response(released)
+
+
 @routes.get("/api/v1/tills/{id}/journal")
 async def till_journal(request: web.Request) -> web.Response:
     """What the central holds of a till's journal, to compare with the till's own."""
@@ -197,7 +249,40 @@ async def put_ruleset(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/alerts")
 async def list_alerts(request: web.Request) -> web.Response:
-    return web.json_response({"alerts": alerts.list_alerts(request.app[DB])})
+    """Newest first; `before` (an id, from `next_before`) pages on; filters by `kind`,
+    `severity`, `till_id`, `source` and `acked` (true/false); `limit` up to 500."""
+    q = request.query
+
+    def number(name: str, default: int | None) -> int | None:
+        if name not in q:
+            return default
+        try:
+            return int(q[name])
+        except ValueError:
+            raise ApiError(400, f"{name!r} must be an integer") from None
+
+    acked = q.get("acked")
+    if acked not in (None, "true", "false"):
+        raise ApiError(400, "'acked' must be true or false")
+    query = alerts.AlertQuery(
+        kind=q.get("kind"), severity=q.get("severity"), till_id=q.get("till_id"),
+        source=q.get("source"), acked=None if acked is None else acked == "true",
+        before=number("before", None), limit=number("limit", 100) or 100)
+    return web.json_response(alerts.list_alerts(request.app[DB], query))
+
+
+@routes.post("/api/v1/alerts/{id}/ack")
+async def acknowledge_alert(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    try:
+        alert_id = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "no such alert") from None
+    found = alerts.acknowledge(request.app[DB], alert_id, field(body, "actor", str),
+                               request.app[CLOCK]())
+    if found is None:
+        raise ApiError(404, "no such alert")
+    return web.json_response(found)
 
 
 @routes.get("/api/v1/summary")

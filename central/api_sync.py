@@ -7,13 +7,13 @@ import logging
 
 from aiohttp import web
 
-from central import deltas, ingest, returns, rulesets, tills
+from central import deliveries, deltas, ingest, returns, rulesets, tills
 from central.db import transaction
 from central.errors import Refused
 from central.ingest_writer import IngestWriter
-from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body
+from central.web_common import CLOCK, DB, SECRETS, ApiError, failed_auth, field, json_body
 from protocol.card_keys import encode_for_till
-from protocol.request_auth import verify_request
+from protocol.request_auth import HEADER_TILL, verify_request
 from protocol.signing import BadSignature, public_key_hex
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,11 @@ async def _calling_till(request: web.Request) -> str:
             now,
             lambda till_id: tills.public_key_of(request.app[DB], till_id),
         )
-    except BadSignature as e:
+    except (BadSignature, tills.TillRefused) as e:
+        named = (request.headers.get(HEADER_TILL) or "")[:64] or None
+        failed_auth(request, f"signed request refused: {e}", named)
+        if isinstance(e, tills.TillRefused):
+            raise
         raise ApiError(401, str(e)) from None
 
 
@@ -61,12 +65,18 @@ async def enroll(request: web.Request) -> web.Response:
     body = await json_body(request)
     token = field(body, "token", str)
     public_key = field(body, "public_key", str)
+    proof = field(body, "proof", str)  # the token signed with the key (protocol.enrolment)
     name = field(body, "name", str, required=False, default="till")
     secrets = request.app[SECRETS]
     try:
-        till_id, store = tills.enrol(request.app[DB], token, public_key, name, request.app[CLOCK]())
+        till_id, store = tills.enrol(request.app[DB], token, public_key, proof, name,
+                                    request.app[CLOCK]())
     except BadSignature as e:
         raise ApiError(400, str(e)) from None
+    except tills.EnrolmentError as e:
+        if e.status == 403:  # an unknown or expired token: someone guessing
+            failed_auth(request, f"enrolment refused: {e}")
+        raise
     log.info("till %s enrolled for store %s", till_id, store)
     return web.json_response(
         {
@@ -86,14 +96,20 @@ async def batches(request: web.Request) -> web.Response:
     try:
         ack = await request.app[WRITER].submit(data, request.app[CLOCK]())
     except ingest.BatchRefused as e:
+        if e.failed_auth:  # other refusals raised their alert where they were decided
+            failed_auth(request, str(e), e.till_id)
         raise ApiError(e.status, str(e)) from None
     return web.json_response(ack.to_dict())
 
 
 @routes.get("/sync/v1/ruleset")
 async def ruleset(request: web.Request) -> web.Response:
-    await _calling_till(request)
-    blob = rulesets.signed_current(request.app[DB], request.app[SECRETS].signing_key)
+    till_id = await _calling_till(request)
+    conn = request.app[DB]
+    current = rulesets.current(conn)
+    blob = rulesets.encode_signed(current, request.app[SECRETS].signing_key)
+    # Recorded: re-pricing honours a version only if it was the newest this till was sent.
+    deliveries.record_ruleset(conn, till_id, current.version, request.app[CLOCK]())
     return web.Response(body=blob, content_type=MSGPACK)
 
 

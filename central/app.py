@@ -28,11 +28,20 @@ from central import (
     repricing,
     rulesets,
 )
+from central.auth_failures import Throttle
+from central.client_source import NO_PROXIES, TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
 from central.secrets_store import load_or_create
-from central.web_common import CLOCK, DB, SECRETS, errors_middleware
+from central.web_common import (
+    CLOCK,
+    DB,
+    SECRETS,
+    THROTTLE,
+    TRUSTED_PROXIES,
+    errors_middleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +55,13 @@ MATURING_INTERVAL_S = 60.0
 
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
              reprice_every: float | None = REPRICING_INTERVAL_S,
-             card_keys_file: Path | None = None) -> web.Application:
+             card_keys_file: Path | None = None,
+             trusted_proxies: TrustedProxies = NO_PROXIES) -> web.Application:
     """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
 
     The card keys are read once, here: from the systemd credential, else `card_keys_file`
-    (default `<data>-keys/card-keys`), never from the data directory."""
+    (default `<data>-keys/card-keys`), never from the data directory.
+    `trusted_proxies` are the addresses whose X-Forwarded-For names the real caller."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
@@ -66,6 +77,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     if retired:
         log.warning("%d cards' key has retired: their customers link them again", retired)
     app[CLOCK] = clock
+    app[TRUSTED_PROXIES] = trusted_proxies
+    app[THROTTLE] = Throttle()
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
 
@@ -150,7 +163,8 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None,
                 limits: Limits | None = None, card_keys_file: Path | None = None,
-                tls: tuple[Path, Path] | None = None) -> None:
+                tls: tuple[Path, Path] | None = None,
+                trusted_proxies: TrustedProxies = NO_PROXIES) -> None:
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
     files = raise_file_limit(limits.max_connections + 256)
@@ -158,7 +172,8 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         limits = replace(limits, max_connections=max(16, files - 64))
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
-    runner = web.AppRunner(make_app(data_dir, card_keys_file=card_keys_file),
+    runner = web.AppRunner(make_app(data_dir, card_keys_file=card_keys_file,
+                                    trusted_proxies=trusted_proxies),
                            keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     # TLS sits below the guard: it times the decrypted request, as on plain HTTP

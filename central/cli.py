@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from central import card_keys, db, tills
+from central.client_source import TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import Limits
 from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
@@ -42,6 +43,10 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     card_keys_arg(run)
     run.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     run.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                     help="a reverse proxy (address or network) whose X-Forwarded-For names"
+                          " the caller; repeat for several (default: none, the peer is the"
+                          " caller)")
     run.set_defaults(func=_run)
 
     ck = csub.add_parser("card-key", help="the card keys that key card tokens")
@@ -77,8 +82,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     try:
+        proxies = TrustedProxies.parse(args.trusted_proxy)
+    except ValueError as e:
+        raise SystemExit(f"--trusted-proxy: {e}") from None
+    try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
-                          args.card_keys, tls))
+                          args.card_keys, tls, proxies))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
         return 2

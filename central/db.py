@@ -184,6 +184,37 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX return_leases_receipt ON return_leases(receipt_id, status);
     """,
+    # 11: alerts that count repeats (failed authentications: one per source and period),
+    # with the source address, and head office's acknowledgement
+    """
+    ALTER TABLE alerts ADD COLUMN source TEXT;
+    ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE alerts ADD COLUMN last_at TEXT;
+    ALTER TABLE alerts ADD COLUMN acked_at TEXT;
+    ALTER TABLE alerts ADD COLUMN acked_by TEXT;
+    UPDATE alerts SET last_at = at;
+    CREATE INDEX alerts_source ON alerts(source, kind, id) WHERE source IS NOT NULL;
+    """,
+    # 12: a till's word checked before it is credited (central.credits, central.quarantine,
+    # central.deliveries): lots on hold until re-priced or while their till is quarantined;
+    # the sale time the central accepted; what each till was sent.
+    """
+    ALTER TABLE lots ADD COLUMN hold TEXT;
+    CREATE INDEX lots_held ON lots(till_id, hold) WHERE hold IS NOT NULL;
+    ALTER TABLE journal ADD COLUMN sold_at TEXT;
+    ALTER TABLE tills ADD COLUMN last_sold_at TEXT;
+    ALTER TABLE tills ADD COLUMN quarantined_at TEXT;
+    ALTER TABLE tills ADD COLUMN quarantine_reason TEXT;
+    CREATE TABLE till_rulesets (
+        till_id TEXT NOT NULL, version INTEGER NOT NULL, delivered_at TEXT NOT NULL,
+        PRIMARY KEY (till_id, version)
+    );
+    CREATE TABLE till_views (
+        id INTEGER PRIMARY KEY, till_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+        delivered_at TEXT NOT NULL, view TEXT NOT NULL
+    );
+    CREATE INDEX till_views_customer ON till_views(till_id, customer_id, id);
+    """,
 ]
 
 

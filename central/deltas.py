@@ -10,8 +10,18 @@ import json
 import sqlite3
 from datetime import datetime
 
-from central import campaign_budgets, ledger, offer_grants, offline_caps, rulesets, tiers
+from central import (
+    campaign_budgets,
+    deliveries,
+    ledger,
+    offer_grants,
+    offline_caps,
+    quarantine,
+    rulesets,
+    tiers,
+)
 from central.alerts import raise_alert
+from central.db import transaction
 from protocol import balances, bounds
 
 MAX_DELTA = 1000
@@ -50,8 +60,13 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
             "as_of_seq": campaign_budgets.accounted_seq(conn, till_id, epoch),
             "campaigns": campaign_budgets.till_allowances(conn, budgets, now),
         }
+        quarantined = quarantine.state(conn, till_id)
     finally:
         conn.execute("COMMIT")
+    # What this till was sent, so that re-pricing can tell a view it received from one it
+    # made up (central.deliveries).
+    with transaction(conn):
+        deliveries.record_views(conn, till_id, customers, now)
     for customer_id, problem in withheld:
         _withheld_alert(conn, now, customer_id, problem)
     return {
@@ -62,7 +77,9 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         "customers": customers,
         # The programme's offline caps travel with every delta, so a till has the current
         # ones as soon as it has current balances.
-        "caps": offline_caps.current(conn).to_dict(),
+        "caps": quarantine.caps_for(offline_caps.current(conn), quarantined is not None).to_dict(),
+        # A quarantined till keeps selling but spends no points; it shows this in its status.
+        "quarantine": quarantined,
         "budgets": budget_caps,
     }
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from central import returns, settlement
 from central.alerts import raise_alert
-from central.clock import iso
+from central.clock import iso, parse_iso
 from central.db import transaction
 from central.tills import TillRefused, public_key_of
 from protocol.batches import Batch, decode_batch
@@ -24,10 +24,15 @@ from protocol.wire import InvalidMessage
 
 
 class BatchRefused(Exception):
-    def __init__(self, status: int, message: str, *, alert: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, alert: str | None = None,
+                 failed_auth: bool = False, till_id: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.alert = alert  # a security alert to raise, outside the rolled-back transaction
+        # Nobody proved who they are (a bad signature, an unknown or revoked till): counted
+        # per source by the web layer (central.auth_failures), not one alert each.
+        self.failed_auth = failed_auth
+        self.till_id = till_id  # the till the batch names, if it got that far
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,11 @@ def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
     One batch, one transaction; the sync API goes through central.ingest_writer instead,
     which applies several tills' batches per transaction with the same two steps.
     """
-    batch = verify(conn, data, now)
+    try:
+        batch = verify(conn, data, now)
+    except BatchRefused as refusal:
+        refusal_alert(conn, now, refusal, refusal.till_id)
+        raise
     try:
         with transaction(conn):
             return apply(conn, batch, now)
@@ -58,7 +67,8 @@ def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
 def verify(conn: sqlite3.Connection, data: bytes, now: datetime) -> Batch:
     """Decode a batch and check its signature and till; raises BatchRefused.
 
-    Writes nothing but the alert for a bad signature, so it runs outside any transaction.
+    Writes nothing: the caller reports a refusal (refusal_alert, or per source through
+    central.auth_failures), so it runs outside any transaction.
     """
     till_for_alert: str | None = None
     try:
@@ -74,11 +84,10 @@ def verify(conn: sqlite3.Connection, data: bytes, now: datetime) -> Batch:
     except InvalidMessage as e:
         raise BatchRefused(400, f"malformed batch: {e}") from None
     except TillRefused as e:
-        raise BatchRefused(e.status, str(e)) from None
+        raise BatchRefused(e.status, str(e), failed_auth=True, till_id=till_for_alert) from None
     except BadSignature as e:
-        refusal = BatchRefused(401, f"batch refused: {e}", alert="bad batch signature")
-        refusal_alert(conn, now, refusal, till_for_alert)
-        raise refusal from None
+        raise BatchRefused(401, f"batch refused: {e}", alert="bad batch signature",
+                           failed_auth=True, till_id=till_for_alert) from None
 
 
 def refusal_alert(
@@ -142,7 +151,8 @@ def apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
             )
         last_hash = e.hash
     if fresh:
-        _store_entries(conn, batch.till_id, fresh, now)
+        sold = _sale_times(conn, batch.till_id, [e for e, _ in fresh], now)
+        _store_entries(conn, batch.till_id, fresh, sold, now)
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
         # Returns are few: their detail (lines returned, the lease) is decoded here, so the
         # central knows what of each sale is back, whichever till took it.
@@ -179,17 +189,53 @@ def _check_replayed(conn: sqlite3.Connection, batch: Batch, acked: int) -> None:
             )
 
 
+# How far a till's clock may stray before its sale times raise an alert.
+SALE_TIME_TOLERANCE = timedelta(minutes=5)
+
+
+def _sale_times(conn: sqlite3.Connection, till_id: str, entries: list[JournalEntry],
+                now: datetime) -> list[str]:
+    """The sale time the central accepts for each entry: the till's claim, held between the
+    till's previous entry (or its enrolment) and now, with an alert beyond a tolerance.
+    Points are dated from it (central.credits), so a till cannot make them active at once
+    by dating a sale in the past, or keep them from expiring by dating it in the future."""
+    row = conn.execute("SELECT COALESCE(last_sold_at, enrolled_at) FROM tills WHERE id = ?",
+                       (till_id,)).fetchone()
+    floor = parse_iso(row[0]) if row and row[0] else now
+    held: list[str] = []
+    strays: list[str] = []
+    for e in entries:
+        try:
+            claimed = parse_iso(e.at)
+        except ValueError:
+            claimed = floor
+        accepted = min(max(claimed, floor), now)
+        if abs(claimed - accepted) > SALE_TIME_TOLERANCE:
+            strays.append(f"entry {e.seq} at {e.at[:40]}")
+        held.append(iso(accepted))
+        floor = accepted
+    conn.execute("UPDATE tills SET last_sold_at = ? WHERE id = ?", (held[-1], till_id))
+    if strays:
+        raise_alert(conn, now, "sale-time",
+                    f"sale times outside the till's previous entry and the time of ingest,"
+                    f" held to them: {', '.join(strays[:5])}"
+                    + (f" and {len(strays) - 5} more" if len(strays) > 5 else ""),
+                    till_id=till_id)
+    return held
+
+
 def _store_entries(
-    conn: sqlite3.Connection, till_id: str, fresh: list[tuple[JournalEntry, bytes]], now: datetime
+    conn: sqlite3.Connection, till_id: str, fresh: list[tuple[JournalEntry, bytes]],
+    sold: list[str], now: datetime
 ) -> None:
     received = iso(now)
     conn.executemany(
         "INSERT INTO journal (till_id, epoch, seq, hash, prev_hash, kind, receipt_id,"
-        " customer_id, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " customer_id, body, received_at, sold_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (till_id, e.epoch, e.seq, e.hash, e.prev_hash, e.kind, e.receipt_id, e.customer_id,
-             raw, received)
-            for e, raw in fresh
+             raw, received, at)
+            for (e, raw), at in zip(fresh, sold, strict=True)
         ],
     )
     conn.executemany(

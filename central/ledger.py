@@ -131,7 +131,7 @@ def _nothing_due(conn: sqlite3.Connection, customer_ids: list[str], now: datetim
         clean.update(r[0] for r in conn.execute(
             f"SELECT id FROM customers c WHERE id IN ({marks}) AND debt = 0"
             " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
-            "                AND status = 'pending' AND activates_at <= ?)"
+            "                AND status = 'pending' AND hold IS NULL AND activates_at <= ?)"
             " AND NOT EXISTS(SELECT 1 FROM lots WHERE customer_id = c.id"
             "                AND status = 'active' AND expires_at <= ? AND remaining > 0)",
             (*chunk, t, t),
@@ -154,10 +154,13 @@ def _state(conn: sqlite3.Connection, customer_id: str) -> balances.State:
     A lot spent to nothing keeps its status: it can change nothing any more, so neither
     this nor the checks for due work look at it again."""
     rows = conn.execute(
-        "SELECT id, receipt_id, remaining, activates_at, expires_at, status FROM lots"
+        # A lot on hold (central.credits: not yet re-priced, or its till quarantined) never
+        # activates while it is: the replay sees it as activating at the end of time.
+        "SELECT id, receipt_id, remaining, expires_at, status,"
+        " CASE WHEN hold IS NULL THEN activates_at ELSE ? END AS activates_at FROM lots"
         " WHERE customer_id = ? AND status IN ('pending', 'active')"
         " AND (remaining > 0 OR status = 'pending')",
-        (customer_id,),
+        (balances.NEVER, customer_id),
     ).fetchall()
     return balances.State(
         tuple(balances.Lot(r["id"], r["remaining"], parse_iso(r["activates_at"]),
@@ -176,7 +179,7 @@ def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
     due = conn.execute(
         "SELECT debt,"
         " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'pending'"
-        "        AND activates_at <= ?2),"
+        "        AND hold IS NULL AND activates_at <= ?2),"
         " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'active'"
         "        AND expires_at <= ?2 AND remaining > 0)"
         " FROM customers WHERE id = ?1",
@@ -215,6 +218,7 @@ def due_customers(conn: sqlite3.Connection, now: datetime, limit: int) -> list[s
     t = iso(now)
     return [r[0] for r in conn.execute(
         "SELECT customer_id FROM lots WHERE status = 'pending' AND activates_at <= ?1"
+        "   AND hold IS NULL"
         " UNION SELECT customer_id FROM lots WHERE status = 'active' AND expires_at <= ?1"
         "   AND remaining > 0"
         " LIMIT ?2", (t, limit))]
@@ -318,6 +322,14 @@ def redeem(
     return shortfall
 
 
+def withdraw(conn: sqlite3.Connection, customer_id: str, points: int, now: datetime,
+             src: Source) -> None:
+    """Record the withdrawal of points whose lots the caller has emptied (an adjustment):
+    central.credits takes back a provisional credit the central's re-pricing does not give."""
+    if points:
+        _record(conn, customer_id, "adjust", -points, now, src)
+
+
 def clawback(
     conn: sqlite3.Connection,
     customer_id: str,
@@ -400,6 +412,10 @@ def refund(
     mature(conn, customer_id, now)
 
 
+# A provisional lot's dates (central.credits.FAR): never reached.
+_FAR = "9999-12-31T00:00:00+00:00"
+
+
 def _stored_form(text: str) -> bool:
     """Whether an ISO timestamp is already as the ledger stores it: iso(), UTC, seconds.
 
@@ -441,7 +457,8 @@ class BatchLedger:
         if self._lots:
             self.conn.executemany(
                 "INSERT INTO lots (customer_id, till_id, receipt_id, points, remaining,"
-                " activates_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                " activates_at, expires_at, status, hold)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 self._lots,
             )
             self.conn.executemany(
@@ -456,6 +473,14 @@ class BatchLedger:
     def _before(self, customer_id: str) -> None:
         if customer_id in self._waiting:
             self.flush()
+
+    def earn_provisional(self, customer_id: str, points: int, src: Source) -> None:
+        """Points a till says a sale earned, pending until re-priced (central.credits)."""
+        self._lots.append((customer_id, src.till_id, src.receipt_id, points, points,
+                           _FAR, _FAR, "unverified"))
+        self._ledger.append((customer_id, points, self.at, src.till_id, src.seq,
+                             src.receipt_id, src.actor, src.reason))
+        self._waiting.add(customer_id)
 
     def earn(self, customer_id: str, points: int, activates: str, expires: str,
              src: Source) -> None:
@@ -475,7 +500,7 @@ class BatchLedger:
             earn(self.conn, customer_id, points, start, end, self.now, src)
             return
         self._lots.append((customer_id, src.till_id, src.receipt_id, points, points,
-                           activates, expires))
+                           activates, expires, None))
         self._ledger.append((customer_id, points, self.at, src.till_id, src.seq,
                              src.receipt_id, src.actor, src.reason))
         self._waiting.add(customer_id)

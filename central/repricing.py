@@ -1,11 +1,14 @@
-"""The central re-prices every sale a till journalled, with the rule-set version the till used.
+"""The central re-prices every sale a till journalled, and credits only what it finds.
 
-A till prices offline and the central takes its word into the ledger at once (ingest must
-stay fast); this check runs after, off the ingest path, in chunks. It settles the receipt's
-lines again with the same rules, the tier the till saw and the points the customer spent,
-and raises a 'repricing-mismatch' alert when the points earned or spent differ from what
-the till journalled: a till with a bug, a stale or tampered rule set, or a forged entry
-signed with a stolen key.
+A till prices offline and the central stores its entries at once (ingest must stay fast);
+the points a sale claims wait, provisional, until this check has run (central.credits). It
+settles the receipt's lines again with the same rules and the customer as the till saw
+them, and compares the points earned and spent with what the till journalled. The till's
+view of the customer is honoured only as far as a view the central sent that very till
+backs it, the rule-set version only if it was the newest that till had been sent, and the
+sale time is the one ingest accepted (central.ingest). A sale that re-prices differently
+stays journalled but is not credited, and its till is quarantined (central.quarantine): a
+till with a bug, a stale or tampered rule set, or a forged entry signed with a stolen key.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import offer_grants
+from central import credits, deliveries, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from protocol import rules
@@ -29,6 +32,7 @@ CHUNK = 200
 class Verdict:
     ok: bool
     message: str = ""
+    lots: tuple[rules.Lot, ...] = ()  # what to credit, in the programme's unit, when ok
 
 
 class RuleSets:
@@ -48,9 +52,8 @@ class RuleSets:
 
 
 def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
-                segments: frozenset[str], birthday: str | None = None,
-                offers: frozenset[str] = frozenset()) -> Verdict:
-    """Re-price one journalled sale (pure): does the till's account of it hold?"""
+                customer: rules.Customer, sold_at: datetime) -> Verdict:
+    """Re-price one journalled sale (pure) for `customer` as the central backs them."""
     if ruleset is None:
         return Verdict(False, f"rule set version {entry['ruleset_version']} is not known here")
     detail = entry.get("detail") or {}
@@ -65,52 +68,58 @@ def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
                               category=ln.get("category", ""), brand=ln.get("brand", ""),
                               flags=frozenset(ln.get("flags", ())))
             for ln in lines), store=entry["store"])
-        known = detail.get("customer")
-        if isinstance(known, dict):
-            # The till's own view of the customer (profile, balance, allowances): the check
-            # is that the rules were applied to it faithfully, to a profile the central gave.
-            customer = rules.Customer.from_dict(known)
-            if claimed := _unfounded(customer, segments, birthday, offers):
-                return Verdict(False, f"the till priced with {claimed}, which the central"
-                                      " never gave it")
-        else:
-            customer = rules.Customer(id=entry["customer_id"], balance=entry["redeemed"],
-                                      tier=settled.get("tier"), segments=segments)
-        again = rules.settle(ruleset, receipt, customer, parse_iso(entry["at"]),
-                             entry["redeemed"])
+        again = rules.settle(ruleset, receipt, customer, sold_at, entry["redeemed"])
     except (KeyError, TypeError, ValueError, rules.InputError, rules.RedemptionError) as e:
         return Verdict(False, f"cannot be re-priced: {type(e).__name__}: {e}")
-    earned = sum(lot.points for lot in again.lots if lot.unit == again.unit and lot.points > 0)
+    lots = tuple(lot for lot in again.lots if lot.unit == again.unit and lot.points > 0)
+    earned = sum(lot.points for lot in lots)
     if earned != entry["earned"] or again.redeemed != entry["redeemed"]:
         return Verdict(False, f"till journalled earned {entry['earned']}, redeemed"
                               f" {entry['redeemed']}; the rules give earned {earned}, redeemed"
                               f" {again.redeemed}")
-    return Verdict(True)
+    return Verdict(True, lots=lots)
 
 
-def _unfounded(customer: rules.Customer, segments: frozenset[str], birthday: str | None,
-               offers: frozenset[str]) -> str | None:
-    """What of the till's view of the customer the central's profile does not back."""
-    if extra := customer.segments - segments:
-        return f"segments {sorted(extra)}"
-    if extra := customer.activated_offers - offers:
-        return f"offers {sorted(extra)}"
-    if customer.birthday is not None and customer.birthday.isoformat() != birthday:
-        return "a birthday"
-    return None
+def _judge(conn: sqlite3.Connection, cache: RuleSets, till_id: str, entry: dict[str, Any],
+           sold_at: datetime) -> Verdict:
+    """check_entry, after checking what the till priced with against what it was sent."""
+    if why := deliveries.ruleset_refusal(conn, till_id, entry["ruleset_version"], sold_at):
+        return Verdict(False, f"the till priced with {why}")
+    known = (entry.get("detail") or {}).get("customer")
+    if not isinstance(known, dict):
+        return Verdict(False, "the entry carries no view of the customer to re-price with")
+    try:
+        customer = rules.Customer.from_dict(known)
+    except (TypeError, ValueError, rules.InputError) as e:
+        return Verdict(False, f"cannot be re-priced: {type(e).__name__}: {e}")
+    if customer.id != entry["customer_id"]:
+        return Verdict(False, "the entry was priced for another customer")
+    refunded = conn.execute(
+        "SELECT COALESCE(SUM(refund), 0) FROM receipts WHERE till_id = ? AND customer_id = ?"
+        " AND kind = 'return'", (till_id, customer.id)).fetchone()[0]
+    if why := deliveries.view_refusal(conn, till_id, customer, sold_at, refunded):
+        return Verdict(False, f"the till priced with {why}, which the central never gave it")
+    return check_entry(entry, cache.get(entry["ruleset_version"]), customer, sold_at)
+
+
+def _spent(conn: sqlite3.Connection, till_id: str, receipt_id: str) -> int:
+    """What the ledger debited for this sale (its redemption), from the ledger itself: the
+    body of an entry that did not re-price is not to be trusted, nor perhaps readable."""
+    row = conn.execute(
+        "SELECT COALESCE(-SUM(points), 0) FROM ledger WHERE till_id = ? AND receipt_id = ?"
+        " AND kind = 'redeem'", (till_id, receipt_id)).fetchone()
+    return int(row[0])
 
 
 def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
                     cache: RuleSets | None = None) -> int:
-    """Check the next `limit` journalled entries; returns how many were looked at."""
+    """Check the next `limit` journalled entries and credit them; returns how many were
+    looked at."""
     cache = cache or RuleSets(conn)
     start = conn.execute("SELECT last_rowid FROM repricing WHERE name = 'journal'").fetchone()[0]
     rows = conn.execute(
-        "SELECT j.rowid AS rid, j.till_id, j.seq, j.body, c.segments, c.birthday, c.offers,"
-        " c.granted_offers"
-        " FROM journal j"
-        " LEFT JOIN customers c ON c.id = j.customer_id"
-        " WHERE j.rowid > ? ORDER BY j.rowid LIMIT ?", (start, limit)).fetchall()
+        "SELECT rowid AS rid, till_id, seq, receipt_id, customer_id, body, sold_at"
+        " FROM journal WHERE rowid > ? ORDER BY rowid LIMIT ?", (start, limit)).fetchall()
     if not rows:
         return 0
     checked = mismatches = 0
@@ -119,30 +128,34 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
         for r in rows:
             try:
                 entry = unpack(r["body"])
+                if not isinstance(entry, dict):
+                    raise InvalidMessage("not a map")
             except InvalidMessage as e:
                 # Ingest checks an entry's own fields but only the framing of its detail
                 # (JournalEntry.from_encoded_body): a detail that does not decode is a till
                 # with a bug or a forged entry, and is reported, not passed over.
-                mismatches += 1
-                raise_alert(conn, now, "repricing-mismatch",
-                            f"entry {r['seq']}: the journalled body cannot be read: {e}",
-                            till_id=r["till_id"])
-                continue
-            if entry.get("kind") != "sale" or entry.get("customer_id") is None:
-                continue  # returns are priced from their sale; non-members earn nothing
+                verdict = Verdict(False, f"the journalled body cannot be read: {e}")
+            else:
+                if entry.get("kind") != "sale" or entry.get("customer_id") is None:
+                    continue  # returns are priced from their sale; non-members earn nothing
+                sold_at = parse_iso(r["sold_at"] or entry["at"])
+                verdict = _judge(conn, cache, r["till_id"], entry, sold_at)
             checked += 1
-            segments = frozenset(json.loads(r["segments"])) if r["segments"] else frozenset()
-            offers = frozenset(json.loads(r["offers"])) if r["offers"] else frozenset()
-            if r["granted_offers"]:
-                offers |= offer_grants.ever_granted(r["granted_offers"])
-            verdict = check_entry(entry, cache.get(entry["ruleset_version"]), segments,
-                                  r["birthday"], offers)
-            if not verdict.ok:
-                mismatches += 1
-                raise_alert(conn, now, "repricing-mismatch",
-                            f"entry {r['seq']} (receipt {entry['receipt_id']}): "
-                            f"{verdict.message}",
-                            till_id=r["till_id"], customer_id=entry["customer_id"])
+            if verdict.ok:
+                credits.confirm(conn, r["till_id"], r["receipt_id"], list(verdict.lots), now,
+                                held=quarantine.is_quarantined(conn, r["till_id"]))
+                continue
+            mismatches += 1
+            message = f"entry {r['seq']} (receipt {r['receipt_id']}): {verdict.message}"
+            raise_alert(conn, now, "repricing-mismatch", message, till_id=r["till_id"],
+                        customer_id=r["customer_id"])
+            credits.withhold(conn, r["till_id"], r["seq"], r["receipt_id"], verdict.message,
+                             now)
+            spent = _spent(conn, r["till_id"], r["receipt_id"])
+            if spent and r["customer_id"] is not None:
+                credits.give_back(conn, r["till_id"], r["seq"], r["receipt_id"],
+                                  r["customer_id"], spent, verdict.message, now)
+            quarantine.quarantine(conn, r["till_id"], message, now)
         conn.execute(
             "UPDATE repricing SET last_rowid = ?, checked = checked + ?,"
             " mismatches = mismatches + ? WHERE name = 'journal'",

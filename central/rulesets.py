@@ -75,6 +75,10 @@ def signed_current(conn: sqlite3.Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
+def encode_signed(rs: SignedRuleSet, key: Ed25519PrivateKey) -> bytes:
+    return encode_ruleset(key, rs)
+
+
 def current_tiers(conn: sqlite3.Connection) -> dict | None:
     """The tiers section of the newest rule set."""
     row = conn.execute("SELECT tiers FROM rulesets ORDER BY version DESC LIMIT 1").fetchone()

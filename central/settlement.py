@@ -96,8 +96,11 @@ def _apply_entry(conn: sqlite3.Connection, book: ledger.BatchLedger, till_id: st
                 till_id=till_id,
                 customer_id=e.customer_id,
             )
-    for lot in e.lots:
-        book.earn(e.customer_id, lot["points"], lot["activates"], lot["expires"], src)
+    if e.kind == "sale" and e.earned:
+        # The till's lots are its claim: one provisional lot of their points, credited with
+        # the rule set's dates only once re-priced (central.credits). Their dates are not
+        # read at all.
+        book.earn_provisional(e.customer_id, e.earned, src)
     if e.kind == "return" and e.original_receipt_id:
         if e.refund:
             book.refund(e.customer_id, e.refund, e.original_receipt_id, src)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import sqlite3
@@ -13,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from central.clock import iso, parse_iso
 from central.db import transaction
 from central.errors import Refused
+from protocol import enrolment
 from protocol.signing import parse_public_key
+from protocol.weak_keys import weakness
 
 
 class EnrolmentError(Refused):
@@ -41,10 +44,15 @@ def create_enrolment_token(
 
 
 def enrol(
-    conn: sqlite3.Connection, token: str, public_key_hex: str, name: str, now: datetime
+    conn: sqlite3.Connection, token: str, public_key_hex: str, proof: str, name: str,
+    now: datetime
 ) -> tuple[str, str]:
-    """Use a token once to enrol a till's key; returns (till_id, store)."""
-    parse_public_key(public_key_hex)  # refuse garbage before touching the token
+    """Use a token once to enrol a till's key; returns (till_id, store).
+
+    The key must be sound and `proof` its signature of the token (protocol.enrolment),
+    checked before the token is touched: raises BadSignature otherwise.
+    """
+    enrolment.check(public_key_hex, token, proof)
     with transaction(conn):
         row = conn.execute(
             "SELECT * FROM enrolment_tokens WHERE token_hash = ?", (_hash(token),)
@@ -76,7 +84,19 @@ def public_key_of(conn: sqlite3.Connection, till_id: str) -> Ed25519PublicKey:
         raise TillRefused(403, "till is not enrolled")
     if row["status"] != "active":
         raise TillRefused(403, f"till is {row['status']}: its enrolment was revoked")
+    if why := _weakness(row["public_key"]):
+        # Enrolment refuses such keys; one enrolled before it did proves nothing either.
+        raise TillRefused(403, f"till's key is weak ({why}): enrol it again")
     return parse_public_key(row["public_key"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _weakness(public_key_hex: str) -> str | None:
+    # A few milliseconds each: once per key, not once per request.
+    try:
+        return weakness(bytes.fromhex(public_key_hex))
+    except ValueError:
+        return "not hex"
 
 
 def revoke(conn: sqlite3.Connection, till_id: str) -> bool:
@@ -86,7 +106,13 @@ def revoke(conn: sqlite3.Connection, till_id: str) -> bool:
 
 def list_tills(conn: sqlite3.Connection) -> list[dict]:
     rows = conn.execute(
-        "SELECT id, name, store, status, enrolled_at, last_sync_at, current_epoch, acked_seq"
-        " FROM tills ORDER BY enrolled_at, id"
+        "SELECT id, name, store, status, enrolled_at, last_sync_at, current_epoch, acked_seq,"
+        " quarantined_at, quarantine_reason FROM tills ORDER BY enrolled_at, id"
     ).fetchall()
-    return [dict(r) for r in rows]
+    listed = []
+    for r in rows:
+        till = dict(r)
+        since, reason = till.pop("quarantined_at"), till.pop("quarantine_reason")
+        till["quarantine"] = {"since": since, "reason": reason} if since else None
+        listed.append(till)
+    return listed

@@ -10,6 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from central import auth_failures
+from central.auth_failures import Throttle
+from central.client_source import TrustedProxies, source_of
 from central.errors import Refused
 from central.secrets_store import CentralSecrets
 from protocol import bounds
@@ -19,6 +22,18 @@ log = logging.getLogger(__name__)
 DB = web.AppKey("db", sqlite3.Connection)
 SECRETS = web.AppKey("secrets", CentralSecrets)
 CLOCK = web.AppKey("clock", Callable[[], datetime])
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
+THROTTLE = web.AppKey("auth_throttle", Throttle)
+
+
+def source(request: web.Request) -> str:
+    """The caller's address, as far as the central can tell (central.client_source)."""
+    return source_of(request, request.app[TRUSTED_PROXIES])
+
+
+def failed_auth(request: web.Request, what: str, till_id: str | None = None) -> None:
+    """Count a failed authentication: one alert per source and period."""
+    auth_failures.record(request.app[DB], request.app[CLOCK](), source(request), what, till_id)
 
 
 class ApiError(Refused):

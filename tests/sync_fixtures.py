@@ -20,6 +20,7 @@ from agent.sync import SyncClient
 from central.app import make_app
 from central.clock import utcnow
 from central.web_common import DB, SECRETS
+from protocol import enrolment
 from protocol.journal import JournalEntry, new_receipt_id
 from protocol.signing import parse_public_key, public_key_hex
 
@@ -42,7 +43,8 @@ async def enrol(central, store: str = "s1") -> TillIdentity:
     token = (await resp.json())["token"]
     key = Ed25519PrivateKey.generate()
     resp = await central.post("/sync/v1/enroll",
-                              json={"token": token, "public_key": public_key_hex(key)})
+                              json={"token": token, "public_key": public_key_hex(key),
+                                    "proof": enrolment.prove(key, token)})
     body = await resp.json()
     assert "card_keys" in body  # on the loopback
     return TillIdentity(

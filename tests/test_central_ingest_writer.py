@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,8 +27,10 @@ def conn(tmp_path):
 def enrolled(conn, name: str) -> TestTill:
     till = TestTill()
     till.till_id = name
+    # Enrolled before the double's sales (10:00): a till sells after it enrols.
     conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
-                 " VALUES (?, ?, 's1', ?, ?)", (name, name, till.public_key, iso(NOW)))
+                 " VALUES (?, ?, 's1', ?, ?)", (name, name, till.public_key,
+                                                iso(NOW - timedelta(hours=3))))
     return till
 
 

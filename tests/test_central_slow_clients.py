@@ -193,7 +193,7 @@ async def enrol(http: aiohttp.ClientSession, url: str, admin: dict[str, str]) ->
                          headers=admin) as resp:
         token = (await resp.json())["token"]
     async with http.post(f"{url}/sync/v1/enroll",
-                         json={"token": token, "public_key": till.public_key}) as resp:
+                         json=till.enrolment(token)) as resp:
         assert resp.status == 200, await resp.text()
         till.till_id = (await resp.json())["till_id"]
     return till

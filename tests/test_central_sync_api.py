@@ -23,7 +23,7 @@ async def enrolled_till(central) -> TestTill:
                               headers=central.admin)
     token = (await resp.json())["token"]
     resp = await central.post("/sync/v1/enroll",
-                              json={"token": token, "public_key": till.public_key})
+                              json=till.enrolment(token))
     assert resp.status == 200, await resp.text()
     till.till_id = (await resp.json())["till_id"]
     return till
@@ -67,11 +67,9 @@ async def test_enrolment_token_cannot_be_reused(central):
     token = (await resp.json())["token"]
     first = TestTill()
     second = TestTill()
-    ok = await central.post("/sync/v1/enroll", json={"token": token,
-                                                     "public_key": first.public_key})
+    ok = await central.post("/sync/v1/enroll", json=first.enrolment(token))
     assert ok.status == 200
-    again = await central.post("/sync/v1/enroll", json={"token": token,
-                                                        "public_key": second.public_key})
+    again = await central.post("/sync/v1/enroll", json=second.enrolment(token))
     assert again.status == 409
     assert "already been used" in (await again.json())["error"]
     assert rows(central, "tills") == 1
@@ -79,23 +77,22 @@ async def test_enrolment_token_cannot_be_reused(central):
 
 async def test_unknown_and_expired_tokens_are_refused(central, clock):
     till = TestTill()
-    resp = await central.post("/sync/v1/enroll", json={"token": "made-up",
-                                                       "public_key": till.public_key})
+    resp = await central.post("/sync/v1/enroll", json=till.enrolment("made-up"))
     assert resp.status == 403
     assert "not known" in (await resp.json())["error"]
     resp = await central.post("/api/v1/enrolment-tokens", json={"store": "s1", "ttl_hours": 1},
                               headers=central.admin)
     token = (await resp.json())["token"]
     clock.advance(hours=2)
-    resp = await central.post("/sync/v1/enroll", json={"token": token,
-                                                       "public_key": till.public_key})
+    resp = await central.post("/sync/v1/enroll", json=till.enrolment(token))
     assert resp.status == 403
     assert "expired" in (await resp.json())["error"]
     assert rows(central, "tills") == 0
 
 
 async def test_enrolment_with_a_bad_key_or_body_is_a_clear_400(central):
-    resp = await central.post("/sync/v1/enroll", json={"token": "t", "public_key": "zz"})
+    resp = await central.post("/sync/v1/enroll", json={"token": "t", "public_key": "zz",
+                                                       "proof": "00"})
     assert resp.status == 400
     assert "public key" in (await resp.json())["error"]
     resp = await central.post("/sync/v1/enroll", data=b"{not json",
@@ -246,16 +243,21 @@ async def test_malformed_and_truncated_batches_get_a_clear_400(central):
     assert rows(central, "journal") == 0
 
 
-async def test_overspend_offline_becomes_debt_with_an_alert_and_later_earnings_pay_it(
+async def test_overspend_offline_becomes_debt_with_an_alert_and_later_credits_pay_it(
         central, clock):
     till = await enrolled_till(central)
     cid = await new_customer(central, bonus=100)
     till.sale(cid, redeemed=150)
-    till.sale(cid, earned=80, window_days=0)
     await send(central, till.batch())
-    assert await balance(central, cid) == {"available": 30, "pending": 0, "debt": 0}
+    assert await balance(central, cid) == {"available": -50, "pending": 0, "debt": 50}
     kinds = [r["kind"] for r in central.db.execute("SELECT kind FROM alerts")]
     assert kinds == ["offline-overspend"]
+    # A till's points are credited once re-priced (test_till_takeover); any credit that
+    # becomes spendable pays the debt first.
+    resp = await central.post(f"/api/v1/customers/{cid}/adjustments", headers=central.admin,
+                              json={"points": 80, "actor": "olga", "reason": "goodwill"})
+    assert resp.status == 200, await resp.text()
+    assert await balance(central, cid) == {"available": 30, "pending": 0, "debt": 0}
 
 
 # -- downstream ---------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_the_central_reprices_on_the_stores_clock_too():
                                        "lines": [ln.to_dict() for ln in lines],
                                        "customer": member().to_dict()}}
     assert till.earned == 150
-    assert repricing.check_entry(entry, rs, frozenset()).ok
+    assert repricing.check_entry(entry, rs, member(), at).ok
 
 
 @pytest.mark.parametrize(("where", "value", "path"), [

@@ -6,6 +6,7 @@ points activate at midnight in Moscow after the return window."""
 from __future__ import annotations
 
 import copy
+import time
 from datetime import UTC, datetime
 
 from protocol.rules import default_ruleset_doc
@@ -71,6 +72,15 @@ async def test_a_moscow_store_is_judged_on_moscow_time_on_a_utc_machine(tmp_path
 
         progress = await wait_for(repriced, "the central to re-price the sales")
         assert progress["mismatches"] == 0, progress
+        # The till's lots with the rule set's dates come with its next pull (a sale's points
+        # are provisional until re-priced, central.credits).
+        after = time.time()
+
+        async def pulled() -> bool | None:
+            status = await store.pos(till, "GET", "/pos/v1/status")
+            return True if (status["sync"]["last_pull_ok"] or 0) > after else None
+
+        await wait_for(pulled, "the till to pull after the re-pricing")
 
         # Both sales were on 1 March in Moscow: pending through 15 March, Moscow time,
         # spendable from midnight in Moscow (21:00 UTC on the 15th).

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocol import enrolment
 from protocol.batches import Batch, encode_batch
 from protocol.journal import JournalEntry, genesis_hash
 from protocol.signing import public_key_hex
@@ -29,6 +30,11 @@ class TestTill:
     @property
     def public_key(self) -> str:
         return public_key_hex(self.key)
+
+    def enrolment(self, token: str) -> dict[str, str]:
+        """The body of an enrolment request for this till's key."""
+        return {"token": token, "public_key": self.public_key,
+                "proof": enrolment.prove(self.key, token)}
 
     def sale(self, customer_id: str | None, *, earned: int = 0, redeemed: int = 0,
              total: int = 10000, at: datetime | None = None, window_days: int = 14,

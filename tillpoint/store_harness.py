@@ -202,10 +202,17 @@ class StoreHarness:
         return await call(self.http, method, till.control_url + path, json_body=body)
 
     async def wait_synced(self, timeout: float = 120.0) -> None:
-        """Until every till's journal is acknowledged by the central."""
+        """Until every till's journal is acknowledged by the central, and re-priced: a sale's
+        points are credited with the rule set's dates only then (central.credits)."""
         for till in self.tills:
             async def synced(t: Till = till) -> bool | None:
                 status = await self.pos(t, "GET", "/pos/v1/status")
                 return True if status["journal"]["unsent"] == 0 else None
 
             await wait_for(synced, f"{till.name} to sync", timeout, self.procs.check_alive)
+
+        async def repriced() -> bool | None:
+            return True if (await self.office("GET", "/api/v1/repricing"))["behind"] == 0 \
+                else None
+
+        await wait_for(repriced, "the central to re-price", timeout, self.procs.check_alive)

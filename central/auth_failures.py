@@ -1,0 +1,110 @@
+"""Failed authentications: one alert per source and period, and a throttle on wrong tokens.
+
+A forger sending a thousand bad batches a second used to write a thousand critical alerts a
+second, burying the real ones. Now the first failure from a source in a period writes the
+alert and the rest count on it (`count`, `last_at`), so head office sees one line per
+attacker and period, with how many attempts.
+
+`Throttle` slows down guessing of head-office credentials: a source that fails `limit` times
+within `window` is refused (429) until the window lets its failures go. Where a credential
+names an account, failures are also counted per account, but they only ever refuse sources
+that have failed themselves: an attacker cannot lock the owner of a named account out by
+failing against it from elsewhere.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from central.alerts import raise_alert
+from central.clock import iso
+
+PERIOD = timedelta(minutes=10)
+KIND = "security"
+
+
+def record(conn: sqlite3.Connection, now: datetime, source: str, what: str,
+           till_id: str | None = None) -> None:
+    """Count one failed authentication from `source`; outside a transaction it commits."""
+    period_start = now - PERIOD
+    row = conn.execute(
+        "SELECT id FROM alerts WHERE kind = ? AND source = ? AND at > ? AND acked_at IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (KIND, source, iso(period_start)),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            "UPDATE alerts SET count = count + 1, last_at = ?, message = ?,"
+            " till_id = COALESCE(?, till_id) WHERE id = ?",
+            (iso(now), _message(source, what), till_id, row["id"]),
+        )
+        return
+    raise_alert(conn, now, KIND, _message(source, what), severity="critical",
+                till_id=till_id, source=source)
+
+
+def _message(source: str, what: str) -> str:
+    return f"failed authentication from {source}: {what}"
+
+
+class Throttle:
+    """Failures per source and per account in sliding windows, in memory, bounded."""
+
+    def __init__(self, *, limit: int = 10, account_limit: int = 20, window: float = 300.0,
+                 max_tracked: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.account_limit = account_limit
+        self.window = window
+        self.max_tracked = max_tracked
+        self.clock = clock
+        self._sources: OrderedDict[str, deque[float]] = OrderedDict()
+        self._accounts: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, source: str, account: str | None = None) -> int | None:
+        """Seconds this source must wait before trying again, or None if it may try now."""
+        now = self.clock()
+        mine = self._recent(self._sources, source, now)
+        if len(mine) >= self.limit:
+            return self._wait(mine, self.limit, now)
+        if account is not None and mine:
+            theirs = self._recent(self._accounts, account, now)
+            if len(theirs) >= self.account_limit:
+                return self._wait(theirs, self.account_limit, now)
+        return None
+
+    def failed(self, source: str, account: str | None = None) -> None:
+        now = self.clock()
+        self._add(self._sources, source, now)
+        if account is not None:
+            self._add(self._accounts, account, now)
+
+    def _recent(self, table: OrderedDict[str, deque[float]], key: str,
+                now: float) -> deque[float]:
+        times = table.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del table[key]
+        return times
+
+    def _add(self, table: OrderedDict[str, deque[float]], key: str, now: float) -> None:
+        times = table.setdefault(key, deque())
+        table.move_to_end(key)
+        times.append(now)
+        # A bounded memory however many sources an attacker spoofs: the oldest go first.
+        while len(times) > 4 * max(self.limit, self.account_limit):
+            times.popleft()
+        while len(table) > self.max_tracked:
+            table.popitem(last=False)
+
+    def _wait(self, times: deque[float], limit: int, now: float) -> int:
+        # Until enough of the failures leave the window to bring the count under the limit.
+        release = times[len(times) - limit] + self.window
+        return max(1, int(release - now + 0.999))

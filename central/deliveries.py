@@ -1,0 +1,127 @@
+"""What the central delivered to each till: rule-set versions and views of customers.
+
+A till prices offline from what the central sent it, and journals the view of the customer
+it priced with. Re-pricing honours that view only as far as a view recorded here backs it,
+and the rule-set version the till names only if it was the newest this till had been given
+when it sold: a till with a stolen key cannot price with a tier, a segment, a balance or an
+old generous rule set it never received.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from central.clock import iso, parse_iso
+from protocol import rules
+
+# A till prices with the newest view it received before the sale; which that was, the
+# central cannot know exactly (an answer may have been lost on the way), so it accepts one
+# of the last few it sent before the sale, not any it ever sent.
+VIEWS_CONSIDERED = 5
+MAX_VIEWS_READ = 200  # a bound on one check's work, however busy the customer
+# Views are kept this long (and the newest few always): a till offline longer than this
+# has its sales checked against views it may no longer be shown to have had.
+VIEWS_KEPT_FOR = timedelta(days=30)
+# The till's clock against the central's, when comparing a sale with a delivery.
+CLOCK_TOLERANCE = timedelta(minutes=5)
+VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purchases",
+               "qualifying_spend", "available", "pending")
+
+
+def record_ruleset(conn: sqlite3.Connection, till_id: str, version: int, now: datetime) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO till_rulesets (till_id, version, delivered_at) VALUES (?, ?, ?)",
+        (till_id, version, iso(now)),
+    )
+
+
+def record_views(conn: sqlite3.Connection, till_id: str, customers: list[dict[str, Any]],
+                 now: datetime) -> None:
+    """Keep the views a customer delta carried to this till (the last VIEWS_KEPT each)."""
+    if not customers:
+        return
+    at = iso(now)
+    conn.executemany(
+        "INSERT INTO till_views (till_id, customer_id, delivered_at, view) VALUES (?, ?, ?, ?)",
+        [(till_id, c["id"], at, json.dumps({k: c.get(k) for k in VIEW_FIELDS}))
+         for c in customers],
+    )
+    conn.executemany(
+        "DELETE FROM till_views WHERE till_id = ?1 AND customer_id = ?2 AND delivered_at < ?3"
+        " AND id NOT IN (SELECT id FROM till_views WHERE till_id = ?1 AND customer_id = ?2"
+        "  ORDER BY id DESC LIMIT ?4)",
+        [(till_id, c["id"], iso(now - VIEWS_KEPT_FOR), VIEWS_CONSIDERED) for c in customers],
+    )
+
+
+def ruleset_refusal(conn: sqlite3.Connection, till_id: str, version: int,
+                    sold_at: datetime) -> str | None:
+    """Why the till may not have priced with `version` at `sold_at`, or None if it may."""
+    row = conn.execute(
+        "SELECT delivered_at FROM till_rulesets WHERE till_id = ? AND version = ?",
+        (till_id, version),
+    ).fetchone()
+    if row is None:
+        return f"rule set version {version}, which the central never sent to this till"
+    newer = conn.execute(
+        "SELECT MIN(delivered_at) FROM till_rulesets WHERE till_id = ? AND version > ?",
+        (till_id, version),
+    ).fetchone()[0]
+    if newer is not None and parse_iso(newer) + CLOCK_TOLERANCE < sold_at:
+        return (f"rule set version {version} although a newer one reached the till at "
+                f"{newer}")
+    return None
+
+
+def view_refusal(conn: sqlite3.Connection, till_id: str, customer: rules.Customer,
+                 sold_at: datetime, refunded: int = 0) -> str | None:
+    """What of the till's view of the customer, for a sale at `sold_at`, none of the last
+    views sent to this till before the sale backs; None if one does.
+
+    `refunded`: points this till gave back on returns, which its view may add to a balance.
+    """
+    # Within the clock tolerance of the sale, any view may be the one the till had; before
+    # that, the last few.
+    near = iso(sold_at - CLOCK_TOLERANCE)
+    views: list[dict[str, Any]] = []
+    earlier = 0
+    for r in conn.execute(
+        "SELECT view, delivered_at FROM till_views WHERE till_id = ? AND customer_id = ?"
+        " AND delivered_at <= ? ORDER BY id DESC LIMIT ?",
+        (till_id, customer.id, iso(sold_at + CLOCK_TOLERANCE), MAX_VIEWS_READ),
+    ):
+        if r["delivered_at"] <= near:
+            earlier += 1
+            if earlier > VIEWS_CONSIDERED:
+                break
+        views.append(json.loads(r["view"]))
+    if not views:
+        return "a view of the customer the central never sent to this till"
+    reasons = [_unbacked(customer, v, refunded) for v in views]
+    return None if None in reasons else reasons[0]
+
+
+def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None:
+    if c.tier != v.get("tier"):
+        return f"tier {c.tier!r}"
+    if extra := c.segments - set(v.get("segments") or ()):
+        return f"segments {sorted(extra)}"
+    offers = set(v.get("offers") or ()) | set(v.get("granted_offers") or ())
+    if extra := c.activated_offers - offers:
+        return f"offers {sorted(extra)}"
+    birthday = c.birthday.isoformat() if c.birthday else None
+    if birthday != v.get("birthday"):
+        return "a birthday"
+    if c.purchase_count < (v.get("purchases") or 0):
+        return f"{c.purchase_count} purchases"
+    if c.qualifying_spend != (v.get("qualifying_spend") or 0):
+        return f"a qualifying spend of {c.qualifying_spend}"
+    # A till reckons pending lots available from their own dates (protocol.balances), so
+    # what it was sent as pending may have become spendable by the sale: the bound is all
+    # the points the view held.
+    if c.balance > max(0, v.get("available") or 0) + max(0, v.get("pending") or 0) + refunded:
+        return f"a balance of {c.balance}"
+    return None
