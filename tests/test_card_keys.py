@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from central import card_keys as central_keys
 from central.app import make_app
 from central.web_common import DB, SECRETS
+from protocol import enrolment
 from protocol.card_keys import (
     CardKeyError,
     CardKeyring,
@@ -110,8 +111,9 @@ def test_keys_for_a_till_are_signed_and_addressed():
 async def _enrol(client, admin) -> dict:
     resp = await client.post("/api/v1/enrolment-tokens", json={"store": "s1"}, headers=admin)
     token = (await resp.json())["token"]
+    key = Ed25519PrivateKey.generate()
     resp = await client.post("/sync/v1/enroll", json={
-        "token": token, "public_key": public_key_hex(Ed25519PrivateKey.generate())})
+        "token": token, "public_key": public_key_hex(key), "proof": enrolment.prove(key, token)})
     assert resp.status == 200
     return await resp.json()
 

@@ -206,8 +206,10 @@ async def test_central_withholds_card_keys_on_plain_http_off_the_loopback(tmp_pa
 
             from protocol.signing import public_key_hex
             till_key = Ed25519PrivateKey.generate()
+            from protocol import enrolment
             async with s.post(url + "/sync/v1/enroll", json={
-                    "token": token, "public_key": public_key_hex(till_key)}) as r:
+                    "token": token, "public_key": public_key_hex(till_key),
+                    "proof": enrolment.prove(till_key, token)}) as r:
                 body = await r.json()
             assert r.status == 200 and "card_keys" not in body
             assert "only over TLS" in body["card_keys_withheld"]
