@@ -41,6 +41,7 @@ class CentralClient:
     async def request(self, method: str, path_qs: str, body: bytes = b"",
                       content_type: str = "application/msgpack",
                       timeout_s: float | None = None) -> tuple[bytes, str]:
+        """The answer's body and content type; (b"", "") for 304 Not Modified."""
         headers = sign_request(self.identity.key, self.identity.till_id, method, path_qs, body,
                                unix_now())
         if body:
@@ -52,6 +53,8 @@ class CentralClient:
                 timeout=timeout,
             ) as resp:
                 data = await resp.read()
+                if resp.status == 304:
+                    return b"", ""  # not modified: what the till holds is current
                 if resp.status != 200:
                     raise CentralError(_error_text(data, resp.status), resp.status)
                 return data, resp.content_type

@@ -199,8 +199,8 @@ class Checkout:
     # -- pricing ------------------------------------------------------------------------
 
     def price(self, lines: tuple[DraftLine, ...], customer_id: str | None) -> dict[str, Any]:
-        version, rs = self.rules.get()
         now = self.clock()
+        version, rs = self.rules.get(now=now)  # the version in effect now
         customer, allowed = self.customer(
             customer_id, now, rules.programme_zone(rs), rules.place_of(rs, self.store).time_zone)
         pricing = rules.price(rs, _receipt(lines, self.store), customer, now).to_dict()
@@ -223,7 +223,7 @@ class Checkout:
                 return replayed
             self._refuse_if_pending()
             now = self.clock()
-            version, rs = self.rules.get()
+            version, rs = self.rules.get(now=now)
             try:
                 lines = self.vat.sale_lines(lines, now)
             except TaxRefused as e:
@@ -366,7 +366,7 @@ class Checkout:
         sold_at = datetime.fromisoformat(sale.at)
         # The programme's current rules say what a late return does to points; the sale's
         # own figures say everything else (price_return), wherever it was sold.
-        _, rs = self.rules.get()
+        _, rs = self.rules.get(now=now)
         # Past the window when the sale's points would have activated: whole days of the
         # selling store's wall clock (protocol.lots), as the law counts returns.
         zone = rules.place_of(rs, sale.store).time_zone or sold_at.tzinfo or UTC

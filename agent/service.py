@@ -71,9 +71,9 @@ class Agent:
                                  suffix=cfg.reader_suffix,  # type: ignore[arg-type]
                                  loyalty_ranges=cfg.loyalty_card_ranges)
         self.client = CentralClient(self.identity)
+        self.rules = RulesCache(self.db, utcnow)
         self.sync = SyncClient(self.db, self.client, max_backoff_s=cfg.max_backoff,
-                               clock=utcnow)
-        self.rules = RulesCache(self.db)
+                               clock=utcnow, rules=self.rules)
         self.checkout = Checkout(self.db, self.printer, self.rules, self.identity.store, utcnow,
                                  on_journal=self.wake_push,
                                  vat=StoreVat(cfg.tax_groups, cfg.vat_rate),
@@ -160,7 +160,8 @@ class Agent:
             "enrolment": "revoked" if self.sync.state.revoked else "active",
             "quarantine": self.sync.state.quarantine,
             "ruleset_refused": self.sync.state.ruleset_refused,
-            "ruleset_version": self.rules.version(),
+            "ruleset_version": self.rules.active_version(),
+            "ruleset_next": self.rules.next_activation(),
             "journal": {"epoch": journal.epoch(self.db), "last_seq": last_seq,
                         "acked_seq": self.sync.acked_seq(),
                         "unsent": last_seq - self.sync.acked_seq(),
@@ -180,6 +181,7 @@ class Agent:
     async def start(self) -> web.AppRunner:
         await self.printer.start()
         await self.reader.start()
+        await self.rules.warm()  # compiled in a thread, before the first receipt needs it
         await self.pull_job()  # a first rule set if the central is there; fine if not
         self.scheduler.add_job(self.push_job, "interval", seconds=self.cfg.sync_interval,
                                id="push", max_instances=1, coalesce=True)

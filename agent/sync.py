@@ -7,6 +7,7 @@ means the next run sends again what the central may already hold, which it ignor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,13 +19,14 @@ import sqlite_utils
 
 from agent import customers, epochs, journal, offline_caps
 from agent.central_client import CentralClient, CentralError
+from agent.rules_cache import Received, RulesCache, prepare
 from agent.store import get_meta, set_meta
 from protocol.batches import ENVELOPE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Batch, encode_batch
 from protocol.journal import JournalEntry
-from protocol.rules import compile_ruleset
+from protocol.rules import RuleSetError
 from protocol.ruleset_wire import decode_ruleset
 from protocol.signing import BadSignature
-from protocol.wire import InvalidMessage, pack
+from protocol.wire import InvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,11 @@ class SyncClient:
     def __init__(self, db: sqlite_utils.Database, client: CentralClient, *,
                  max_backoff_s: float = MAX_BACKOFF_S,
                  monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 rules: RulesCache | None = None) -> None:
         self.db = db
         self.client = client
+        self.rules = rules or RulesCache(db, clock)  # the agent's own, so a swap is seen
         self.max_backoff_s = max_backoff_s
         self.monotonic = monotonic  # the backoff's clock: tests move it instead of waiting
         self.clock = clock  # wall time of the last contact, for the offline caps
@@ -172,30 +176,32 @@ class SyncClient:
                 return new_acked
 
     async def pull_ruleset(self) -> int | None:
-        """Fetch the central's rule set; activate it only if its signature verifies."""
+        """Fetch the central's rule set if it has a newer one; store it only if its signature
+        verifies and it compiles. Verifying and compiling run in a worker thread, and the
+        compiled set is swapped in in one step (agent.rules_cache): the POS API never waits."""
+        have = self.rules.version()
         try:
-            data, _ = await self.client.request("GET", "/sync/v1/ruleset")
+            data, _ = await self.client.request("GET", f"/sync/v1/ruleset?have={have or 0}")
         except CentralError as e:
             self._failed(e)
             raise
+        if not data:
+            self.state.ruleset_refused = None
+            return have  # not modified
         try:
-            rs = decode_ruleset(data, self.client.identity.central_key)
-            compile_ruleset(rs.doc)
-        except (BadSignature, InvalidMessage) as e:
+            received = await asyncio.to_thread(self._verified, data)
+        except (BadSignature, InvalidMessage, RuleSetError) as e:
             self.state.ruleset_refused = f"rule set refused: {e}"
             log.error("rule set from the central refused: %s", e)
             return None
         self.state.ruleset_refused = None
-        current = self.db.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
-        if current is None or rs.version > current:
-            self.db.execute(
-                "INSERT OR REPLACE INTO rulesets (version, activates_at, doc, received_at)"
-                " VALUES (?, ?, ?, ?)",
-                [rs.version, rs.activates_at, pack(rs.doc),
-                 datetime.now(UTC).isoformat(timespec="seconds")],
-            )
-            log.info("rule set version %d received", rs.version)
-        return rs.version
+        if self.rules.add(received):
+            log.info("rule set version %d received, in effect from %s", received.version,
+                     received.activates_at)
+        return received.version
+
+    def _verified(self, data: bytes) -> Received:
+        return prepare(decode_ruleset(data, self.client.identity.central_key))
 
     def _quarantine(self, state: dict | None) -> None:
         if state == self.state.quarantine:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -235,16 +235,31 @@ async def get_ruleset(request: web.Request) -> web.Response:
 @routes.put("/api/v1/ruleset")
 async def put_ruleset(request: web.Request) -> web.Response:
     body = await json_body(request)
+    activates_at = _instant(field(body, "activates_at", str, required=False), "activates_at")
     try:
         version = rulesets.publish(
             request.app[DB],
             field(body, "doc", dict),
             field(body, "actor", str),
             request.app[CLOCK](),
+            activates_at,
         )
     except RuleSetError as e:
         raise ApiError(422, f"rule set refused: {e}") from None
     return web.json_response({"version": version}, status=201)
+
+
+def _instant(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date-time with its UTC offset (tills in other zones read it alike)."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"field {name!r} must be an ISO 8601 date-time") from None
+    if at.tzinfo is None:
+        raise ApiError(400, f"field {name!r} must carry a UTC offset, e.g. {text}+03:00")
+    return at
 
 
 @routes.get("/api/v1/alerts")

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 # The one writer of batches, so that batches arriving together commit together.
 WRITER = web.AppKey("ingest_writer", IngestWriter)
+SIGNED_RULESETS = web.AppKey("signed_rulesets", rulesets.SignedRuleSets)
 
 MSGPACK = "application/msgpack"
 
@@ -104,12 +105,22 @@ async def batches(request: web.Request) -> web.Response:
 
 @routes.get("/sync/v1/ruleset")
 async def ruleset(request: web.Request) -> web.Response:
+    """The newest rule set, signed; `have=N` (the version the till holds) gets 304 Not
+    Modified while N is still the newest, so an unchanged rule set costs nothing to pull."""
     till_id = await _calling_till(request)
+    try:
+        have = int(request.query.get("have", "0"))
+    except ValueError:
+        raise ApiError(400, "'have' must be an integer rule-set version") from None
     conn = request.app[DB]
-    current = rulesets.current(conn)
-    blob = rulesets.encode_signed(current, request.app[SECRETS].signing_key)
+    version = rulesets.current_version(conn)
+    if version is None:
+        raise ApiError(404, "no rule set has been published")
+    if have == version:
+        return web.Response(status=304)  # sent before, and recorded then
+    blob = request.app[SIGNED_RULESETS].get(conn, version, request.app[SECRETS].signing_key)
     # Recorded: re-pricing honours a version only if it was the newest this till was sent.
-    deliveries.record_ruleset(conn, till_id, current.version, request.app[CLOCK]())
+    deliveries.record_ruleset(conn, till_id, version, request.app[CLOCK]())
     return web.Response(body=blob, content_type=MSGPACK)
 
 

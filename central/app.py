@@ -72,6 +72,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     rulesets.ensure_default(conn, clock())
     app[DB] = conn
     app[api_sync.WRITER] = IngestWriter(conn)
+    app[api_sync.SIGNED_RULESETS] = rulesets.SignedRuleSets()
     app[SECRETS] = load_or_create(data_dir, card_keys_file, clock())
     retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
     if retired:

@@ -59,20 +59,32 @@ def record_views(conn: sqlite3.Connection, till_id: str, customers: list[dict[st
 
 def ruleset_refusal(conn: sqlite3.Connection, till_id: str, version: int,
                     sold_at: datetime) -> str | None:
-    """Why the till may not have priced with `version` at `sold_at`, or None if it may."""
+    """Why the till may not have priced with `version` at `sold_at`, or None if it may.
+
+    A till holds a version from its delivery but prices with it only from its activation
+    time: so a version is due from the later of the two, and an older one stays right
+    until a newer one is due."""
     row = conn.execute(
-        "SELECT delivered_at FROM till_rulesets WHERE till_id = ? AND version = ?",
+        "SELECT t.delivered_at, r.activates_at FROM till_rulesets t"
+        " JOIN rulesets r ON r.version = t.version WHERE t.till_id = ? AND t.version = ?",
         (till_id, version),
     ).fetchone()
     if row is None:
         return f"rule set version {version}, which the central never sent to this till"
+    if sold_at + CLOCK_TOLERANCE < parse_iso(row[1]) and conn.execute(
+            # A till with nothing older sells with what it has (agent.rules_cache).
+            "SELECT 1 FROM till_rulesets WHERE till_id = ? AND version < ?",
+            (till_id, version)).fetchone():
+        return f"rule set version {version} before it took effect at {row[1]}"
     newer = conn.execute(
-        "SELECT MIN(delivered_at) FROM till_rulesets WHERE till_id = ? AND version > ?",
+        "SELECT MIN(CASE WHEN r.activates_at > t.delivered_at THEN r.activates_at"
+        " ELSE t.delivered_at END) FROM till_rulesets t"
+        " JOIN rulesets r ON r.version = t.version WHERE t.till_id = ? AND t.version > ?",
         (till_id, version),
     ).fetchone()[0]
     if newer is not None and parse_iso(newer) + CLOCK_TOLERANCE < sold_at:
-        return (f"rule set version {version} although a newer one reached the till at "
-                f"{newer}")
+        return (f"rule set version {version} although a newer one was in effect at the till"
+                f" from {newer}")
     return None
 
 

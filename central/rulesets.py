@@ -14,7 +14,7 @@ from central.db import transaction
 from protocol import bounds
 from protocol.rules import compile_ruleset, default_ruleset_doc
 from protocol.ruleset_wire import SignedRuleSet, encode_ruleset
-from protocol.wire import pack, unpack
+from protocol.wire import MAX_MESSAGE_BYTES, pack
 
 
 def publish(
@@ -25,20 +25,24 @@ def publish(
     activates_at: datetime | None = None,
 ) -> int:
     """Validate and store a new version; raises protocol.rules.RuleSetError naming the place,
-    or bounds.OutOfBounds for a value no till could store or decode."""
+    or bounds.OutOfBounds for a value no till could store or decode.
+
+    The version takes effect at `activates_at`, else at the document's `valid_from`, else
+    now; tills receive it ahead and switch at that moment, online or not."""
     with transaction(conn):
         current = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0] or 0
         doc = {**doc, "version": current + 1}
-        check_publishable(doc)
-        compile_ruleset(doc)
+        text = check_publishable(doc)
+        compiled = compile_ruleset(doc)
+        activates_at = activation(activates_at or now, compiled.valid_from)
         conn.execute(
             "INSERT INTO rulesets (version, doc, published_at, activates_at, actor, tiers)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
                 current + 1,
-                json.dumps(doc, sort_keys=True),
+                text,
                 iso(now),
-                iso(activates_at or now),
+                iso(activates_at),
                 actor,
                 # With the programme's zone: tier windows are calendar periods of it.
                 json.dumps({**doc["tiers"], **_zone(doc)}) if doc.get("tiers") else None,
@@ -48,12 +52,30 @@ def publish(
     return current + 1
 
 
-def check_publishable(doc: dict) -> None:
+def activation(activates_at: datetime, valid_from: datetime | None) -> datetime:
+    """When a version takes effect: the later of its publication's activation time and the
+    document's own `valid_from` (a document never applies before it says it is valid)."""
+    return max(activates_at, valid_from) if valid_from else activates_at
+
+
+def check_publishable(doc: dict) -> str:
     """What every till will decode must be within bounds and survive the wire as it is:
-    checked before it is stored, since once published every till's rule pull carries it."""
+    checked before it is stored, since once published every till's rule pull carries it.
+    Returns the document's JSON text, as stored.
+
+    check_tree refuses every value msgpack could not carry exactly (floats, integers beyond
+    2^53, lone surrogates, non-string keys, other types), so no pack/unpack round trip is
+    needed. What is left is the size a till will decode: msgpack is never longer than this
+    JSON text (ASCII-escaped, with separators), so only a text near the limit is packed."""
     bounds.check_tree(doc, "doc")
-    if unpack(pack(doc)) != doc:
-        raise bounds.OutOfBounds("doc", "does not survive encoding for the tills")
+    text = json.dumps(doc, sort_keys=True)
+    if len(text) > WIRE_LIMIT and len(pack(doc)) > WIRE_LIMIT:
+        raise bounds.OutOfBounds("doc", f"is larger than the {WIRE_LIMIT} bytes a till decodes")
+    return text
+
+
+# A till decodes at most MAX_MESSAGE_BYTES; the signed envelope takes a few hundred.
+WIRE_LIMIT = MAX_MESSAGE_BYTES - 4096
 
 
 def _zone(doc: dict) -> dict[str, str]:
@@ -71,12 +93,35 @@ def current(conn: sqlite3.Connection) -> SignedRuleSet:
     return SignedRuleSet(row["version"], row["activates_at"], json.loads(row["doc"]))
 
 
+def current_version(conn: sqlite3.Connection) -> int | None:
+    return conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
+
+
 def signed_current(conn: sqlite3.Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
-def encode_signed(rs: SignedRuleSet, key: Ed25519PrivateKey) -> bytes:
-    return encode_ruleset(key, rs)
+class SignedRuleSets:
+    """Each version's signed bytes, encoded and signed once per version and key.
+
+    A published version never changes, so a till's pull of it costs one lookup here instead
+    of parsing, encoding and signing a document of a megabyte or more each time."""
+
+    def __init__(self) -> None:
+        self._signed: dict[tuple[int, bytes], bytes] = {}
+
+    def get(self, conn: sqlite3.Connection, version: int, key: Ed25519PrivateKey) -> bytes:
+        from protocol.signing import public_key_hex
+        cache_key = (version, public_key_hex(key).encode())
+        blob = self._signed.get(cache_key)
+        if blob is None:
+            row = conn.execute("SELECT version, activates_at, doc FROM rulesets"
+                               " WHERE version = ?", (version,)).fetchone()
+            blob = encode_ruleset(key, SignedRuleSet(row["version"], row["activates_at"],
+                                                     json.loads(row["doc"])))
+            # Only the newest version is ever served: older ones need not stay.
+            self._signed = {cache_key: blob}
+        return blob
 
 
 def current_tiers(conn: sqlite3.Connection) -> dict | None:
