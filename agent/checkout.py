@@ -214,7 +214,8 @@ class Checkout:
 
     async def confirm(self, lines: tuple[DraftLine, ...], customer_id: str | None, redeem: int,
                       payment: str, payments: Any = None,
-                      request: PosRequest | None = None) -> Outcome:
+                      request: PosRequest | None = None, cashier: str | None = None,
+                      ) -> Outcome:
         """`payments` is the POS's split ({"cash", "cards": [...]}); without it, `payment`
         says the whole was paid in cash or by a card (no terminal reference kept)."""
         async with self.lock:
@@ -276,13 +277,15 @@ class Checkout:
                         "lines": [ln.to_dict() for ln in lines],
                         "customer": customer.to_dict(),
                         "payments": split.to_dict()},
+                cashier=cashier,
             )
             return await self._print_and_journal(draft, fiscal, request)
 
     # -- returns ------------------------------------------------------------------------
 
     async def return_goods(self, receipt_id: str, returning: dict[int, int],
-                           request: PosRequest | None = None) -> Outcome:
+                           request: PosRequest | None = None,
+                           cashier: str | None = None) -> Outcome:
         async with self.lock:
             replayed = self._replay(request)
             if replayed is not None:
@@ -291,6 +294,7 @@ class Checkout:
             sale, lease = await self._sale_to_return(receipt_id, returning)
             try:
                 draft, fiscal = self._price_return(sale, returning, lease)
+                draft = replace(draft, cashier=cashier)
                 done = await self._print_and_journal(draft, fiscal, request)
             except CheckoutError as e:
                 if lease and "pending_receipt_id" not in e.extra:

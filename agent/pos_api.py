@@ -11,17 +11,25 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from agent import customers, pos_requests
+from agent.card_lookup import GuessingReport, Refresher, TypedLimit
 from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
 from agent.devices.reader import CardPresented, CardTokens
 from agent.pos_auth import PosSecret, guard_middleware
-from agent.pos_input import MAX_LINES, BadRequest, parse_lines, parse_return_lines
+from agent.pos_input import (
+    CASHIER_HEADER,
+    MAX_LINES,
+    BadRequest,
+    parse_cashier,
+    parse_lines,
+    parse_return_lines,
+)
 from agent.rules_cache import NoRuleSet
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
 from protocol.rules import InputError
@@ -59,6 +67,14 @@ class Till:
     status: Callable[[], dict[str, Any]]
     close_shift: Callable[[], Awaitable[int]]
     loyalty_ranges: tuple[str, ...] = ()  # the programme's own card ranges: never "bank"
+    typed_limit: TypedLimit = field(default_factory=TypedLimit)
+    guessing: GuessingReport = field(default_factory=GuessingReport)
+    # Tells the central of typed numbers refused for the limit (agent.service); no-op alone.
+    report_guessing: Callable[[], None] = lambda: None
+    refresher: Refresher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.refresher = Refresher(self.refresh_customers)
 
 
 TILL = web.AppKey("till", Till)
@@ -124,6 +140,15 @@ async def identify(request: web.Request) -> web.Response:
     if number is not None:
         if not isinstance(number, str):
             raise BadRequest("card_number must be a string")
+        wait = till.typed_limit.retry_after()
+        if wait is not None:
+            till.guessing.refused()
+            till.report_guessing()
+            return web.json_response(
+                {"error": f"too many typed card numbers at this till: try again in {wait} s,"
+                          " or present the card at the reader", "retry_after": wait},
+                status=429, headers={"Retry-After": str(wait)})
+        till.typed_limit.take()
         digits = normalize_card_number(number)
         tokens = [t for _, t in till.card_keys.tokens(digits)]
         last4 = digits[-4:]
@@ -135,11 +160,13 @@ async def identify(request: web.Request) -> web.Response:
         tokens, last4, kind = list(card.tokens), card.last4, card.kind
     db = till.checkout.db
     customer_id = customers.by_tokens(db, tokens)
-    if customer_id is None:
-        # Perhaps enrolled at head office a moment ago: ask the central once.
-        await till.refresh_customers()
+    if customer_id is None and await till.refresher.after_miss():
+        # Perhaps enrolled at head office a moment ago: ask the central, within a budget
+        # (agent.card_lookup); past it the till's cache answers.
         customer_id = customers.by_tokens(db, tokens)
     if customer_id is None:
+        if number is not None:
+            till.guessing.missed()
         raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
                             card_last4=last4)
     view = customers.view(db, customer_id, till.checkout.clock())
@@ -169,10 +196,11 @@ async def confirm(request: web.Request) -> web.Response:
         raise BadRequest("payment must be 'cash' or 'card'")
     if "payment" in body and body.get("payments") is not None:
         raise BadRequest("send payments (the split) or payment, not both")
+    cashier = parse_cashier(request.headers.get(CASHIER_HEADER), body)
     # The split is checked against what is to pay once the receipt is settled.
     outcome = await request.app[TILL].checkout.confirm(
         parse_lines(body.get("lines")), _customer_id(body), redeem, payment,
-        body.get("payments"), request=_idempotent(request, body, "receipts"))
+        body.get("payments"), request=_idempotent(request, body, "receipts"), cashier=cashier)
     return web.json_response(outcome.to_dict(), status=201)
 
 
@@ -185,8 +213,10 @@ async def return_goods(request: web.Request) -> web.Response:
     checkout = request.app[TILL].checkout
     # The sale may be another till's: its lines are checked against the sale itself.
     returning = parse_return_lines(body.get("lines"), MAX_LINES)
+    cashier = parse_cashier(request.headers.get(CASHIER_HEADER), body)
     outcome = await checkout.return_goods(receipt_id, returning,
-                                          request=_idempotent(request, body, "returns"))
+                                          request=_idempotent(request, body, "returns"),
+                                          cashier=cashier)
     return web.json_response(outcome.to_dict(), status=201)
 
 

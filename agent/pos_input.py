@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import vat
+from protocol import cashiers, vat
 
 MAX_LINES = 500
 MAX_QTY = 1_000_000_000  # thousandths: a million units
@@ -109,3 +109,22 @@ def parse_return_lines(raw: Any, bought: int) -> dict[int, int]:
         index = _int(item, "line", f"lines[{i}]", 0, bought - 1)
         out[index] = out.get(index, 0) + _int(item, "qty", f"lines[{i}]", 1, MAX_QTY)
     return out
+
+
+CASHIER_HEADER = "Cashier-Id"
+
+
+def parse_cashier(header: str | None, body: dict[str, Any]) -> str:
+    """Who is at the till: the body's `cashier`, or the `Cashier-Id` header; required on
+    every receipt and return, and journalled with it."""
+    value = body.get("cashier", header)
+    if value is None:
+        raise BadRequest("cashier is required: the id of the cashier at the till (body field"
+                         f" 'cashier' or header '{CASHIER_HEADER}')")
+    if header is not None and "cashier" in body and header != body["cashier"]:
+        raise BadRequest(f"cashier: the body and the {CASHIER_HEADER} header name different"
+                         " cashiers")
+    try:
+        return cashiers.check(value)
+    except cashiers.BadCashier as e:
+        raise BadRequest(f"cashier {e}") from None

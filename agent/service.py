@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from tzlocal import get_localzone
 
 from agent import epochs, identity, journal, listening
 from agent.card_keys import TillCardKeys
+from agent.card_lookup import GuessingReport
 from agent.central_client import CentralClient, CentralError
 from agent.checkout import Checkout
 from agent.clock import utcnow
@@ -79,6 +81,9 @@ class Agent:
                                  vat=StoreVat(cfg.tax_groups, cfg.vat_rate),
                                  central=ReturnsDesk(self.client, self.sync))
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.guessing = GuessingReport()
+        self._reporting: asyncio.Task[None] | None = None
+        self.till: Till | None = None  # what the POS API serves, once started
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
 
     # -- jobs -----------------------------------------------------------------------------
@@ -98,6 +103,7 @@ class Agent:
     async def pull_job(self) -> None:
         if self.sync.backing_off():
             return
+        await self.send_guessing_report()  # one that failed before
         with contextlib.suppress(CentralError):
             await self.sync.pull_ruleset()
             await self.pull_card_keys()
@@ -123,6 +129,23 @@ class Agent:
         self.card_keys_problem = None
         if ring:
             self.card_keys.replace(ring)
+
+    def report_guessing(self) -> None:
+        """Typed numbers were refused for the limit: tell the central soon, once for all
+        that are refused meanwhile (one alert there per till and period)."""
+        if self._reporting is None or self._reporting.done():
+            self._reporting = asyncio.create_task(self.send_guessing_report())
+
+    async def send_guessing_report(self) -> None:
+        report = self.guessing.take()
+        if report is None:
+            return
+        try:
+            await self.client.request("POST", "/sync/v1/reports", json.dumps(report).encode(),
+                                      content_type="application/json")
+        except CentralError as e:
+            self.guessing.put_back(report)  # the pull job tries again
+            log.warning("could not report typed card numbers refused: %s", e)
 
     async def refresh_customers(self) -> None:
         with contextlib.suppress(CentralError):
@@ -174,7 +197,13 @@ class Agent:
             "card_keys": {"versions": self.card_keys.versions,
                           "problem": self.card_keys_problem},
             "sync": self.sync.state.to_dict(),
+            "identify": self._identify_status(),
         }
+
+    def _identify_status(self) -> dict[str, int]:
+        return {"typed_refused": self.guessing.refused_total,
+                "unreported": self.guessing.unreported,
+                "central_lookups": self.till.refresher.asked if self.till else 0}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -202,7 +231,9 @@ class Agent:
             await self.reconcile_job()
         till = Till(self.checkout, self.last_card, self.card_keys,
                     self.refresh_customers, self.status, self.close_shift,
-                    loyalty_ranges=self.cfg.loyalty_card_ranges)
+                    loyalty_ranges=self.cfg.loyalty_card_ranges,
+                    guessing=self.guessing, report_guessing=self.report_guessing)
+        self.till = till
         runner = web.AppRunner(make_app(till, self.pos_secret))
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()

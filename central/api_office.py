@@ -204,6 +204,8 @@ async def till_journal(request: web.Request) -> web.Response:
                 "seq": r["seq"],
                 "hash": r["hash"],
                 "kind": body["kind"],
+                "receipt_id": body["receipt_id"],
+                "cashier": body.get("cashier"),  # None in entries journalled before it
                 "earned": body["earned"],
                 "redeemed": body["redeemed"],
                 "clawback": body["clawback"],

@@ -7,11 +7,12 @@ import logging
 
 from aiohttp import web
 
-from central import deliveries, deltas, ingest, returns, rulesets, tills
+from central import deliveries, deltas, ingest, returns, rulesets, till_reports, tills
 from central.db import transaction
 from central.errors import Refused
 from central.ingest_writer import IngestWriter
 from central.web_common import CLOCK, DB, SECRETS, ApiError, failed_auth, field, json_body
+from protocol import bounds
 from protocol.card_keys import encode_for_till
 from protocol.request_auth import HEADER_TILL, verify_request
 from protocol.signing import BadSignature, public_key_hex
@@ -195,3 +196,21 @@ async def release_return(request: web.Request) -> web.Response:
     with transaction(conn):
         released = returns.release(conn, till_id, lease)
     return web.json_response({"released": released})
+
+
+@routes.post("/sync/v1/reports")
+async def till_report(request: web.Request) -> web.Response:
+    """A till tells of something head office should see (central.till_reports): counted
+    into one alert per till, kind and period."""
+    till_id = await _calling_till(request)
+    body = await json_body(request)
+    kind = field(body, "kind", str)
+    if kind not in till_reports.KINDS:
+        raise ApiError(400, f"'kind' must be one of {sorted(till_reports.KINDS)}")
+    within = bounds.IntRange(0, till_reports.MAX_COUNT)
+    numbers = {name: field(body, name, int, within=within) for name in ("count", "misses")}
+    conn = request.app[DB]
+    with transaction(conn):
+        alert = till_reports.record(conn, request.app[CLOCK](), till_id, kind,
+                                    numbers["count"], numbers["misses"])
+    return web.json_response({"alert": alert})

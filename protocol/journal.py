@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from protocol import cashiers
 from protocol.wire import UNDECODED, InvalidMessage, pack, require, unpack, unpack_map_skipping
 
 ENTRY_KINDS = ("sale", "return")
@@ -55,12 +56,21 @@ class JournalEntry:
     # What the rules engine decided (Settlement or ReturnOutcome as a dict) and the lines.
     # UNDECODED in an entry decoded with detail=False: the central's ingest never reads it.
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # Who sold or took the return back: the cashier's id as the POS sent it
+    # (protocol.cashiers). None only in entries journalled before it was carried.
+    cashier: str | None = None
     hash: str = ""
 
     def body(self) -> dict[str, Any]:
         # Shallow on purpose: asdict() deep-copies `detail` (hundreds of nodes per receipt),
         # which cost more than the rest of ingest together. Entries are never mutated.
-        return {name: getattr(self, name) for name in _BODY_FIELDS}
+        body = {name: getattr(self, name) for name in _BODY_FIELDS}
+        for name in _OMITTED_WHEN_NONE:
+            # Left out when absent, so entries journalled before the field existed keep
+            # their bytes, and with them their hashes and the chain.
+            if body[name] is None:
+                del body[name]
+        return body
 
     def encoded_body(self) -> bytes:
         """The canonical bytes the entry's hash covers, and what travels in a batch."""
@@ -117,6 +127,11 @@ class JournalEntry:
             v = obj.get(k)
             if v is not None and type(v) is not str:
                 require(obj, k, str)
+        if obj.get("cashier") is not None:
+            try:
+                cashiers.check(obj["cashier"])
+            except ValueError as e:
+                raise InvalidMessage(f"field 'cashier': {e}") from None
         if obj["kind"] not in ENTRY_KINDS:
             raise InvalidMessage(f"unknown entry kind {obj['kind']!r}")
         if obj["seq"] < 1:
@@ -157,6 +172,7 @@ class JournalEntry:
 
 
 _BODY_FIELDS = tuple(f.name for f in fields(JournalEntry) if f.name != "hash")
+_OMITTED_WHEN_NONE = ("cashier",)
 _FIELD_NAMES = frozenset(f.name for f in fields(JournalEntry))
 _REQUIRED = frozenset(
     f.name for f in fields(JournalEntry) if f.default is MISSING and f.default_factory is MISSING

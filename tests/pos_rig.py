@@ -29,6 +29,14 @@ from protocol.rules import default_ruleset_doc
 from protocol.wire import pack
 
 CARD_SECRET = b"pos-rig-card-secret"
+CASHIER = "cashier-7"
+
+
+class RigCardKeys:
+    """One card key: the rig's tokens are made under CARD_SECRET."""
+
+    def tokens(self, number: str) -> list[tuple[int, str]]:
+        return [(1, card_token(CARD_SECRET, number))]
 
 
 @dataclass
@@ -95,7 +103,8 @@ class Rig:
 
     @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
+        # and who is at the till: every receipt and return names its cashier
+        return {"Authorization": f"Bearer {self.secret}", "Cashier-Id": CASHIER}
 
     async def refresh_customers(self) -> None:
         self.refreshes += 1  # the central has nothing new in these tests
@@ -117,6 +126,6 @@ class Rig:
         return customer_id
 
     def app(self) -> web.Application:
-        till = Till(self.checkout, self.last_card, CARD_SECRET, self.refresh_customers,
+        till = Till(self.checkout, self.last_card, RigCardKeys(), self.refresh_customers,
                     self.status, self.close_shift)
         return make_app(till, PosSecret(self.secret_path))

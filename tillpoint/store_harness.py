@@ -46,12 +46,13 @@ class Till:
     control_url: str = ""
     till_id: str = ""
     agent_args: list[str] = field(default_factory=list)
+    cashier: str = "cashier-1"  # who the POS says is at the till
 
     @property
     def pos_headers(self) -> dict[str, str]:
         """What the POS software sends: the secret from its file, read afresh (it rotates)."""
         secret = (self.state / "pos-secret").read_text().strip()
-        return {"Authorization": f"Bearer {secret}"}
+        return {"Authorization": f"Bearer {secret}", "Cashier-Id": self.cashier}
 
 
 class StoreHarness:
