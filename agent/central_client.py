@@ -15,9 +15,11 @@ from protocol.request_auth import sign_request
 class CentralError(Exception):
     """The central answered with an error, or could not be reached."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None,
+                 retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s  # the central's Retry-After, when it sent one
 
     @property
     def refused(self) -> bool:
@@ -56,7 +58,8 @@ class CentralClient:
                 if resp.status == 304:
                     return b"", ""  # not modified: what the till holds is current
                 if resp.status != 200:
-                    raise CentralError(_error_text(data, resp.status), resp.status)
+                    raise CentralError(_error_text(data, resp.status), resp.status,
+                                       _retry_after(resp.headers.get("Retry-After")))
                 return data, resp.content_type
         except aiohttp.ClientError as e:
             raise CentralError(f"central unreachable: {type(e).__name__}: {e}") from None
@@ -66,6 +69,13 @@ class CentralClient:
     async def json(self, method: str, path_qs: str, body: bytes = b"") -> Any:
         data, _ = await self.request(method, path_qs, body)
         return json.loads(data)
+
+
+def _retry_after(value: str | None) -> int | None:
+    """Retry-After in seconds; the HTTP-date form is not used by the central, so ignored."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
 
 
 def _error_text(data: bytes, status: int) -> str:

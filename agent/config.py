@@ -39,7 +39,8 @@ class AgentConfig:
     port_file: Path | None = None
     sync_interval: float = 5.0  # seconds between pushes when nothing wakes the client
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
-    max_backoff: float = 60.0  # longest wait between attempts while the central is away
+    # longest wait between attempts while the central is away (agent.retry_policy)
+    max_backoff: float = 10.0
     shift_close_at: str | None = None  # "HH:MM" local time for the daily Z report
     # VAT rate -> tax group 1..4 of the printer (its own tables say which group is which)
     tax_groups: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TAX_GROUPS))
@@ -65,6 +66,7 @@ class AgentConfig:
                     and int(minute) < 60):
                 raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
         _check_vat(cfg)
+        _check_intervals(cfg)
         cfg.loyalty_card_ranges = check_loyalty_ranges(cfg.loyalty_card_ranges)
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:
@@ -75,6 +77,21 @@ class AgentConfig:
     @property
     def pos_secret_path(self) -> Path:
         return self.pos_secret or self.state / "pos-secret"
+
+
+# Sync timings, in seconds: a zero or negative interval would spin against the central; a
+# backoff cap of hours would leave a till silent long after the central came back.
+INTERVAL_BOUNDS_S = {"sync_interval": (0.05, 3600.0), "pull_interval": (0.05, 86400.0),
+                     "max_backoff": (0.5, 600.0)}
+
+
+def _check_intervals(cfg: AgentConfig) -> None:
+    for name, (low, high) in INTERVAL_BOUNDS_S.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not low <= value <= high:
+            raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g},"
+                             f" not {value!r}")
 
 
 def _check_vat(cfg: AgentConfig) -> None:

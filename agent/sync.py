@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-from agent import customers, epochs, journal, offline_caps
+from agent import customers, epochs, journal, offline_caps, retry_policy
 from agent.central_client import CentralClient, CentralError
 from agent.rules_cache import Received, RulesCache, prepare
 from agent.store import get_meta, set_meta
@@ -30,7 +31,7 @@ from protocol.wire import InvalidMessage
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 60.0
+MAX_BACKOFF_S = retry_policy.DEFAULT_CAP_S
 
 
 @dataclass
@@ -61,12 +62,14 @@ class SyncClient:
                  max_backoff_s: float = MAX_BACKOFF_S,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 rules: RulesCache | None = None) -> None:
+                 rules: RulesCache | None = None,
+                 rng: random.Random | None = None) -> None:
         self.db = db
         self.client = client
         self.rules = rules or RulesCache(db, clock)  # the agent's own, so a swap is seen
         self.max_backoff_s = max_backoff_s
         self.monotonic = monotonic  # the backoff's clock: tests move it instead of waiting
+        self.rng = rng or random.Random()  # the backoff's jitter: tests seed it
         self.clock = clock  # wall time of the last contact, for the offline caps
         self.state = SyncState(revoked=get_meta(db, "revoked") is not None,
                                quarantine=quarantine_of(db))
@@ -83,7 +86,8 @@ class SyncClient:
             self.state.revoked = True
             set_meta(self.db, "revoked", str(e))
             log.error("this till's enrolment was revoked at the central: %s", e)
-        delay = min(self.max_backoff_s, 0.5 * 2 ** min(self.state.failures, 8))
+        delay = retry_policy.next_wait(self.state.failures, self.max_backoff_s, self.rng,
+                                       e.retry_after_s)
         self.state.next_attempt = self.monotonic() + delay
         if self.state.failures == 1:
             log.warning("sync failed, backing off: %s", e)

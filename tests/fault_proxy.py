@@ -34,6 +34,8 @@ class FaultProxy:
     plan: FaultPlan = field(default_factory=FaultPlan)
     seed: int = 1
     down: bool = False
+    # Seconds: answer every request 503 with this Retry-After, as an overloaded central does.
+    busy_retry_after: int | None = None
     counts: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,10 @@ class FaultProxy:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         call = (request.method, request.path_qs, headers, body)
+        if self.busy_retry_after is not None and not self.down:
+            self.counts["busy"] += 1
+            return web.json_response({"error": "busy (injected)"}, status=503,
+                                     headers={"Retry-After": str(self.busy_retry_after)})
         fault = "down" if self.down else self._pick()
         if fault:
             self.counts[fault] += 1
