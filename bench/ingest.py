@@ -26,7 +26,6 @@ import gc
 import json
 import logging
 import random
-import sqlite3
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from protocol.signing import public_key_hex
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 
 
-def _setup(conn: sqlite3.Connection, tills: int, customers: int, rng: random.Random) -> tuple[
+def _setup(conn: db.Connection, tills: int, customers: int, rng: random.Random) -> tuple[
         list[ingest_data.SimTill], list[str]]:
     now = ingest_data.now()
     sims = []
@@ -90,7 +89,7 @@ def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int)
             "seconds": round(elapsed, 3), "receipts_per_s": round(receipts / elapsed)}
 
 
-async def _send_all(conn: sqlite3.Connection, rounds: list[list[bytes]], now: datetime) -> float:
+async def _send_all(conn: db.Connection, rounds: list[list[bytes]], now: datetime) -> float:
     """Every till sends its batches one after the other, all tills at once; seconds taken."""
     writer = IngestWriter(conn)
 

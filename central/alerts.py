@@ -7,11 +7,11 @@ severity, till, source and whether someone has acknowledged them, and acknowledg
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from central.clock import iso
+from central.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ MAX_PAGE = 500
 
 
 def raise_alert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: datetime,
     kind: str,
     message: str,
@@ -32,12 +32,12 @@ def raise_alert(
 ) -> int:
     """Record an alert; callers outside a transaction get it committed at once."""
     log.warning("alert %s (%s): %s", kind, severity, message)
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO alerts (at, kind, severity, till_id, customer_id, message, source, last_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (iso(now), kind, severity, till_id, customer_id, message, source, iso(now)),
-    )
-    return int(cur.lastrowid or 0)
+    ).fetchone()
+    return int(row[0])
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class AlertQuery:
     limit: int = 100
 
 
-def list_alerts(conn: sqlite3.Connection, query: AlertQuery = AlertQuery()) -> dict:
+def list_alerts(conn: Connection, query: AlertQuery = AlertQuery()) -> dict:
     """One page, newest first, and the `before` that gives the next page (None at the end)."""
     where, params = ["1 = 1"], []
     for column in ("kind", "severity", "till_id", "source"):
@@ -73,7 +73,7 @@ def list_alerts(conn: sqlite3.Connection, query: AlertQuery = AlertQuery()) -> d
     return {"alerts": page, "next_before": page[-1]["id"] if len(rows) > limit else None}
 
 
-def acknowledge(conn: sqlite3.Connection, alert_id: int, actor: str,
+def acknowledge(conn: Connection, alert_id: int, actor: str,
                 now: datetime) -> dict | None:
     """Mark an alert seen by `actor`; acknowledging it again keeps the first. None if unknown."""
     conn.execute(

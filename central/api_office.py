@@ -311,9 +311,10 @@ async def summary(request: web.Request) -> web.Response:
         for r in conn.execute("SELECT kind, SUM(points) AS total FROM ledger GROUP BY kind")
     }
     receipts = conn.execute(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(kind = 'sale'), 0) AS sales,"
-        " COALESCE(SUM(kind = 'return'), 0) AS returns,"
-        " COALESCE(SUM(customer_id IS NOT NULL AND kind = 'sale'), 0) AS member_sales"
+        "SELECT COUNT(*) AS n, COUNT(CASE WHEN kind = 'sale' THEN 1 END) AS sales,"
+        " COUNT(CASE WHEN kind = 'return' THEN 1 END) AS returns,"
+        " COUNT(CASE WHEN customer_id IS NOT NULL AND kind = 'sale' THEN 1 END)"
+        " AS member_sales"
         " FROM receipts"
     ).fetchone()
     return web.json_response({"ledger": by_kind, "receipts": dict(receipts)})

@@ -14,7 +14,6 @@ failing against it from elsewhere.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -22,12 +21,13 @@ from datetime import datetime, timedelta
 
 from central.alerts import raise_alert
 from central.clock import iso
+from central.db import Connection
 
 PERIOD = timedelta(minutes=10)
 KIND = "security"
 
 
-def record(conn: sqlite3.Connection, now: datetime, source: str, what: str,
+def record(conn: Connection, now: datetime, source: str, what: str,
            till_id: str | None = None) -> None:
     """Count one failed authentication from `source`; outside a transaction it commits."""
     period_start = now - PERIOD

@@ -4,7 +4,7 @@ allowances to grant from.
 A campaign's `budget` caps its points in total (over the campaign's whole life) and per
 customer per period (day, week, month, year, or the whole campaign; calendar periods of
 the programme's time zone, see protocol.budget_periods). The central is authoritative: this
-module follows the journal after ingest (a cursor over journal rowids, like
+module follows the journal after ingest (a cursor over the ingest sequence, like
 central.repricing, so ingest stays fast) and adds each sale's `campaign_totals` to the
 usage. Tills price offline, so a till may overshoot a cap by what it and the other tills
 granted since their last delta; the allowances below keep that small, not zero.
@@ -20,15 +20,15 @@ same transaction, so a till can rely on one cut-off for both.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from central import ledger, offer_grants
+from central import ingest_log, ledger, offer_grants
 from central.clock import parse_iso
+from central.db import Connection, transaction
 from protocol.budget_periods import period_key
 from protocol.wire import InvalidMessage, unpack
 
@@ -43,7 +43,7 @@ class Budget:
     zone: tzinfo | None = None  # the programme's: its periods are the customer's calendar
 
 
-def store_budgets(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) -> None:
+def store_budgets(conn: Connection, version: int, doc: dict[str, Any]) -> None:
     """Record a rule set's budgets at publish, inside its transaction (doc already valid)."""
     conn.executemany(
         "INSERT INTO campaign_budgets (ruleset_version, campaign_id, total, per_customer,"
@@ -53,7 +53,7 @@ def store_budgets(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) -
          for c in doc.get("campaigns", ()) if c.get("budget")])
 
 
-def budgets(conn: sqlite3.Connection, version: int | None = None) -> dict[str, Budget]:
+def budgets(conn: Connection, version: int | None = None) -> dict[str, Budget]:
     """The budgets of one rule-set version (default: the newest, the one tills get)."""
     if version is None:
         version = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
@@ -63,23 +63,23 @@ def budgets(conn: sqlite3.Connection, version: int | None = None) -> dict[str, B
         " WHERE ruleset_version = ?", (version,))}
 
 
-def _programme_zone(conn: sqlite3.Connection, version: int | None) -> tzinfo | None:
-    # One field of the document, read by SQLite: the document is never parsed here.
-    row = conn.execute("SELECT json_extract(doc, '$.programme.time_zone') FROM rulesets"
-                       " WHERE version = ?", (version,)).fetchone()
+def _programme_zone(conn: Connection, version: int | None) -> tzinfo | None:
+    # One field of the document, read by the database: the document is never parsed here.
+    row = conn.execute(f"SELECT {conn.dialect.json_text('doc', 'programme', 'time_zone')}"
+                       " FROM rulesets WHERE version = ?", (version,)).fetchone()
     return ZoneInfo(row[0]) if row and isinstance(row[0], str) and row[0] else None
 
 
 # -- accounting --------------------------------------------------------------------------
 
 
-def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
+def account_pending(conn: Connection, limit: int = CHUNK) -> int:
     """Add the next `limit` journal entries to the usage; returns how many were looked at."""
     start = conn.execute(
-        "SELECT last_rowid FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
-    rows = conn.execute(
-        "SELECT rowid AS rid, till_id, epoch, seq, kind, customer_id, body FROM journal"
-        " WHERE rowid > ? ORDER BY rowid LIMIT ?", (start, limit)).fetchall()
+        "SELECT ingest_seq FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
+    page = ingest_log.entries_after(
+        conn, start, limit, "j.till_id, j.epoch, j.seq, j.kind, j.customer_id, j.body")
+    rows = page.rows
     if not rows:
         return 0
     by_version: dict[int, dict[str, Budget]] = {}
@@ -114,52 +114,48 @@ def account_pending(conn: sqlite3.Connection, limit: int = CHUNK) -> int:
             if b.per_customer is not None and r["customer_id"] is not None:
                 key = period_key(b.period, at, b.zone)
                 per_customer[(r["customer_id"], campaign_id, key)] += points
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
+        if not ingest_log.claim(conn, "budget_accounting", "journal", start, page.upto):
+            return 0  # another process counted these meanwhile
         conn.executemany(
             "INSERT INTO campaign_usage (campaign_id, used) VALUES (?, ?)"
-            " ON CONFLICT (campaign_id) DO UPDATE SET used = used + excluded.used",
+            " ON CONFLICT (campaign_id) DO UPDATE SET used = campaign_usage.used + excluded.used",
             sorted(total.items()))
         conn.executemany(
             "INSERT INTO campaign_customer_usage (customer_id, campaign_id, period_key, used)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (customer_id, campaign_id, period_key)"
-            " DO UPDATE SET used = used + excluded.used",
+            " DO UPDATE SET used = campaign_customer_usage.used + excluded.used",
             [(*k, v) for k, v in sorted(per_customer.items())])
         conn.executemany(
             "INSERT INTO budget_accounted (till_id, epoch, seq) VALUES (?, ?, ?)"
-            " ON CONFLICT (till_id, epoch) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            " ON CONFLICT (till_id, epoch) DO UPDATE SET seq = "
+            + conn.dialect.greatest("budget_accounted.seq", "excluded.seq"),
             [(*k, v) for k, v in sorted(reached.items())])
         offers.apply(conn)
         # Customers whose allowance shrank or whose offers changed go out with the next
         # delta; ingest touched them for the balance already, but possibly before this.
         changed = sorted({k[0] for k in per_customer} | offers.customers())
         ledger.touch_many(conn, sorted(ledger.existing_customers(conn, changed)))
-        conn.execute("UPDATE budget_accounting SET last_rowid = ? WHERE name = 'journal'",
-                     (rows[-1]["rid"],))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return len(rows)
 
 
-def accounted_seq(conn: sqlite3.Connection, till_id: str, epoch: str | None) -> int:
+def accounted_seq(conn: Connection, till_id: str, epoch: str | None) -> int:
     """How far this till's entries (of `epoch`) are in the usage figures."""
     row = conn.execute("SELECT seq FROM budget_accounted WHERE till_id = ? AND epoch = ?",
                        (till_id, epoch)).fetchone()
     return row[0] if row else 0
 
 
-def behind(conn: sqlite3.Connection) -> int:
+def behind(conn: Connection) -> int:
     start = conn.execute(
-        "SELECT last_rowid FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
-    return conn.execute("SELECT COUNT(*) FROM journal WHERE rowid > ?", (start,)).fetchone()[0]
+        "SELECT ingest_seq FROM budget_accounting WHERE name = 'journal'").fetchone()[0]
+    return ingest_log.entries_behind(conn, start)
 
 
 # -- allowances --------------------------------------------------------------------------
 
 
-def till_allowances(conn: sqlite3.Connection, current: dict[str, Budget],
+def till_allowances(conn: Connection, current: dict[str, Budget],
                     now: datetime) -> dict[str, dict[str, Any]]:
     """Per budgeted campaign: the caps a till needs to price offline.
 
@@ -191,7 +187,7 @@ def till_allowances(conn: sqlite3.Connection, current: dict[str, Budget],
     return out
 
 
-def customer_allowances(conn: sqlite3.Connection, customer_id: str,
+def customer_allowances(conn: Connection, customer_id: str,
                         current: dict[str, Budget], now: datetime) -> dict[str, int]:
     """What the customer may still get of each per-customer budget in its current period.
 

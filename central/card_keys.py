@@ -10,13 +10,12 @@ version becomes key version 1 there, and is removed from the data directory.
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 from central import ledger
 from central.clock import iso
-from central.db import transaction
+from central.db import Connection, transaction
 from protocol.card_keys import (
     CardKeyError,
     CardKeyring,
@@ -68,7 +67,7 @@ def load(data_dir: Path, key_file: Path | None, now: datetime) -> CardKeyring:
     return active
 
 
-def retire_cards(conn: sqlite3.Connection, ring: CardKeyring, now: datetime) -> int:
+def retire_cards(conn: Connection, ring: CardKeyring, now: datetime) -> int:
     """Cards whose key has retired: no till can recognise them any more. They stay with
     their customer (account, balance, last four digits) until the customer links the card
     again; their customers are marked changed, so tills drop the dead tokens."""

@@ -17,18 +17,18 @@ receipt's own lot first); what it took is taken from the central's lots in turn.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from central import ledger
 from central.clock import iso
+from central.db import Connection, Row
 from protocol import rules
 
 # Dates of a provisional lot: it must neither activate nor expire before re-pricing.
 FAR = "9999-12-31T00:00:00+00:00"
 
 
-def _provisional(conn: sqlite3.Connection, till_id: str, receipt_id: str) -> list[sqlite3.Row]:
+def _provisional(conn: Connection, till_id: str, receipt_id: str) -> list[Row]:
     return conn.execute(
         "SELECT id, customer_id, points, remaining FROM lots"
         " WHERE till_id = ? AND receipt_id = ? AND hold = 'unverified'",
@@ -36,7 +36,7 @@ def _provisional(conn: sqlite3.Connection, till_id: str, receipt_id: str) -> lis
     ).fetchall()
 
 
-def confirm(conn: sqlite3.Connection, till_id: str, receipt_id: str, lots: list[rules.Lot],
+def confirm(conn: Connection, till_id: str, receipt_id: str, lots: list[rules.Lot],
             now: datetime, *, held: bool) -> None:
     """Replace the sale's provisional lot by `lots` (the central's, summing to the same)."""
     rows = _provisional(conn, till_id, receipt_id)
@@ -64,7 +64,7 @@ def confirm(conn: sqlite3.Connection, till_id: str, receipt_id: str, lots: list[
     ledger.touch(conn, customer_id)
 
 
-def give_back(conn: sqlite3.Connection, till_id: str, seq: int, receipt_id: str,
+def give_back(conn: Connection, till_id: str, seq: int, receipt_id: str,
               customer_id: str, points: int, reason: str, now: datetime) -> None:
     """Undo what a sale the rules do not back spent: a till with a stolen key must not be
     able to leave customers in debt. The points go back where they came from (the lots the
@@ -77,7 +77,7 @@ def give_back(conn: sqlite3.Connection, till_id: str, seq: int, receipt_id: str,
     ledger.touch(conn, customer_id)
 
 
-def withhold(conn: sqlite3.Connection, till_id: str, seq: int, receipt_id: str,
+def withhold(conn: Connection, till_id: str, seq: int, receipt_id: str,
              reason: str, now: datetime) -> int:
     """Credit nothing for this sale: withdraw its provisional points; returns how many."""
     rows = _provisional(conn, till_id, receipt_id)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import UTC, date, datetime
 
 from central import ledger, rulesets, tiers
 from central.clock import iso
-from central.db import transaction
+from central.db import Connection, transaction
 from central.errors import Refused
 from protocol import bounds, lots
 from protocol.card_keys import CardKeyring
@@ -21,7 +20,7 @@ class CustomerError(Refused):
 
 
 def create(
-    conn: sqlite3.Connection,
+    conn: Connection,
     card_keys: CardKeyring,
     now: datetime,
     *,
@@ -76,7 +75,7 @@ def _bonus_dates(now: datetime, lifetime_days: int) -> tuple[datetime, datetime]
     return activates, expires
 
 
-def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None) -> dict:
+def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dict:
     """The customer as head office sees them; the balance as of `now` (see ledger.balance)."""
     row = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
     if row is None:
@@ -101,7 +100,7 @@ def read(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None
     }
 
 
-def _card_owner(conn: sqlite3.Connection, card_keys: CardKeyring,
+def _card_owner(conn: Connection, card_keys: CardKeyring,
                 digits: str) -> tuple[str, int, str] | None:
     """(customer, key version, token) of a live card, trying the newest key first."""
     for version, token in card_keys.tokens(digits):
@@ -112,7 +111,7 @@ def _card_owner(conn: sqlite3.Connection, card_keys: CardKeyring,
     return None
 
 
-def _insert_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: str,
+def _insert_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
                  digits: str, now: datetime) -> None:
     version, token = card_keys.token(digits)
     conn.execute(
@@ -122,7 +121,7 @@ def _insert_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: 
     )
 
 
-def by_card(conn: sqlite3.Connection, card_keys: CardKeyring, card_number: str) -> str:
+def by_card(conn: Connection, card_keys: CardKeyring, card_number: str) -> str:
     """The card's customer. A card found under an older key is re-keyed under the newest on
     sight (its customer marked changed, so tills get the new token)."""
     digits = normalize_card_number(card_number)
@@ -139,7 +138,7 @@ def by_card(conn: sqlite3.Connection, card_keys: CardKeyring, card_number: str) 
     return customer_id
 
 
-def link_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: str,
+def link_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
               card_number: str, now: datetime) -> dict:
     """Link a card to an existing account: a new card, or one whose key retired (then its
     old record, kept for display, goes). The caller has made sure of the customer (README:
@@ -160,7 +159,7 @@ def link_card(conn: sqlite3.Connection, card_keys: CardKeyring, customer_id: str
 
 
 def adjust(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     actor: str,
@@ -194,7 +193,7 @@ def adjust(
     return read(conn, customer_id, now)
 
 
-def _check_balance_after(conn: sqlite3.Connection, customer_id: str, points: int) -> None:
+def _check_balance_after(conn: Connection, customer_id: str, points: int) -> None:
     """A balance (or a debt) beyond bounds.MAX_BALANCE is refused before it is written: the
     ledger's sums, the deltas and every till must always be able to hold it."""
     bal = ledger.balance(conn, customer_id)
@@ -260,7 +259,7 @@ def _text(value: object, name: str) -> str:
     return bounds.text(value, name)
 
 
-def update(conn: sqlite3.Connection, customer_id: str, changes: dict,
+def update(conn: Connection, customer_id: str, changes: dict,
            now: datetime | None = None) -> dict:
     """Change profile fields; tills get them with their next customer delta."""
     unknown = set(changes) - set(_EDITABLE)
@@ -282,7 +281,7 @@ def update(conn: sqlite3.Connection, customer_id: str, changes: dict,
     return read(conn, customer_id, now)
 
 
-def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str,
+def activate_offer(conn: Connection, customer_id: str, offer: str,
                    now: datetime | None = None) -> dict:
     """The customer took up a personal offer: campaigns conditioned on it now apply."""
     offer = _text(offer, "offer").strip()
@@ -300,7 +299,7 @@ def activate_offer(conn: sqlite3.Connection, customer_id: str, offer: str,
 ROLLOVER_CHUNK = 1000
 
 
-def roll_tier_windows(conn: sqlite3.Connection, now: datetime) -> int:
+def roll_tier_windows(conn: Connection, now: datetime) -> int:
     """Close finished tier windows: each such customer gets the tier the closed window's
     spend earned and a fresh window, and is marked changed so tills hear of a downgrade.
     Returns how many were rolled (at most ROLLOVER_CHUNK; call again while it is that)."""

@@ -1,17 +1,49 @@
-"""The central's SQLite database: connection settings, transactions and schema migrations.
+"""The central's database: which one, its schema migrations, and the transaction helpers.
 
-Every module that touches the database takes a connection from here; the schema lives in
-one list of migrations, applied in order and recorded, so an old database upgrades itself.
+Modules talk to the database through `Connection` (central.dbapi): portable SQL with `?`
+placeholders, dialect fragments where SQLite and PostgreSQL differ. SQLite (a file) is the
+default; PostgreSQL (a `postgresql://` URL) serves a chain. The schema is one list of
+forward-only migrations, applied in order at start and recorded, one process at a time,
+so an old database upgrades itself and two processes starting at once migrate it once.
+Plain-string steps are written for SQLite and translated for PostgreSQL (INTEGER becomes
+BIGINT: points and kopecks outgrow 32 bits; BLOB becomes BYTEA; an INTEGER PRIMARY KEY an
+identity column); a step whose SQL differs otherwise gives both (`PerDialect`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MIGRATIONS: list[str] = [
+from central.clock import iso, utcnow
+from central.dbapi import (
+    Connection,
+    Cursor,
+    DatabaseError,
+    IntegrityError,
+    PerDialect,
+    Row,
+    Unavailable,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "Connection",
+    "Cursor",
+    "DatabaseError",
+    "IntegrityError",
+    "PerDialect",
+    "Row",
+    "Unavailable",
+    "connect",
+    "is_url",
+    "migrate",
+    "next_counter",
+    "transaction",
+]
+
+MIGRATIONS: list[str | PerDialect] = [
     # 1: the walking skeleton's schema
     """
     CREATE TABLE tills (
@@ -111,15 +143,21 @@ MIGRATIONS: list[str] = [
     """,
     # 4: a rule set's tiers section on its own, so deltas and ingest read it without parsing
     # a document of thousands of campaigns
-    """
+    PerDialect(
+        sqlite="""
     ALTER TABLE rulesets ADD COLUMN tiers TEXT;
     UPDATE rulesets SET tiers = json_extract(doc, '$.tiers');
     """,
+        postgresql="""
+    ALTER TABLE rulesets ADD COLUMN tiers TEXT;
+    UPDATE rulesets SET tiers = NULLIF((doc::jsonb -> 'tiers')::text, 'null');
+    """),
     # 5: campaign budgets (central.campaign_budgets). Each rule set's budgets on their own,
     # written at publish (back-filled here), so deltas never parse 10,000 campaigns; what
     # each budgeted campaign granted, in total and per customer per period; and how far
     # the accounting has followed the journal, overall and per till epoch.
-    """
+    PerDialect(
+        sqlite="""
     CREATE TABLE campaign_budgets (
         ruleset_version INTEGER NOT NULL, campaign_id TEXT NOT NULL, total INTEGER,
         per_customer INTEGER, period TEXT NOT NULL,
@@ -143,6 +181,31 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (till_id, epoch)
     );
     """,
+        postgresql="""
+    CREATE TABLE campaign_budgets (
+        ruleset_version INTEGER NOT NULL, campaign_id TEXT NOT NULL, total INTEGER,
+        per_customer INTEGER, period TEXT NOT NULL,
+        PRIMARY KEY (ruleset_version, campaign_id)
+    );
+    INSERT INTO campaign_budgets
+      SELECT r.version, c.value ->> 'id', (c.value #>> '{budget,total}')::bigint,
+             (c.value #>> '{budget,per_customer}')::bigint,
+             COALESCE(c.value #>> '{budget,period}', 'campaign')
+      FROM rulesets r, jsonb_array_elements(r.doc::jsonb -> 'campaigns') c
+      WHERE jsonb_typeof(c.value -> 'budget') IS DISTINCT FROM 'null'
+        AND c.value -> 'budget' IS NOT NULL;
+    CREATE TABLE campaign_usage (campaign_id TEXT PRIMARY KEY, used INTEGER NOT NULL);
+    CREATE TABLE campaign_customer_usage (
+        customer_id TEXT NOT NULL, campaign_id TEXT NOT NULL, period_key TEXT NOT NULL,
+        used INTEGER NOT NULL, PRIMARY KEY (customer_id, campaign_id, period_key)
+    );
+    CREATE TABLE budget_accounting (name TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL);
+    INSERT INTO budget_accounting VALUES ('journal', 0);
+    CREATE TABLE budget_accounted (
+        till_id TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (till_id, epoch)
+    );
+    """),
     # 6: ledger rows by receipt are looked up for one thing: a return's refund finds the
     # receipt's redemption. Indexing redeem rows only spares ingest an index entry for
     # every other row (most of them earnings).
@@ -215,48 +278,86 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX till_views_customer ON till_views(till_id, customer_id, id);
     """,
+    # 13: the ingest sequence (central.ingest_log): followers of the journal (re-pricing,
+    # budgets) read entries in the order their transactions committed, numbered at commit,
+    # instead of rowid order, which concurrent writers on PostgreSQL do not commit in.
+    # Entries already in SQLite keep their rowid as their number, and the followers' cursors
+    # their values.
+    PerDialect(
+        sqlite="""
+    CREATE TABLE ingest_log (
+        ingest_seq INTEGER PRIMARY KEY, till_id TEXT NOT NULL, epoch TEXT NOT NULL,
+        first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL
+    );
+    INSERT INTO ingest_log (ingest_seq, till_id, epoch, first_seq, last_seq)
+      SELECT rowid, till_id, epoch, seq, seq FROM journal WHERE rowid > (
+        SELECT MIN(v) FROM (SELECT last_rowid AS v FROM repricing
+                            UNION ALL SELECT last_rowid FROM budget_accounting));
+    INSERT INTO counters VALUES ('ingest', (SELECT COALESCE(MAX(rowid), 0) FROM journal));
+    ALTER TABLE repricing RENAME COLUMN last_rowid TO ingest_seq;
+    ALTER TABLE budget_accounting RENAME COLUMN last_rowid TO ingest_seq;
+    """,
+        postgresql="""
+    CREATE TABLE ingest_log (
+        ingest_seq INTEGER PRIMARY KEY, till_id TEXT NOT NULL, epoch TEXT NOT NULL,
+        first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL
+    );
+    INSERT INTO counters VALUES ('ingest', 0);
+    ALTER TABLE repricing RENAME COLUMN last_rowid TO ingest_seq;
+    ALTER TABLE budget_accounting RENAME COLUMN last_rowid TO ingest_seq;
+    """),
 ]
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt; a till keeps
-    # its journal and resends from whatever acknowledgement the central still holds.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    # Ingest dirties thousands of index pages a second. A 64 MB page cache keeps them
-    # resident, and checkpointing every 16,000 pages (64 MB of WAL) instead of every 1,000
-    # writes each hot page back once per checkpoint rather than once per batch.
-    conn.execute("PRAGMA cache_size=-65536")
-    conn.execute("PRAGMA wal_autocheckpoint=16000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    migrate(conn)
+def is_url(target: Path | str) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def connect(target: Path | str) -> Connection:
+    """A connection to the SQLite file at `target`, or to the PostgreSQL database its URL
+    names, with the schema brought up to date."""
+    conn: Connection
+    if is_url(target):
+        from central.db_postgres import PostgresConnection
+
+        conn = PostgresConnection(str(target))
+    else:
+        from central.db_sqlite import SQLiteConnection
+
+        conn = SQLiteConnection(target)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        with transaction(conn):
-            for statement in script.split(";"):
+def migrate(conn: Connection) -> int:
+    """Apply the migrations this database lacks, each in its own transaction under the
+    migration lock, reading the version under that lock: a second process that started at
+    the same time finds the work done. Returns how many this call applied."""
+    applied = 0
+    while True:
+        with conn.transaction():
+            conn.dialect.lock_migrations(conn)
+            version = conn.dialect.schema_version(conn)
+            if version >= len(MIGRATIONS):
+                return applied
+            for statement in conn.dialect.script(MIGRATIONS[version]).split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number}")
+            conn.dialect.set_schema_version(conn, version + 1, iso(utcnow()))
+        applied += 1
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE so two writers never both read-then-write the same balance."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """A writing transaction (Connection.transaction): all of it or nothing."""
+    with conn.transaction():
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
-def next_counter(conn: sqlite3.Connection, name: str) -> int:
-    conn.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (name,))
-    return conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+def next_counter(conn: Connection, name: str) -> int:
+    return int(conn.execute("UPDATE counters SET value = value + 1 WHERE name = ?"
+                            " RETURNING value", (name,)).fetchone()[0])

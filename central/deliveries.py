@@ -10,11 +10,11 @@ old generous rule set it never received.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 from central.clock import iso, parse_iso
+from central.db import Connection
 from protocol import rules
 
 # A till prices with the newest view it received before the sale; which that was, the
@@ -31,14 +31,15 @@ VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purc
                "qualifying_spend", "available", "pending")
 
 
-def record_ruleset(conn: sqlite3.Connection, till_id: str, version: int, now: datetime) -> None:
+def record_ruleset(conn: Connection, till_id: str, version: int, now: datetime) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO till_rulesets (till_id, version, delivered_at) VALUES (?, ?, ?)",
+        "INSERT INTO till_rulesets (till_id, version, delivered_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (till_id, version, iso(now)),
     )
 
 
-def record_views(conn: sqlite3.Connection, till_id: str, customers: list[dict[str, Any]],
+def record_views(conn: Connection, till_id: str, customers: list[dict[str, Any]],
                  now: datetime) -> None:
     """Keep the views a customer delta carried to this till (the last VIEWS_KEPT each)."""
     if not customers:
@@ -50,14 +51,15 @@ def record_views(conn: sqlite3.Connection, till_id: str, customers: list[dict[st
          for c in customers],
     )
     conn.executemany(
-        "DELETE FROM till_views WHERE till_id = ?1 AND customer_id = ?2 AND delivered_at < ?3"
-        " AND id NOT IN (SELECT id FROM till_views WHERE till_id = ?1 AND customer_id = ?2"
-        "  ORDER BY id DESC LIMIT ?4)",
-        [(till_id, c["id"], iso(now - VIEWS_KEPT_FOR), VIEWS_CONSIDERED) for c in customers],
+        "DELETE FROM till_views WHERE till_id = ? AND customer_id = ? AND delivered_at < ?"
+        " AND id NOT IN (SELECT id FROM till_views WHERE till_id = ? AND customer_id = ?"
+        "  ORDER BY id DESC LIMIT ?)",
+        [(till_id, c["id"], iso(now - VIEWS_KEPT_FOR), till_id, c["id"], VIEWS_CONSIDERED)
+         for c in customers],
     )
 
 
-def ruleset_refusal(conn: sqlite3.Connection, till_id: str, version: int,
+def ruleset_refusal(conn: Connection, till_id: str, version: int,
                     sold_at: datetime) -> str | None:
     """Why the till may not have priced with `version` at `sold_at`, or None if it may.
 
@@ -88,7 +90,7 @@ def ruleset_refusal(conn: sqlite3.Connection, till_id: str, version: int,
     return None
 
 
-def view_refusal(conn: sqlite3.Connection, till_id: str, customer: rules.Customer,
+def view_refusal(conn: Connection, till_id: str, customer: rules.Customer,
                  sold_at: datetime, refunded: int = 0) -> str | None:
     """What of the till's view of the customer, for a sale at `sold_at`, none of the last
     views sent to this till before the sale backs; None if one does.

@@ -7,7 +7,6 @@ till knows which of its own entries the balances already include.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 
 from central import (
@@ -21,16 +20,15 @@ from central import (
     tiers,
 )
 from central.alerts import raise_alert
-from central.db import transaction
+from central.db import Connection, DatabaseError, Row, transaction
 from protocol import balances, bounds
 
 MAX_DELTA = 1000
 
 
-def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
+def customer_deltas(conn: Connection, till_id: str, cursor: int,
                     now: datetime) -> dict:
-    conn.execute("BEGIN")  # one read snapshot for the balances and the acknowledgement
-    try:
+    with conn.snapshot():  # one read snapshot for the balances and the acknowledgement
         till = conn.execute(
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
         ).fetchone()
@@ -49,7 +47,7 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
         for r in rows:
             try:
                 customers.append(_customer(conn, r, tier_rules, budgets, now))
-            except (bounds.OutOfBounds, sqlite3.Error, ValueError, TypeError) as e:
+            except (bounds.OutOfBounds, DatabaseError, ValueError, TypeError) as e:
                 # One customer the tills could not take must not stop every till's sync:
                 # it is left out, with an alert, and the others go.
                 withheld.append((r["id"], str(e)))
@@ -61,8 +59,6 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
             "campaigns": campaign_budgets.till_allowances(conn, budgets, now),
         }
         quarantined = quarantine.state(conn, till_id)
-    finally:
-        conn.execute("COMMIT")
     # What this till was sent, so that re-pricing can tell a view it received from one it
     # made up (central.deliveries).
     with transaction(conn):
@@ -84,7 +80,7 @@ def customer_deltas(conn: sqlite3.Connection, till_id: str, cursor: int,
     }
 
 
-def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
+def _customer(conn: Connection, r: Row, tier_rules: dict | None,
               budgets: dict, now: datetime) -> dict:
     """One customer as tills receive them, checked to be within bounds before it goes."""
     cards = [
@@ -121,7 +117,7 @@ def _customer(conn: sqlite3.Connection, r: sqlite3.Row, tier_rules: dict | None,
 BALANCE = bounds.IntRange(-bounds.MAX_BALANCE, bounds.MAX_BALANCE, "points")
 
 
-def _withheld_alert(conn: sqlite3.Connection, now: datetime, customer_id: str,
+def _withheld_alert(conn: Connection, now: datetime, customer_id: str,
                     problem: str) -> None:
     """One alert per customer and problem, not one per till's pull."""
     message = f"customer withheld from tills' deltas: {problem}"

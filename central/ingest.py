@@ -8,14 +8,13 @@ ignored); the next one must chain on from it; anything further is a gap, and the
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from central import returns, settlement
+from central import ingest_log, returns, settlement
 from central.alerts import raise_alert
 from central.clock import iso, parse_iso
-from central.db import transaction
+from central.db import Connection, transaction
 from central.tills import TillRefused, public_key_of
 from protocol.batches import Batch, decode_batch
 from protocol.journal import JournalEntry, genesis_hash
@@ -44,8 +43,12 @@ class Ack:
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "acked_seq": self.acked_seq, "applied": self.applied}
 
+    def range(self, till_id: str) -> ingest_log.Range:
+        """What this batch applied, for the ingest sequence (central.ingest_log)."""
+        return (till_id, self.epoch, self.acked_seq - self.applied + 1, self.acked_seq)
 
-def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
+
+def ingest(conn: Connection, data: bytes, now: datetime) -> Ack:
     """Verify, check and apply one batch. Raises BatchRefused with the HTTP status to answer.
 
     One batch, one transaction; the sync API goes through central.ingest_writer instead,
@@ -58,13 +61,15 @@ def ingest(conn: sqlite3.Connection, data: bytes, now: datetime) -> Ack:
         raise
     try:
         with transaction(conn):
-            return apply(conn, batch, now)
+            ack = apply(conn, batch, now)
+            ingest_log.record(conn, [ack.range(batch.till_id)] if ack.applied else [])
+            return ack
     except BatchRefused as refusal:
         refusal_alert(conn, now, refusal, batch.till_id)
         raise
 
 
-def verify(conn: sqlite3.Connection, data: bytes, now: datetime) -> Batch:
+def verify(conn: Connection, data: bytes, now: datetime) -> Batch:
     """Decode a batch and check its signature and till; raises BatchRefused.
 
     Writes nothing: the caller reports a refusal (refusal_alert, or per source through
@@ -91,7 +96,7 @@ def verify(conn: sqlite3.Connection, data: bytes, now: datetime) -> Batch:
 
 
 def refusal_alert(
-    conn: sqlite3.Connection, now: datetime, refusal: BatchRefused, till_id: str | None
+    conn: Connection, now: datetime, refusal: BatchRefused, till_id: str | None
 ) -> None:
     """Raise the refusal's security alert; call it after rolling back what the batch did."""
     if refusal.alert:
@@ -105,7 +110,7 @@ def refusal_alert(
         )
 
 
-def _epoch_state(conn: sqlite3.Connection, batch: Batch, now: datetime) -> tuple[int, str]:
+def _epoch_state(conn: Connection, batch: Batch, now: datetime) -> tuple[int, str]:
     row = conn.execute(
         "SELECT acked_seq, last_hash FROM till_epochs WHERE till_id = ? AND epoch = ?",
         (batch.till_id, batch.epoch),
@@ -131,7 +136,7 @@ def _epoch_state(conn: sqlite3.Connection, batch: Batch, now: datetime) -> tuple
     return 0, genesis_hash(batch.epoch)
 
 
-def apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
+def apply(conn: Connection, batch: Batch, now: datetime) -> Ack:
     """Check sequence and chain, apply the new entries; runs inside the caller's transaction.
 
     Raises BatchRefused; the caller rolls back what this batch wrote, then raises the alert.
@@ -172,7 +177,7 @@ def apply(conn: sqlite3.Connection, batch: Batch, now: datetime) -> Ack:
     return Ack(batch.epoch, acked, len(fresh))
 
 
-def _check_replayed(conn: sqlite3.Connection, batch: Batch, acked: int) -> None:
+def _check_replayed(conn: Connection, batch: Batch, acked: int) -> None:
     """Entries the central holds already must be exactly what it holds."""
     if batch.first_seq > acked:
         return
@@ -193,7 +198,7 @@ def _check_replayed(conn: sqlite3.Connection, batch: Batch, acked: int) -> None:
 SALE_TIME_TOLERANCE = timedelta(minutes=5)
 
 
-def _sale_times(conn: sqlite3.Connection, till_id: str, entries: list[JournalEntry],
+def _sale_times(conn: Connection, till_id: str, entries: list[JournalEntry],
                 now: datetime) -> list[str]:
     """The sale time the central accepts for each entry: the till's claim, held between the
     till's previous entry (or its enrolment) and now, with an alert beyond a tolerance.
@@ -225,7 +230,7 @@ def _sale_times(conn: sqlite3.Connection, till_id: str, entries: list[JournalEnt
 
 
 def _store_entries(
-    conn: sqlite3.Connection, till_id: str, fresh: list[tuple[JournalEntry, bytes]],
+    conn: Connection, till_id: str, fresh: list[tuple[JournalEntry, bytes]],
     sold: list[str], now: datetime
 ) -> None:
     received = iso(now)
@@ -239,9 +244,9 @@ def _store_entries(
         ],
     )
     conn.executemany(
-        "INSERT OR IGNORE INTO receipts (till_id, receipt_id, kind, customer_id, store, total,"
+        "INSERT INTO receipts (till_id, receipt_id, kind, customer_id, store, total,"
         " earned, redeemed, clawback, refund, original_receipt_id, at, ruleset_version)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [
             (till_id, e.receipt_id, e.kind, e.customer_id, e.store, e.total, e.earned,
              e.redeemed, e.clawback, e.refund, e.original_receipt_id, e.at, e.ruleset_version)
@@ -254,7 +259,7 @@ MAX_POSITION_HASHES = 1000
 
 
 def position(
-    conn: sqlite3.Connection, till_id: str, epoch: str, first_seq: int, last_seq: int
+    conn: Connection, till_id: str, epoch: str, first_seq: int, last_seq: int
 ) -> dict:
     """What the central holds of a till's epoch: how far, and the hashes in a range.
 

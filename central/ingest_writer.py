@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from central import ingest
+from central import ingest, ingest_log
+from central.db import Connection
 from protocol.batches import Batch
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class _Queued:
 
 
 class IngestWriter:
-    def __init__(self, conn: sqlite3.Connection, *,
+    def __init__(self, conn: Connection, *,
                  max_group_entries: int = MAX_GROUP_ENTRIES) -> None:
         self.conn = conn
         self.max_group_entries = max_group_entries
@@ -95,25 +95,25 @@ class IngestWriter:
         conn = self.conn
         outcomes: list[ingest.Ack | Exception] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for q in group:
-                conn.execute("SAVEPOINT batch")
-                try:
-                    outcome: ingest.Ack | Exception = ingest.apply(conn, q.batch, q.now)
-                except Exception as e:
-                    conn.execute("ROLLBACK TO batch")
-                    if isinstance(e, ingest.BatchRefused):
-                        ingest.refusal_alert(conn, q.now, e, q.batch.till_id)
-                    else:
-                        log.exception("batch of till %s failed", q.batch.till_id)
-                    outcome = e
-                conn.execute("RELEASE batch")
-                outcomes.append(outcome)
-            conn.execute("COMMIT")
+            with conn.transaction():
+                for q in group:
+                    outcome: ingest.Ack | Exception
+                    try:
+                        with conn.savepoint("batch"):
+                            outcome = ingest.apply(conn, q.batch, q.now)
+                    except Exception as e:
+                        if isinstance(e, ingest.BatchRefused):
+                            ingest.refusal_alert(conn, q.now, e, q.batch.till_id)
+                        else:
+                            log.exception("batch of till %s failed", q.batch.till_id)
+                        outcome = e
+                    outcomes.append(outcome)
+                # Numbered last, just before COMMIT, for the followers (central.ingest_log).
+                ingest_log.record(conn, [o.range(q.batch.till_id)
+                                         for q, o in zip(group, outcomes, strict=True)
+                                         if isinstance(o, ingest.Ack) and o.applied])
         except Exception as e:
             # Nothing of the group is held: every till gets the error and resends.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             log.exception("ingest transaction of %d batches failed", len(group))
             for q in group:
                 if not q.answer.done():

@@ -8,12 +8,11 @@ explained entry by entry. Functions here run inside the caller's transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from central.clock import iso, parse_iso
-from central.db import next_counter, transaction
+from central.db import Connection, Row, next_counter, transaction
 from protocol import balances
 
 ENTRY_KINDS = ("earn", "activate", "redeem", "clawback", "refund", "expire", "adjust", "bonus")
@@ -45,16 +44,16 @@ class Source:
 
 
 def _record(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     kind: str,
     points: int,
     now: datetime,
     src: Source,
 ) -> int:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO ledger (customer_id, kind, points, at, till_id, seq, receipt_id, actor,"
-        " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             customer_id,
             kind,
@@ -66,11 +65,11 @@ def _record(
             src.actor,
             src.reason,
         ),
-    )
-    return int(cur.lastrowid or 0)
+    ).fetchone()
+    return int(row[0])
 
 
-def touch(conn: sqlite3.Connection, customer_id: str) -> None:
+def touch(conn: Connection, customer_id: str) -> None:
     """Mark the customer changed, so tills pull the new balance with their next delta."""
     conn.execute(
         "UPDATE customers SET change_seq = ? WHERE id = ?",
@@ -78,7 +77,7 @@ def touch(conn: sqlite3.Connection, customer_id: str) -> None:
     )
 
 
-def touch_many(conn: sqlite3.Connection, customer_ids: list[str]) -> None:
+def touch_many(conn: Connection, customer_ids: list[str]) -> None:
     """touch() for many customers with one counter update: a batch marks each once."""
     if not customer_ids:
         return
@@ -89,7 +88,7 @@ def touch_many(conn: sqlite3.Connection, customer_ids: list[str]) -> None:
     )
 
 
-def reserve_change_seqs(conn: sqlite3.Connection, count: int) -> int:
+def reserve_change_seqs(conn: Connection, count: int) -> int:
     """Take `count` consecutive change marks for touching customers; returns the first."""
     conn.execute(
         "UPDATE counters SET value = value + ? WHERE name = 'customer_change'", (count,)
@@ -98,14 +97,14 @@ def reserve_change_seqs(conn: sqlite3.Connection, count: int) -> int:
     return int(last) - count + 1
 
 
-def existing_customers(conn: sqlite3.Connection, customer_ids: list[str]) -> set[str]:
+def existing_customers(conn: Connection, customer_ids: list[str]) -> set[str]:
     return set(read_customers(conn, customer_ids))
 
 
-def read_customers(conn: sqlite3.Connection, customer_ids: list[str]) -> dict[str, sqlite3.Row]:
+def read_customers(conn: Connection, customer_ids: list[str]) -> dict[str, Row]:
     """The rows (id and tier window) of those customers that exist, in one query per 500:
     ingest reads a batch's customers once, to know them and to count their purchases."""
-    found: dict[str, sqlite3.Row] = {}
+    found: dict[str, Row] = {}
     for chunk in _chunks(customer_ids):
         marks = ",".join("?" * len(chunk))
         for r in conn.execute(
@@ -121,7 +120,7 @@ def _chunks(ids: list[str]) -> list[list[str]]:
     return [ids[i : i + 500] for i in range(0, len(ids), 500)]
 
 
-def _nothing_due(conn: sqlite3.Connection, customer_ids: list[str], now: datetime) -> set[str]:
+def _nothing_due(conn: Connection, customer_ids: list[str], now: datetime) -> set[str]:
     """Those customers for whom mature() would find nothing to do: no debt, no lot to
     activate or to expire (the check mature() begins with, for many at once)."""
     t = iso(now)
@@ -139,16 +138,16 @@ def _nothing_due(conn: sqlite3.Connection, customer_ids: list[str], now: datetim
     return clean
 
 
-def _add_debt(conn: sqlite3.Connection, customer_id: str, points: int) -> None:
+def _add_debt(conn: Connection, customer_id: str, points: int) -> None:
     conn.execute("UPDATE customers SET debt = debt + ? WHERE id = ?", (points, customer_id))
 
 
-def _debt(conn: sqlite3.Connection, customer_id: str) -> int:
+def _debt(conn: Connection, customer_id: str) -> int:
     row = conn.execute("SELECT debt FROM customers WHERE id = ?", (customer_id,)).fetchone()
     return int(row["debt"]) if row else 0
 
 
-def _state(conn: sqlite3.Connection, customer_id: str) -> balances.State:
+def _state(conn: Connection, customer_id: str) -> balances.State:
     """The customer's live lots and debt as stored (current as of their last maturing).
 
     A lot spent to nothing keeps its status: it can change nothing any more, so neither
@@ -170,7 +169,7 @@ def _state(conn: sqlite3.Connection, customer_id: str) -> balances.State:
     )
 
 
-def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
+def mature(conn: Connection, customer_id: str, now: datetime) -> bool:
     """Bring the stored lots and debt up to `now`: activations and expiries in time order,
     each activation paying debt before anything can expire (protocol.balances.advance).
     Returns whether anything changed."""
@@ -178,12 +177,12 @@ def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
     # Most calls find nothing to do: one query says so, instead of loading the lots.
     due = conn.execute(
         "SELECT debt,"
-        " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'pending'"
-        "        AND hold IS NULL AND activates_at <= ?2),"
-        " EXISTS(SELECT 1 FROM lots WHERE customer_id = ?1 AND status = 'active'"
-        "        AND expires_at <= ?2 AND remaining > 0)"
-        " FROM customers WHERE id = ?1",
-        (customer_id, t),
+        " EXISTS(SELECT 1 FROM lots WHERE customer_id = ? AND status = 'pending'"
+        "        AND hold IS NULL AND activates_at <= ?),"
+        " EXISTS(SELECT 1 FROM lots WHERE customer_id = ? AND status = 'active'"
+        "        AND expires_at <= ? AND remaining > 0)"
+        " FROM customers WHERE id = ?",
+        (customer_id, t, customer_id, t, customer_id),
     ).fetchone()
     if due is None or not (due[0] or due[1] or due[2]):
         return False
@@ -208,23 +207,23 @@ def mature(conn: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
     return bool(steps)
 
 
-def state_at(conn: sqlite3.Connection, customer_id: str, now: datetime) -> balances.State:
+def state_at(conn: Connection, customer_id: str, now: datetime) -> balances.State:
     """The customer's lots and debt as they stand at `now`, computed, not written."""
     return balances.advance(_state(conn, customer_id), now)[0]
 
 
-def due_customers(conn: sqlite3.Connection, now: datetime, limit: int) -> list[str]:
+def due_customers(conn: Connection, now: datetime, limit: int) -> list[str]:
     """Customers with a lot to activate or to expire by `now`: the scheduled job's work."""
     t = iso(now)
     return [r[0] for r in conn.execute(
-        "SELECT customer_id FROM lots WHERE status = 'pending' AND activates_at <= ?1"
+        "SELECT customer_id FROM lots WHERE status = 'pending' AND activates_at <= ?"
         "   AND hold IS NULL"
-        " UNION SELECT customer_id FROM lots WHERE status = 'active' AND expires_at <= ?1"
+        " UNION SELECT customer_id FROM lots WHERE status = 'active' AND expires_at <= ?"
         "   AND remaining > 0"
-        " LIMIT ?2", (t, limit))]
+        " LIMIT ?", (t, t, limit))]
 
 
-def mature_due(conn: sqlite3.Connection, now: datetime, limit: int = 500) -> int:
+def mature_due(conn: Connection, now: datetime, limit: int = 500) -> int:
     """The scheduled job: write back what the clock did to up to `limit` customers' lots,
     and mark them changed so tills pull the new figures. Reads never wait for it (they
     replay the clock themselves); it keeps the stored figures and the history current.
@@ -236,7 +235,7 @@ def mature_due(conn: sqlite3.Connection, now: datetime, limit: int = 500) -> int
 
 
 def _consume(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     where: str,
@@ -260,7 +259,7 @@ def _consume(
 
 
 def earn(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     activates: datetime,
@@ -295,7 +294,7 @@ def earn(
 
 
 def redeem(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     now: datetime,
@@ -322,7 +321,7 @@ def redeem(
     return shortfall
 
 
-def withdraw(conn: sqlite3.Connection, customer_id: str, points: int, now: datetime,
+def withdraw(conn: Connection, customer_id: str, points: int, now: datetime,
              src: Source) -> None:
     """Record the withdrawal of points whose lots the caller has emptied (an adjustment):
     central.credits takes back a provisional credit the central's re-pricing does not give."""
@@ -331,7 +330,7 @@ def withdraw(conn: sqlite3.Connection, customer_id: str, points: int, now: datet
 
 
 def clawback(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     original_receipt_id: str,
@@ -353,7 +352,7 @@ def clawback(
 
 
 def refund(
-    conn: sqlite3.Connection,
+    conn: Connection,
     customer_id: str,
     points: int,
     original_receipt_id: str,
@@ -366,11 +365,13 @@ def refund(
     left = points
     # Points that went into debt when the receipt was redeemed come back off the debt first.
     debt = _debt(conn, customer_id)
+    # Newest redemption first, each in the reverse of the order it consumed its lots
+    # (_consume: soonest expiry first); a redemption takes from a lot once.
     restored_from_lots = conn.execute(
-        "SELECT rl.rowid AS rid, rl.lot_id, rl.points, lots.status FROM redemption_lots rl"
+        "SELECT rl.ledger_id, rl.lot_id, rl.points, lots.status FROM redemption_lots rl"
         " JOIN ledger l ON l.id = rl.ledger_id JOIN lots ON lots.id = rl.lot_id"
         " WHERE l.receipt_id = ? AND l.kind = 'redeem' AND l.customer_id = ?"
-        " AND rl.points > 0 ORDER BY rl.rowid DESC",
+        " AND rl.points > 0 ORDER BY rl.ledger_id DESC, lots.expires_at DESC, rl.lot_id DESC",
         (original_receipt_id, customer_id),
     ).fetchall()
     for row in restored_from_lots:
@@ -385,7 +386,8 @@ def refund(
                 "UPDATE lots SET remaining = remaining + ? WHERE id = ?", (back, row["lot_id"])
             )
         conn.execute(
-            "UPDATE redemption_lots SET points = points - ? WHERE rowid = ?", (back, row["rid"])
+            "UPDATE redemption_lots SET points = points - ? WHERE ledger_id = ? AND lot_id = ?",
+            (back, row["ledger_id"], row["lot_id"])
         )
         left -= back
     if left and debt:
@@ -444,7 +446,7 @@ class BatchLedger:
     transaction or savepoint ends.
     """
 
-    def __init__(self, conn: sqlite3.Connection, now: datetime, spenders: list[str]) -> None:
+    def __init__(self, conn: Connection, now: datetime, spenders: list[str]) -> None:
         self.conn = conn
         self.now = now
         self.at = iso(now)
@@ -526,7 +528,7 @@ class BatchLedger:
         refund(self.conn, customer_id, points, original_receipt_id, self.now, src)
 
 
-def balance(conn: sqlite3.Connection, customer_id: str, now: datetime | None = None) -> Balance:
+def balance(conn: Connection, customer_id: str, now: datetime | None = None) -> Balance:
     """The balance at `now`, whether or not anything has matured the stored lots since
     (protocol.balances.advance over what is stored); without `now`, the stored figures."""
     if now is not None:
@@ -542,7 +544,7 @@ def balance(conn: sqlite3.Connection, customer_id: str, now: datetime | None = N
     return Balance(available=row["active"] - debt, pending=row["pending"], debt=debt)
 
 
-def movement_total(conn: sqlite3.Connection, customer_id: str) -> int:
+def movement_total(conn: Connection, customer_id: str) -> int:
     """The sum of the ledger's movements, which must equal available + pending."""
     marks = ",".join("?" * len(MOVEMENT_KINDS))
     return conn.execute(
@@ -551,7 +553,7 @@ def movement_total(conn: sqlite3.Connection, customer_id: str) -> int:
     ).fetchone()[0]
 
 
-def history(conn: sqlite3.Connection, customer_id: str, limit: int = 100) -> list[dict]:
+def history(conn: Connection, customer_id: str, limit: int = 100) -> list[dict]:
     rows = conn.execute(
         "SELECT kind, points, at, till_id, seq, receipt_id, actor, reason FROM ledger"
         " WHERE customer_id = ? ORDER BY id DESC LIMIT ?",

@@ -12,12 +12,12 @@ stay until head office says otherwise.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from central.clock import parse_iso
+from central.db import Connection
 
 
 class OfferChanges:
@@ -38,7 +38,7 @@ class OfferChanges:
     def customers(self) -> set[str]:
         return set(self._events)
 
-    def apply(self, conn: sqlite3.Connection) -> None:
+    def apply(self, conn: Connection) -> None:
         for customer_id, events in self._events.items():
             row = conn.execute("SELECT granted_offers FROM customers WHERE id = ?",
                                (customer_id,)).fetchone()

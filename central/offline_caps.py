@@ -8,12 +8,12 @@ them; tills receive them with every customer delta. None means no limit of that 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from central.clock import iso
+from central.db import Connection
 
 
 class CapsError(ValueError):
@@ -42,17 +42,21 @@ class OfflineCaps:
         return cls(**{**asdict(cls()), **d})
 
 
-def current(conn: sqlite3.Connection) -> OfflineCaps:
+def current(conn: Connection) -> OfflineCaps:
     row = conn.execute("SELECT * FROM offline_caps WHERE id = 1").fetchone()
     if row is None:
         return OfflineCaps()
     return OfflineCaps(**{f.name: row[f.name] for f in fields(OfflineCaps)})
 
 
-def set_caps(conn: sqlite3.Connection, caps: OfflineCaps, actor: str, now: datetime) -> None:
+def set_caps(conn: Connection, caps: OfflineCaps, actor: str, now: datetime) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO offline_caps (id, redeem_per_receipt, redeem_per_card_day,"
-        " till_outstanding, max_offline_s, updated_at, actor) VALUES (1, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO offline_caps (id, redeem_per_receipt, redeem_per_card_day,"
+        " till_outstanding, max_offline_s, updated_at, actor) VALUES (1, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET redeem_per_receipt = excluded.redeem_per_receipt,"
+        " redeem_per_card_day = excluded.redeem_per_card_day,"
+        " till_outstanding = excluded.till_outstanding, max_offline_s = excluded.max_offline_s,"
+        " updated_at = excluded.updated_at, actor = excluded.actor",
         (caps.redeem_per_receipt, caps.redeem_per_card_day, caps.till_outstanding,
          caps.max_offline_s, iso(now), actor),
     )

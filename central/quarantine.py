@@ -10,17 +10,17 @@ that re-priced as journalled; entries that did not stay uncredited.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import datetime
 
 from central import ledger
 from central.alerts import raise_alert
 from central.clock import iso
+from central.db import Connection, transaction
 from central.offline_caps import OfflineCaps
 
 
-def quarantine(conn: sqlite3.Connection, till_id: str, reason: str, now: datetime) -> bool:
+def quarantine(conn: Connection, till_id: str, reason: str, now: datetime) -> bool:
     """Quarantine the till (inside the caller's transaction); False if it already was."""
     cur = conn.execute(
         "UPDATE tills SET quarantined_at = ?, quarantine_reason = ?"
@@ -35,7 +35,7 @@ def quarantine(conn: sqlite3.Connection, till_id: str, reason: str, now: datetim
     return True
 
 
-def state(conn: sqlite3.Connection, till_id: str) -> dict[str, str] | None:
+def state(conn: Connection, till_id: str) -> dict[str, str] | None:
     """{"since", "reason"} of a quarantined till, None for one that is not."""
     row = conn.execute("SELECT quarantined_at, quarantine_reason FROM tills WHERE id = ?",
                        (till_id,)).fetchone()
@@ -44,7 +44,7 @@ def state(conn: sqlite3.Connection, till_id: str) -> dict[str, str] | None:
     return {"since": row["quarantined_at"], "reason": row["quarantine_reason"]}
 
 
-def is_quarantined(conn: sqlite3.Connection, till_id: str) -> bool:
+def is_quarantined(conn: Connection, till_id: str) -> bool:
     return state(conn, till_id) is not None
 
 
@@ -55,15 +55,13 @@ def caps_for(caps: OfflineCaps, quarantined: bool) -> OfflineCaps:
     return replace(caps, redeem_per_receipt=0, redeem_per_card_day=0, till_outstanding=0)
 
 
-def release(conn: sqlite3.Connection, till_id: str, actor: str, now: datetime) -> dict | None:
+def release(conn: Connection, till_id: str, actor: str, now: datetime) -> dict | None:
     """Lift the quarantine and credit the held points of confirmed entries; None if the till
     is unknown. Runs in its own transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         row = conn.execute("SELECT quarantined_at, quarantine_reason FROM tills WHERE id = ?",
                            (till_id,)).fetchone()
         if row is None:
-            conn.execute("ROLLBACK")
             return None
         held = conn.execute(
             "SELECT customer_id, COALESCE(SUM(remaining), 0) AS points FROM lots"
@@ -83,8 +81,4 @@ def release(conn: sqlite3.Connection, till_id: str, actor: str, now: datetime) -
                         f"{actor} released the till from quarantine"
                         f" ({row['quarantine_reason']}); {released} held points credited",
                         severity="info", till_id=till_id)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return {"id": till_id, "quarantine": None, "released_points": released}

@@ -14,14 +14,14 @@ till with a bug, a stale or tampered rule set, or a forged entry signed with a s
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import credits, deliveries, quarantine
+from central import credits, deliveries, ingest_log, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
+from central.db import Connection, transaction
 from protocol import rules
 from protocol.wire import InvalidMessage, unpack
 
@@ -38,7 +38,7 @@ class Verdict:
 class RuleSets:
     """Compiled rule sets by version; every version is kept in the rulesets table."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._compiled: dict[int, rules.RuleSet | None] = {}
 
@@ -80,7 +80,7 @@ def check_entry(entry: dict[str, Any], ruleset: rules.RuleSet | None,
     return Verdict(True, lots=lots)
 
 
-def _judge(conn: sqlite3.Connection, cache: RuleSets, till_id: str, entry: dict[str, Any],
+def _judge(conn: Connection, cache: RuleSets, till_id: str, entry: dict[str, Any],
            sold_at: datetime) -> Verdict:
     """check_entry, after checking what the till priced with against what it was sent."""
     if why := deliveries.ruleset_refusal(conn, till_id, entry["ruleset_version"], sold_at):
@@ -102,7 +102,7 @@ def _judge(conn: sqlite3.Connection, cache: RuleSets, till_id: str, entry: dict[
     return check_entry(entry, cache.get(entry["ruleset_version"]), customer, sold_at)
 
 
-def _spent(conn: sqlite3.Connection, till_id: str, receipt_id: str) -> int:
+def _spent(conn: Connection, till_id: str, receipt_id: str) -> int:
     """What the ledger debited for this sale (its redemption), from the ledger itself: the
     body of an entry that did not re-price is not to be trusted, nor perhaps readable."""
     row = conn.execute(
@@ -111,20 +111,24 @@ def _spent(conn: sqlite3.Connection, till_id: str, receipt_id: str) -> int:
     return int(row[0])
 
 
-def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
+def reprice_pending(conn: Connection, now: datetime, limit: int = CHUNK,
                     cache: RuleSets | None = None) -> int:
     """Check the next `limit` journalled entries and credit them; returns how many were
     looked at."""
     cache = cache or RuleSets(conn)
-    start = conn.execute("SELECT last_rowid FROM repricing WHERE name = 'journal'").fetchone()[0]
-    rows = conn.execute(
-        "SELECT rowid AS rid, till_id, seq, receipt_id, customer_id, body, sold_at"
-        " FROM journal WHERE rowid > ? ORDER BY rowid LIMIT ?", (start, limit)).fetchall()
+    start = conn.execute("SELECT ingest_seq FROM repricing WHERE name = 'journal'"
+                         ).fetchone()[0]
+    # In the order ingest committed them (central.ingest_log), so none is passed over.
+    page = ingest_log.entries_after(
+        conn, start, limit,
+        "j.till_id, j.seq, j.receipt_id, j.customer_id, j.body, j.sold_at")
+    rows = page.rows
     if not rows:
         return 0
     checked = mismatches = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
+        if not ingest_log.claim(conn, "repricing", "journal", start, page.upto):
+            return 0  # another process re-priced these meanwhile
         for r in rows:
             try:
                 entry = unpack(r["body"])
@@ -157,19 +161,13 @@ def reprice_pending(conn: sqlite3.Connection, now: datetime, limit: int = CHUNK,
                                   r["customer_id"], spent, verdict.message, now)
             quarantine.quarantine(conn, r["till_id"], message, now)
         conn.execute(
-            "UPDATE repricing SET last_rowid = ?, checked = checked + ?,"
-            " mismatches = mismatches + ? WHERE name = 'journal'",
-            (rows[-1]["rid"], checked, mismatches))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+            "UPDATE repricing SET checked = checked + ?, mismatches = mismatches + ?"
+            " WHERE name = 'journal'", (checked, mismatches))
     return len(rows)
 
 
-def progress(conn: sqlite3.Connection) -> dict[str, int]:
-    row = conn.execute("SELECT last_rowid, checked, mismatches FROM repricing"
+def progress(conn: Connection) -> dict[str, int]:
+    row = conn.execute("SELECT ingest_seq, checked, mismatches FROM repricing"
                        " WHERE name = 'journal'").fetchone()
-    behind = conn.execute("SELECT COUNT(*) FROM journal WHERE rowid > ?",
-                          (row["last_rowid"],)).fetchone()[0]
+    behind = ingest_log.entries_behind(conn, row["ingest_seq"])
     return {"checked": row["checked"], "mismatches": row["mismatches"], "behind": behind}

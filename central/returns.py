@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 from central.alerts import raise_alert
 from central.clock import iso
+from central.db import Connection
 from central.errors import Refused
 from protocol.journal import JournalEntry
 
 LEASE_S = 300  # long enough for a paper change in the middle of a return receipt
 
 
-def sale(conn: sqlite3.Connection, receipt_id: str) -> tuple[str, JournalEntry] | None:
+def sale(conn: Connection, receipt_id: str) -> tuple[str, JournalEntry] | None:
     row = conn.execute(
         "SELECT till_id, body FROM journal WHERE receipt_id = ? AND kind = 'sale'",
         (receipt_id,),
@@ -35,13 +35,13 @@ def sale(conn: sqlite3.Connection, receipt_id: str) -> tuple[str, JournalEntry] 
     return row["till_id"], JournalEntry.from_encoded_body(row["body"])
 
 
-def returned(conn: sqlite3.Connection, receipt_id: str) -> dict[int, int]:
+def returned(conn: Connection, receipt_id: str) -> dict[int, int]:
     row = conn.execute("SELECT returned FROM sale_returns WHERE receipt_id = ?",
                        (receipt_id,)).fetchone()
     return {int(k): v for k, v in json.loads(row["returned"]).items()} if row else {}
 
 
-def reserve(conn: sqlite3.Connection, till_id: str, receipt_id: str, lines: dict[int, int],
+def reserve(conn: Connection, till_id: str, receipt_id: str, lines: dict[int, int],
             now: datetime) -> dict[str, Any]:
     """Lease `lines` of a sale for a return at `till_id`; raises Refused with the reason."""
     found = sale(conn, receipt_id)
@@ -84,14 +84,14 @@ def reserve(conn: sqlite3.Connection, till_id: str, receipt_id: str, lines: dict
     }
 
 
-def release(conn: sqlite3.Connection, till_id: str, lease: str) -> bool:
+def release(conn: Connection, till_id: str, lease: str) -> bool:
     """The till gave up the return (cancelled, not printed): the quantity is free again."""
     cur = conn.execute("UPDATE return_leases SET status = 'released' WHERE id = ?"
                        " AND till_id = ? AND status = 'open'", (lease, till_id))
     return cur.rowcount > 0
 
 
-def record(conn: sqlite3.Connection, till_id: str, entries: list[JournalEntry],
+def record(conn: Connection, till_id: str, entries: list[JournalEntry],
            now: datetime) -> None:
     """Ingested return entries (with their detail): count what each returned against its
     sale and confirm its lease. Runs inside the ingest transaction."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central import campaign_budgets
 from central.clock import iso
-from central.db import transaction
+from central.db import Connection, transaction
 from protocol import bounds
 from protocol.rules import compile_ruleset, default_ruleset_doc
 from protocol.ruleset_wire import SignedRuleSet, encode_ruleset
@@ -18,7 +17,7 @@ from protocol.wire import MAX_MESSAGE_BYTES, pack
 
 
 def publish(
-    conn: sqlite3.Connection,
+    conn: Connection,
     doc: dict,
     actor: str,
     now: datetime,
@@ -83,21 +82,21 @@ def _zone(doc: dict) -> dict[str, str]:
     return {"time_zone": zone} if zone else {}
 
 
-def ensure_default(conn: sqlite3.Connection, now: datetime) -> None:
+def ensure_default(conn: Connection, now: datetime) -> None:
     if conn.execute("SELECT 1 FROM rulesets").fetchone() is None:
         publish(conn, default_ruleset_doc(), "system", now)
 
 
-def current(conn: sqlite3.Connection) -> SignedRuleSet:
+def current(conn: Connection) -> SignedRuleSet:
     row = conn.execute("SELECT * FROM rulesets ORDER BY version DESC LIMIT 1").fetchone()
     return SignedRuleSet(row["version"], row["activates_at"], json.loads(row["doc"]))
 
 
-def current_version(conn: sqlite3.Connection) -> int | None:
+def current_version(conn: Connection) -> int | None:
     return conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0]
 
 
-def signed_current(conn: sqlite3.Connection, key: Ed25519PrivateKey) -> bytes:
+def signed_current(conn: Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
@@ -110,7 +109,7 @@ class SignedRuleSets:
     def __init__(self) -> None:
         self._signed: dict[tuple[int, bytes], bytes] = {}
 
-    def get(self, conn: sqlite3.Connection, version: int, key: Ed25519PrivateKey) -> bytes:
+    def get(self, conn: Connection, version: int, key: Ed25519PrivateKey) -> bytes:
         from protocol.signing import public_key_hex
         cache_key = (version, public_key_hex(key).encode())
         blob = self._signed.get(cache_key)
@@ -124,7 +123,7 @@ class SignedRuleSets:
         return blob
 
 
-def current_tiers(conn: sqlite3.Connection) -> dict | None:
+def current_tiers(conn: Connection) -> dict | None:
     """The tiers section of the newest rule set."""
     row = conn.execute("SELECT tiers FROM rulesets ORDER BY version DESC LIMIT 1").fetchone()
     return json.loads(row["tiers"]) if row and row["tiers"] else None

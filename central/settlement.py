@@ -9,18 +9,18 @@ Runs inside the ingest transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from datetime import datetime
 
 from central import ledger, rulesets, tiers
 from central.alerts import raise_alert
 from central.clock import parse_iso
+from central.db import Connection, Row
 from protocol.journal import JournalEntry
 
 
 def apply_entries(
-    conn: sqlite3.Connection, till_id: str, entries: list[JournalEntry], now: datetime
+    conn: Connection, till_id: str, entries: list[JournalEntry], now: datetime
 ) -> None:
     by_customer: dict[str, list[JournalEntry]] = defaultdict(list)
     for e in entries:
@@ -54,7 +54,7 @@ def apply_entries(
     _update_customers(conn, counted)
 
 
-def _count_purchases(row: sqlite3.Row, entries: list[JournalEntry],
+def _count_purchases(row: Row, entries: list[JournalEntry],
                      tier_rules: dict | None) -> tuple[str | None, str | None, int, int]:
     """Purchases and tier-window spend, which conditions and tiers of the rules depend on.
     Spend is the money paid (returns take theirs back), dated by the till's receipt time.
@@ -67,7 +67,7 @@ def _count_purchases(row: sqlite3.Row, entries: list[JournalEntry],
     return tier, start, spend, sum(e.kind == "sale" for e in entries)
 
 
-def _update_customers(conn: sqlite3.Connection, counted: list[tuple]) -> None:
+def _update_customers(conn: Connection, counted: list[tuple]) -> None:
     """Write the counters and mark each customer changed (ledger.touch_many's numbering)
     in one statement per customer, instead of one for the counters and one for the mark."""
     if not counted:
@@ -81,7 +81,7 @@ def _update_customers(conn: sqlite3.Connection, counted: list[tuple]) -> None:
     )
 
 
-def _apply_entry(conn: sqlite3.Connection, book: ledger.BatchLedger, till_id: str,
+def _apply_entry(conn: Connection, book: ledger.BatchLedger, till_id: str,
                  e: JournalEntry, now: datetime) -> None:
     assert e.customer_id is not None
     src = ledger.Source(till_id=till_id, seq=e.seq, receipt_id=e.receipt_id)

@@ -8,11 +8,11 @@ later ones add to its count.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 
 from central.alerts import raise_alert
 from central.clock import iso
+from central.db import Connection
 
 PERIOD = timedelta(minutes=10)
 MAX_COUNT = 1_000_000  # a till reports what it refused since its last report
@@ -23,7 +23,7 @@ KINDS = {
 }
 
 
-def record(conn: sqlite3.Connection, now: datetime, till_id: str, kind: str, count: int,
+def record(conn: Connection, now: datetime, till_id: str, kind: str, count: int,
            misses: int) -> int:
     """Add a till's report to this period's alert (or raise it); returns the alert's id."""
     what, severity = KINDS[kind]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.clock import iso, parse_iso
-from central.db import transaction
+from central.db import Connection, transaction
 from central.errors import Refused
 from protocol import enrolment
 from protocol.signing import parse_public_key
@@ -32,7 +31,7 @@ def _hash(token: str) -> str:
 
 
 def create_enrolment_token(
-    conn: sqlite3.Connection, store: str, now: datetime, ttl: timedelta = timedelta(days=1)
+    conn: Connection, store: str, now: datetime, ttl: timedelta = timedelta(days=1)
 ) -> str:
     token = "et_" + secrets.token_urlsafe(24)  # the prefix keeps it from looking like a flag
     conn.execute(
@@ -44,7 +43,7 @@ def create_enrolment_token(
 
 
 def enrol(
-    conn: sqlite3.Connection, token: str, public_key_hex: str, proof: str, name: str,
+    conn: Connection, token: str, public_key_hex: str, proof: str, name: str,
     now: datetime
 ) -> tuple[str, str]:
     """Use a token once to enrol a till's key; returns (till_id, store).
@@ -77,7 +76,7 @@ def enrol(
     return till_id, row["store"]
 
 
-def public_key_of(conn: sqlite3.Connection, till_id: str) -> Ed25519PublicKey:
+def public_key_of(conn: Connection, till_id: str) -> Ed25519PublicKey:
     """The key of an active till; raises TillRefused for an unknown or revoked one."""
     row = conn.execute("SELECT public_key, status FROM tills WHERE id = ?", (till_id,)).fetchone()
     if row is None:
@@ -99,12 +98,12 @@ def _weakness(public_key_hex: str) -> str | None:
         return "not hex"
 
 
-def revoke(conn: sqlite3.Connection, till_id: str) -> bool:
+def revoke(conn: Connection, till_id: str) -> bool:
     cur = conn.execute("UPDATE tills SET status = 'revoked' WHERE id = ?", (till_id,))
     return cur.rowcount == 1
 
 
-def list_tills(conn: sqlite3.Connection) -> list[dict]:
+def list_tills(conn: Connection) -> list[dict]:
     rows = conn.execute(
         "SELECT id, name, store, status, enrolled_at, last_sync_at, current_epoch, acked_seq,"
         " quarantined_at, quarantine_reason FROM tills ORDER BY enrolled_at, id"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -13,13 +12,14 @@ from aiohttp import web
 from central import auth_failures
 from central.auth_failures import Throttle
 from central.client_source import TrustedProxies, source_of
+from central.db import Connection
 from central.errors import Refused
 from central.secrets_store import CentralSecrets
 from protocol import bounds
 
 log = logging.getLogger(__name__)
 
-DB = web.AppKey("db", sqlite3.Connection)
+DB = web.AppKey("db", Connection)
 SECRETS = web.AppKey("secrets", CentralSecrets)
 CLOCK = web.AppKey("clock", Callable[[], datetime])
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)

@@ -1,0 +1,167 @@
+"""The seam between the central's modules and its database driver.
+
+Modules write portable SQL with `?` placeholders and call `execute`, `executemany`,
+`transaction()`, `snapshot()` and `savepoint()` on a `Connection`; rows are read by name or
+position. Where SQLite and PostgreSQL really differ, a module asks the connection's
+`Dialect` for the fragment instead of writing either. Driver errors arrive as the neutral
+exceptions below, so no module imports a driver.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class DatabaseError(Exception):
+    """Anything the database refused or failed to do."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint refused the write: a duplicate key, a missing reference, a CHECK."""
+
+
+class Unavailable(DatabaseError):
+    """The database cannot be reached or is shutting down; trying again later may work."""
+
+
+class Row(Protocol):
+    """A result row: by column name (`row["id"]`), by position (`row[0]`), `dict(row)`."""
+
+    def __getitem__(self, key: int | str) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class PerDialect:
+    """A migration step whose SQL differs between the databases: each written natively."""
+
+    sqlite: str
+    postgresql: str
+
+
+class Dialect(ABC):
+    """The SQL fragments that differ, and how each database keeps its schema version."""
+
+    name: str
+
+    @abstractmethod
+    def json_text(self, column: str, *path: str) -> str:
+        """An expression: the text (or number) at `path` of the JSON document in `column`."""
+
+    @abstractmethod
+    def greatest(self, a: str, b: str) -> str:
+        """An expression: the larger of two values."""
+
+    def script(self, step: str | PerDialect) -> str:
+        """A migration step's SQL for this database."""
+        if isinstance(step, PerDialect):
+            return getattr(step, self.name)
+        return self.translate_ddl(step)
+
+    def translate_ddl(self, script: str) -> str:
+        return script
+
+    @abstractmethod
+    def schema_version(self, conn: Connection) -> int:
+        """The number of migrations applied; inside the migration lock's transaction."""
+
+    @abstractmethod
+    def set_schema_version(self, conn: Connection, version: int, at: str) -> None: ...
+
+    @abstractmethod
+    def lock_migrations(self, conn: Connection) -> None:
+        """Take the lock that lets one process at a time migrate; inside a transaction."""
+
+
+class Connection(ABC):
+    """What modules use. Outside a transaction every statement commits on its own."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    @abstractmethod
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor: ...
+
+    @property
+    @abstractmethod
+    def in_transaction(self) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # What opens a writing transaction and a consistent read, in this database's words.
+    _BEGIN_WRITE = "BEGIN"
+    _BEGIN_SNAPSHOT = "BEGIN"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A writing transaction: committed at the end, rolled back on any exception.
+
+        On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so two writers never
+        both read-then-write the same balance."""
+        self.execute(self._BEGIN_WRITE)
+        try:
+            yield self
+        except BaseException:
+            self._rollback()
+            raise
+        try:
+            self.execute("COMMIT")
+        except BaseException:
+            self._rollback()  # a COMMIT that failed may leave the transaction open
+            raise
+
+    def _rollback(self) -> None:
+        # The database may have ended the transaction itself (SQLite does on a full disk):
+        # a ROLLBACK then would hide the error that ended it.
+        if self.in_transaction:
+            self.execute("ROLLBACK")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """Several reads that see one state of the database (and write nothing)."""
+        self.execute(self._BEGIN_SNAPSHOT)
+        try:
+            yield self
+        finally:
+            self.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str = "sp") -> Iterator[Connection]:
+        """Part of a transaction that an exception undoes alone (then re-raised)."""
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self.execute(f"ROLLBACK TO {name}")
+            self.execute(f"RELEASE {name}")
+            raise
+        self.execute(f"RELEASE {name}")
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def json_path(path: Sequence[str]) -> list[str]:
+    """The keys of a JSON path, checked to be plain names: they are written into SQL."""
+    for key in path:
+        if not _IDENT.match(key):
+            raise ValueError(f"not a plain JSON key: {key!r}")
+    return list(path)

@@ -1,0 +1,149 @@
+"""The central's storage seam: migrations under a lock, the ingest sequence its followers
+read in, and followers that run once however many processes try."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from central import campaign_budgets, db, ingest_log, repricing
+from central.db_sqlite import SQLiteConnection
+from protocol.rules import default_ruleset_doc
+from protocol.wire import pack
+
+MIGRATE = """
+import sys, time
+from pathlib import Path
+go = Path(sys.argv[2])
+deadline = time.monotonic() + 30
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.001)
+from central import db
+db.connect(sys.argv[1]).close()
+"""
+
+
+def test_processes_migrating_a_new_database_at_once_migrate_it_once(tmp_path: Path):
+    target, go = tmp_path / "central.db", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE, str(target), str(go)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(0.5)  # let the interpreters start: they then wait for the same instant
+    go.touch()
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    conn = db.connect(target)
+    assert conn.dialect.schema_version(conn) == len(db.MIGRATIONS)
+    assert db.migrate(conn) == 0  # nothing left to do
+
+
+def _journal(conn: db.Connection, till: str, seq: int, body: dict) -> None:
+    conn.execute("INSERT INTO journal (till_id, epoch, seq, hash, prev_hash, kind, receipt_id,"
+                 " customer_id, body, received_at) VALUES (?, 'ep', ?, '', '', ?, ?, ?, ?, '')",
+                 (till, seq, body["kind"], f"{till}-{seq}", body.get("customer_id"),
+                  pack(body)))
+
+
+def _sale(version: int, campaign_points: int) -> dict:
+    return {"kind": "sale", "at": "2026-11-23T10:00:00+00:00", "customer_id": None,
+            "ruleset_version": version,
+            "detail": {"settlement": {"campaign_totals": {"promo": campaign_points}}}}
+
+
+def _budgeted(tmp_path: Path) -> tuple[db.Connection, int]:
+    from datetime import UTC, datetime
+
+    from central import rulesets
+
+    conn = db.connect(tmp_path / "c.db")
+    doc = default_ruleset_doc()
+    doc["campaigns"].append({"id": "promo", "priority": 5,
+                             "effect": {"type": "per_receipt", "points": 60},
+                             "budget": {"total": 100000}})
+    version = rulesets.publish(conn, doc, "test", datetime(2026, 11, 23, tzinfo=UTC))
+    return conn, version
+
+
+def test_followers_read_in_the_order_ingest_committed_not_the_order_rows_were_written(
+        tmp_path: Path):
+    conn, v = _budgeted(tmp_path)
+    # Till a's entry was written first but its transaction committed last: the follower
+    # that has seen b's must still see a's.
+    _journal(conn, "a", 1, _sale(v, 1))
+    _journal(conn, "b", 1, _sale(v, 10))
+    assert ingest_log.record(conn, [("b", "ep", 1, 1)]) == 1
+    page = ingest_log.entries_after(conn, 0, 100, "j.till_id, j.seq")
+    assert [tuple(r) for r in page.rows] == [("b", 1)] and page.upto == 1
+    assert ingest_log.record(conn, [("a", "ep", 1, 1)]) == 2
+    page = ingest_log.entries_after(conn, page.upto, 100, "j.till_id, j.seq")
+    assert [tuple(r) for r in page.rows] == [("a", 1)] and page.upto == 2
+    assert campaign_budgets.account_pending(conn) == 2
+    assert conn.execute("SELECT used FROM campaign_usage").fetchone()[0] == 11
+
+
+def test_pages_end_on_whole_batches(tmp_path: Path):
+    conn, v = _budgeted(tmp_path)
+    for seq in range(1, 6):
+        _journal(conn, "a", seq, _sale(v, 1))
+    ingest_log.record(conn, [("a", "ep", 1, 3), ("a", "ep", 4, 5)])
+    page = ingest_log.entries_after(conn, 0, 2, "j.seq")
+    assert [r[0] for r in page.rows] == [1, 2, 3] and page.upto == 1  # one batch, whole
+    page = ingest_log.entries_after(conn, 0, 5, "j.seq")
+    assert [r[0] for r in page.rows] == [1, 2, 3, 4, 5] and page.upto == 2
+    assert ingest_log.entries_behind(conn, 1) == 2
+
+
+def test_a_follower_that_another_process_overtook_counts_nothing_twice(tmp_path: Path,
+                                                                        monkeypatch):
+    conn, v = _budgeted(tmp_path)
+    other = SQLiteConnection(tmp_path / "c.db")  # a second process's connection
+    for seq in range(1, 4):
+        _journal(conn, "a", seq, _sale(v, 5))
+    ingest_log.record(conn, [("a", "ep", 1, 3)])
+    read = ingest_log.entries_after
+    overtaken = []
+
+    def read_then_overtaken(c, *args):
+        page = read(c, *args)
+        if c is conn and not overtaken:
+            overtaken.append(campaign_budgets.account_pending(other))  # it wins the race
+        return page
+
+    monkeypatch.setattr(ingest_log, "entries_after", read_then_overtaken)
+    assert campaign_budgets.account_pending(conn) == 0
+    assert overtaken == [3]
+    assert conn.execute("SELECT used FROM campaign_usage").fetchone()[0] == 15  # once
+    assert campaign_budgets.behind(conn) == 0
+    # Re-pricing claims its cursor the same way.
+    monkeypatch.setattr(ingest_log, "entries_after", read)
+    start = conn.execute("SELECT ingest_seq FROM repricing").fetchone()[0]
+    assert ingest_log.claim(other, "repricing", "journal", start, 1)
+    assert repricing.reprice_pending(conn, _now()) == 0
+    other.close()
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def test_an_existing_database_keeps_its_followers_where_they_were(tmp_path: Path):
+    """Migration 13 numbers entries already held by their rowid: followers resume there."""
+    conn = SQLiteConnection(tmp_path / "old.db")
+    for number, step in enumerate(db.MIGRATIONS[:12], start=1):
+        with conn.transaction():
+            for statement in conn.dialect.script(step).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.dialect.set_schema_version(conn, number, "")
+    for seq in range(1, 4):
+        _journal(conn, "a", seq, {"kind": "sale"})
+    conn.execute("UPDATE repricing SET last_rowid = 1")
+    conn.execute("UPDATE budget_accounting SET last_rowid = 2")
+    assert db.migrate(conn) == len(db.MIGRATIONS) - 12
+    assert repricing.progress(conn)["behind"] == 2
+    assert campaign_budgets.behind(conn) == 1
+    assert ingest_log.record(conn, [("a", "ep", 4, 4)]) == 4  # numbering carries on
+    conn.close()
