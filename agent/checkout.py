@@ -44,6 +44,7 @@ from agent.failpoints import failpoint
 from agent.fiscal_returns import return_receipt
 from agent.pos_input import DraftLine
 from agent.pos_requests import PosRequest
+from agent.presence import CheckoutPresence
 from agent.returns_desk import ReturnsDesk
 from agent.rules_cache import RulesCache
 from agent.taxes import StoreVat, TaxRefused
@@ -53,6 +54,12 @@ from protocol.journal import JournalEntry, new_receipt_id
 from protocol.wire import pack, unpack
 
 log = logging.getLogger(__name__)
+
+
+PRESENCE_REQUIRED = (
+    "spending points needs the customer present at this checkout: present the card at the"
+    " reader, or enter the one-time code from the customer's app (or one sent by SMS); a typed"
+    " card number or customer id earns points but does not spend them")
 
 
 class CheckoutError(Exception):
@@ -157,6 +164,8 @@ class Checkout:
         self.vat = vat or StoreVat({})
         self.central = central  # None: returns of this till's own sales only
         self.allowances = campaign_allowances.Allowances(db)
+        # Whether the customer is present at this checkout, which spending points needs.
+        self.presence = CheckoutPresence()
         # One receipt at a time: a till has one printer and one journal tail.
         self.lock = asyncio.Lock()
         # Printed receipts whose journal write failed on a full disk: receipt id -> fiscal
@@ -235,6 +244,9 @@ class Checkout:
                 rules.place_of(rs, self.store).time_zone)
             if redeem and customer_id is None:
                 raise CheckoutError(409, "only members can pay with points")
+            present = self.presence.of(customer_id)
+            if redeem and present is None:
+                raise CheckoutError(403, PRESENCE_REQUIRED, presence_required=True)
             if allowed.points is not None and redeem > allowed.points:
                 raise CheckoutError(409, f"redemption refused: {allowed.reason}",
                                     max_redeemable=allowed.points)
@@ -278,8 +290,17 @@ class Checkout:
                         "customer": customer.to_dict(),
                         "payments": split.to_dict()},
                 cashier=cashier,
+                presence=present.proof if present else None,
             )
-            return await self._print_and_journal(draft, fiscal, request)
+            try:
+                done = await self._print_and_journal(draft, fiscal, request)
+            except CheckoutError as e:
+                if "pending_receipt_id" in e.extra:  # it may be on paper: it took it
+                    self.presence.forget()
+                raise  # refused before printing: the customer is still there
+            # The identification ties to this receipt: the next one needs its own.
+            self.presence.forget()
+            return done
 
     # -- returns ------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from agent import customers, pos_requests
 from agent.card_lookup import GuessingReport, Refresher, TypedLimit
+from agent.central_client import CentralError
 from agent.checkout import Checkout, CheckoutError
 from agent.devices.printer import PrinterError
 from agent.devices.reader import CardPresented, CardTokens
@@ -30,7 +31,11 @@ from agent.pos_input import (
     parse_lines,
     parse_return_lines,
 )
+from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
+from protocol import app_codes
+from protocol import presence as proofs
+from protocol.card_keys import CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
 from protocol.rules import InputError
 
@@ -71,6 +76,9 @@ class Till:
     guessing: GuessingReport = field(default_factory=GuessingReport)
     # Tells the central of typed numbers refused for the limit (agent.service); no-op alone.
     report_guessing: Callable[[], None] = lambda: None
+    # The card keys, from which the customers' app codes come (protocol.app_codes).
+    app_keys: Callable[[], CardKeyring] = CardKeyring
+    sms: SmsDesk | None = None  # SMS codes through the central; None: none at this till
     refresher: Refresher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +167,8 @@ async def identify(request: web.Request) -> web.Response:
             raise CheckoutError(404, "no card presented at the reader")
         tokens, last4, kind = list(card.tokens), card.last4, card.kind
     db = till.checkout.db
+    presence = till.checkout.presence
+    presence.forget()  # a new identification: whoever was present before is not now
     customer_id = customers.by_tokens(db, tokens)
     if customer_id is None and await till.refresher.after_miss():
         # Perhaps enrolled at head office a moment ago: ask the central, within a budget
@@ -171,9 +181,15 @@ async def identify(request: web.Request) -> web.Response:
                             card_last4=last4)
     view = customers.view(db, customer_id, till.checkout.clock())
     assert view is not None
+    present = None
+    if number is None:
+        # The card itself, at the reader: the customer is here, and may spend points.
+        token = next(t for t in tokens if customers.by_token(db, t) == customer_id)
+        present = presence.shown(customer_id, proofs.card(token)).method
     return web.json_response({
         "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,
         "balance": {"available": view.available, "pending": view.pending},
+        "present": present,
     })
 
 
@@ -252,6 +268,99 @@ async def reconcile(request: web.Request) -> web.Response:
 @routes.post("/pos/v1/shift/close")
 async def close_shift(request: web.Request) -> web.Response:
     return web.json_response({"z_report_document": await request.app[TILL].close_shift()})
+
+
+# -- the customer's presence (agent.presence) ----------------------------------------------
+
+def _present_customer(till: Till, body: dict[str, Any]) -> str:
+    customer_id = _customer_id(body)
+    if not customer_id:
+        raise BadRequest("customer_id is required: the customer identified for this checkout")
+    if customers.view(till.checkout.db, customer_id) is None:
+        raise CheckoutError(404, "customer is not known to this till")
+    return customer_id
+
+
+def _too_many(e: TooManyCodes) -> web.Response:
+    return web.json_response({"error": str(e), "retry_after": e.retry_after}, status=429,
+                             headers={"Retry-After": str(e.retry_after)})
+
+
+@routes.post("/pos/v1/presence/code")
+async def presence_code(request: web.Request) -> web.Response:
+    """The one-time code the customer shows (their app) or reads out (an SMS): with a right
+    one the customer is present for this checkout, and the next receipt may spend points."""
+    till = request.app[TILL]
+    body = await _body(request)
+    customer_id = _present_customer(till, body)
+    try:
+        code = app_codes.check_format(body.get("code"))
+    except app_codes.BadCode as e:
+        raise BadRequest(f"code: {e}") from None
+    presence = till.checkout.presence
+    try:
+        presence.may_try(customer_id)
+    except TooManyCodes as e:
+        return _too_many(e)
+    proof = presence.app_code(till.app_keys(), customer_id, code, till.checkout.clock())
+    if proof is None and (challenge := presence.sms_sent.get(customer_id)):
+        proof = await _sms_code(till, customer_id, challenge, code)
+    if proof is None:
+        presence.wrong(customer_id)
+        raise CheckoutError(422, "wrong or used code: ask for the code the app shows now, or"
+                                 " present the card at the reader")
+    present = presence.shown(customer_id, proof)
+    return web.json_response({"customer_id": customer_id, "present": present.method,
+                              "expires_in": int(PRESENCE_TTL_S)})
+
+
+async def _sms_code(till: Till, customer_id: str, challenge: str,
+                    code: str) -> dict[str, Any] | None:
+    """The proof for the SMS code the central sent, if it is right (the central checks it
+    and counts the tries); None if wrong."""
+    if till.sms is None:
+        return None
+    try:
+        await till.sms.check(challenge, code)
+    except CentralError as e:
+        if e.status == 422:
+            return None
+        till.checkout.presence.sms_sent.pop(customer_id, None)
+        if e.status in (404, 410):
+            raise CheckoutError(410, _central_says(e) + ": send a new SMS code") from None
+        raise CheckoutError(503, "the central cannot check the SMS code now: use the app's"
+                                 f" code or the card ({e})") from None
+    till.checkout.presence.sms_sent.pop(customer_id, None)
+    return proofs.sms(challenge)
+
+
+def _central_says(e: CentralError) -> str:
+    return str(e).split(": ", 1)[-1]
+
+
+@routes.post("/pos/v1/presence/sms")
+async def presence_sms(request: web.Request) -> web.Response:
+    """Online only: the central sends the customer a code by SMS; the POS then sends the
+    code the customer reads out to /pos/v1/presence/code."""
+    till = request.app[TILL]
+    body = await _body(request)
+    customer_id = _present_customer(till, body)
+    if till.sms is None:
+        raise CheckoutError(503, "SMS codes need the central: use the app's code or the card")
+    try:
+        till.checkout.presence.may_try(customer_id)
+    except TooManyCodes as e:
+        return _too_many(e)
+    try:
+        sent = await till.sms.send(customer_id)
+    except CentralError as e:
+        if e.status in (404, 409, 429):
+            raise CheckoutError(e.status, _central_says(e)) from None
+        raise CheckoutError(503, "the central cannot be reached to send an SMS code: use the"
+                                 f" app's code or the card ({e})") from None
+    till.checkout.presence.sms_sent[customer_id] = sent["challenge"]
+    return web.json_response({"customer_id": customer_id, "sent": True,
+                              "expires_at": sent["expires_at"]})
 
 
 def make_app(till: Till, secret: PosSecret) -> web.Application:

@@ -28,6 +28,7 @@ from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
 from agent.pos_api import LastCard, Till, make_app
 from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
+from agent.presence import SmsDesk
 from agent.returns_desk import ReturnsDesk
 from agent.rules_cache import RulesCache
 from agent.store import open_store
@@ -232,7 +233,8 @@ class Agent:
         till = Till(self.checkout, self.last_card, self.card_keys,
                     self.refresh_customers, self.status, self.close_shift,
                     loyalty_ranges=self.cfg.loyalty_card_ranges,
-                    guessing=self.guessing, report_guessing=self.report_guessing)
+                    guessing=self.guessing, report_guessing=self.report_guessing,
+                    app_keys=lambda: self.card_keys.ring, sms=SmsDesk(self.client))
         self.till = till
         runner = web.AppRunner(make_app(till, self.pos_secret))
         await runner.setup()

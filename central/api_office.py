@@ -14,6 +14,7 @@ from aiohttp import web
 
 from central import (
     alerts,
+    api_sync,
     customers,
     ledger,
     offline_caps,
@@ -34,7 +35,7 @@ from central.web_common import (
     json_body,
     source,
 )
-from protocol import bounds
+from protocol import app_codes, bounds
 from protocol.cards import InvalidCardNumber
 from protocol.rules import RuleSetError
 from protocol.wire import unpack
@@ -206,6 +207,7 @@ async def till_journal(request: web.Request) -> web.Response:
                 "kind": body["kind"],
                 "receipt_id": body["receipt_id"],
                 "cashier": body.get("cashier"),  # None in entries journalled before it
+                "presence": (body.get("presence") or {}).get("method"),
                 "earned": body["earned"],
                 "redeemed": body["redeemed"],
                 "clawback": body["clawback"],
@@ -343,3 +345,19 @@ async def put_offline_caps(request: web.Request) -> web.Response:
 async def repricing_progress(request: web.Request) -> web.Response:
     """How far the central has re-priced tills' sales, and how many did not match."""
     return web.json_response(repricing.progress(request.app[DB]))
+
+
+@routes.post("/api/v1/customers/{id}/app-code")
+async def app_code_key(request: web.Request) -> web.Response:
+    """The key of the customer's app codes (protocol.app_codes) as an `otpauth://` URI, for
+    the app to show codes from; over TLS or the loopback only, like the card keys it comes
+    from. The same until the card key rotates; then the app asks again."""
+    conn = request.app[DB]
+    customer_id = request.match_info["id"]
+    if conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone() is None:
+        raise ApiError(404, "no such customer")
+    if not api_sync.private_transport(request):
+        raise ApiError(403, "an app's code key is sent only over TLS")
+    key = request.app[SECRETS].card_keys.newest
+    return web.json_response({"otpauth_uri": app_codes.otpauth_uri(key, customer_id),
+                              "key_version": key.version}, status=201)

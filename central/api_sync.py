@@ -7,11 +7,29 @@ import logging
 
 from aiohttp import web
 
-from central import deliveries, deltas, ingest, returns, rulesets, till_reports, tills
+from central import (
+    deliveries,
+    deltas,
+    ingest,
+    presence,
+    returns,
+    rulesets,
+    till_reports,
+    tills,
+)
 from central.db import transaction
 from central.errors import Refused
 from central.ingest_writer import IngestWriter
-from central.web_common import CLOCK, DB, SECRETS, ApiError, failed_auth, field, json_body
+from central.web_common import (
+    CLOCK,
+    DB,
+    SECRETS,
+    SMS,
+    ApiError,
+    failed_auth,
+    field,
+    json_body,
+)
 from protocol import bounds
 from protocol.card_keys import encode_for_till
 from protocol.request_auth import HEADER_TILL, verify_request
@@ -214,3 +232,46 @@ async def till_report(request: web.Request) -> web.Response:
         alert = till_reports.record(conn, request.app[CLOCK](), till_id, kind,
                                     numbers["count"], numbers["misses"])
     return web.json_response({"alert": alert})
+
+
+@routes.post("/sync/v1/presence/sms")
+async def presence_sms(request: web.Request) -> web.Response:
+    """A till asks for an SMS code for a customer at its checkout (central.presence)."""
+    till_id = await _calling_till(request)
+    customer_id = field(await json_body(request), "customer_id", str, max_len=64)
+    sms = request.app[SMS]
+    if sms is None:
+        raise ApiError(503, "no SMS gateway is configured at the central: use the app's code"
+                            " or the card")
+    conn = request.app[DB]
+    now = request.app[CLOCK]()
+    try:
+        with transaction(conn):
+            challenge = presence.issue(conn, till_id, customer_id, now)
+    except Refused as e:
+        raise ApiError(e.status, str(e)) from None
+    try:
+        await sms.send(challenge.phone, f"Tillpoint: your code is {challenge.code}. Tell it"
+                                        " to the cashier only; it is good for 5 minutes.")
+    except presence.SmsFailed as e:
+        with transaction(conn):
+            presence.void(conn, challenge.id)
+        log.error("SMS for customer %s not sent: %s", customer_id, e)
+        raise ApiError(502, f"the SMS could not be sent: {e}") from None
+    return web.json_response({"challenge": challenge.id,
+                              "expires_at": challenge.expires_at.isoformat()})
+
+
+@routes.post("/sync/v1/presence/sms/check")
+async def presence_sms_check(request: web.Request) -> web.Response:
+    """The code the customer read out, for the challenge this till asked for."""
+    till_id = await _calling_till(request)
+    body = await json_body(request)
+    challenge = field(body, "challenge", str, max_len=64)
+    code = field(body, "code", str, max_len=16)
+    conn = request.app[DB]
+    with transaction(conn):  # a wrong try is counted even though the answer is an error
+        outcome = presence.check(conn, till_id, challenge, code, request.app[CLOCK]())
+    if isinstance(outcome, Refused):
+        raise ApiError(outcome.status, str(outcome))
+    return web.json_response({"customer_id": outcome, "verified": True})

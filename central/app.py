@@ -33,11 +33,13 @@ from central.client_source import NO_PROXIES, TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
+from central.presence import SmsGateway
 from central.secrets_store import load_or_create
 from central.web_common import (
     CLOCK,
     DB,
     SECRETS,
+    SMS,
     THROTTLE,
     TRUSTED_PROXIES,
     errors_middleware,
@@ -56,8 +58,10 @@ MATURING_INTERVAL_S = 60.0
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
              reprice_every: float | None = REPRICING_INTERVAL_S,
              card_keys_file: Path | None = None,
-             trusted_proxies: TrustedProxies = NO_PROXIES) -> web.Application:
+             trusted_proxies: TrustedProxies = NO_PROXIES,
+             sms: SmsGateway | None = None) -> web.Application:
     """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
+    `sms` sends the one-time codes tills ask for (central.presence); None: none are sent.
 
     The card keys are read once, here: from the systemd credential, else `card_keys_file`
     (default `<data>-keys/card-keys`), never from the data directory.
@@ -71,9 +75,10 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     conn = db.connect(data_dir / "central.db")
     rulesets.ensure_default(conn, clock())
     app[DB] = conn
-    app[api_sync.WRITER] = IngestWriter(conn)
     app[api_sync.SIGNED_RULESETS] = rulesets.SignedRuleSets()
     app[SECRETS] = load_or_create(data_dir, card_keys_file, clock())
+    app[api_sync.WRITER] = IngestWriter(conn, keys=app[SECRETS].card_keys)
+    app[SMS] = sms
     retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
     if retired:
         log.warning("%d cards' key has retired: their customers link them again", retired)
@@ -165,7 +170,8 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = None,
                 limits: Limits | None = None, card_keys_file: Path | None = None,
                 tls: tuple[Path, Path] | None = None,
-                trusted_proxies: TrustedProxies = NO_PROXIES) -> None:
+                trusted_proxies: TrustedProxies = NO_PROXIES,
+                sms: SmsGateway | None = None) -> None:
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
     files = raise_file_limit(limits.max_connections + 256)
@@ -174,7 +180,7 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
     runner = web.AppRunner(make_app(data_dir, card_keys_file=card_keys_file,
-                                    trusted_proxies=trusted_proxies),
+                                    trusted_proxies=trusted_proxies, sms=sms),
                            keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     # TLS sits below the guard: it times the decrypted request, as on plain HTTP

@@ -8,12 +8,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from central import card_keys, db, tills
 from central.client_source import TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import Limits
 from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
+
+if TYPE_CHECKING:
+    from central.presence import SmsGateway
 
 DEFAULT_DATA = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-central").split(":")[0]
 
@@ -47,6 +51,13 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
                      help="a reverse proxy (address or network) whose X-Forwarded-For names"
                           " the caller; repeat for several (default: none, the peer is the"
                           " caller)")
+    sms = run.add_mutually_exclusive_group()
+    sms.add_argument("--sms-gateway", metavar="URL",
+                     help="send customers' one-time codes through this SMS gateway (POST"
+                          " {to, text} as JSON); its bearer token from $TILLPOINT_SMS_TOKEN")
+    sms.add_argument("--sms-outbox", type=Path, metavar="FILE",
+                     help="instead of sending them, write the SMS messages to FILE, one JSON"
+                          " line each (demos and tests, where no gateway runs)")
     run.set_defaults(func=_run)
 
     ck = csub.add_parser("card-key", help="the card keys that key card tokens")
@@ -87,11 +98,21 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--trusted-proxy: {e}") from None
     try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
-                          args.card_keys, tls, proxies))
+                          args.card_keys, tls, proxies, _sms_gateway(args)))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _sms_gateway(args: argparse.Namespace) -> SmsGateway | None:
+    from central.presence import HttpSmsGateway, OutboxSmsGateway
+
+    if args.sms_gateway:
+        return HttpSmsGateway(args.sms_gateway, os.environ.get("TILLPOINT_SMS_TOKEN", ""))
+    if args.sms_outbox:
+        return OutboxSmsGateway(args.sms_outbox)
+    return None
 
 
 def _rotate(args: argparse.Namespace) -> int:

@@ -306,6 +306,22 @@ MIGRATIONS: list[str | PerDialect] = [
     ALTER TABLE repricing RENAME COLUMN last_rowid TO ingest_seq;
     ALTER TABLE budget_accounting RENAME COLUMN last_rowid TO ingest_seq;
     """),
+    # 14: the customer's presence at a till (central.presence): SMS codes sent and checked
+    # (their hash only), and the app-code steps journalled proofs have used, once each
+    """
+    CREATE TABLE presence_challenges (
+        id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, till_id TEXT NOT NULL,
+        code_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('open', 'verified', 'used', 'void')),
+        receipt_id TEXT
+    );
+    CREATE INDEX presence_challenges_customer ON presence_challenges(customer_id, created_at);
+    CREATE TABLE presence_steps (
+        customer_id TEXT NOT NULL, step INTEGER NOT NULL, till_id TEXT NOT NULL,
+        receipt_id TEXT NOT NULL, PRIMARY KEY (customer_id, step)
+    );
+    """,
 ]
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from central import ingest_log, returns, settlement
+from central import ingest_log, presence, returns, settlement
 from central.alerts import raise_alert
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
 from central.tills import TillRefused, public_key_of
 from protocol.batches import Batch, decode_batch
+from protocol.card_keys import CardKeyring
 from protocol.journal import JournalEntry, genesis_hash
 from protocol.signing import BadSignature
 from protocol.wire import InvalidMessage
@@ -48,7 +49,8 @@ class Ack:
         return (till_id, self.epoch, self.acked_seq - self.applied + 1, self.acked_seq)
 
 
-def ingest(conn: Connection, data: bytes, now: datetime) -> Ack:
+def ingest(conn: Connection, data: bytes, now: datetime,
+           keys: CardKeyring | None = None) -> Ack:
     """Verify, check and apply one batch. Raises BatchRefused with the HTTP status to answer.
 
     One batch, one transaction; the sync API goes through central.ingest_writer instead,
@@ -61,7 +63,7 @@ def ingest(conn: Connection, data: bytes, now: datetime) -> Ack:
         raise
     try:
         with transaction(conn):
-            ack = apply(conn, batch, now)
+            ack = apply(conn, batch, now, keys)
             ingest_log.record(conn, [ack.range(batch.till_id)] if ack.applied else [])
             return ack
     except BatchRefused as refusal:
@@ -136,8 +138,10 @@ def _epoch_state(conn: Connection, batch: Batch, now: datetime) -> tuple[int, st
     return 0, genesis_hash(batch.epoch)
 
 
-def apply(conn: Connection, batch: Batch, now: datetime) -> Ack:
+def apply(conn: Connection, batch: Batch, now: datetime,
+          keys: CardKeyring | None = None) -> Ack:
     """Check sequence and chain, apply the new entries; runs inside the caller's transaction.
+    `keys` (the card keys) let the presence proofs of app codes be computed again.
 
     Raises BatchRefused; the caller rolls back what this batch wrote, then raises the alert.
     """
@@ -159,6 +163,9 @@ def apply(conn: Connection, batch: Batch, now: datetime) -> Ack:
         sold = _sale_times(conn, batch.till_id, [e for e, _ in fresh], now)
         _store_entries(conn, batch.till_id, fresh, sold, now)
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
+        # Spent points need the customer's presence: each proof re-checked, one alert for
+        # those that fail (the receipts are printed: journalled all the same).
+        presence.check_entries(conn, batch.till_id, [e for e, _ in fresh], now, keys)
         # Returns are few: their detail (lines returned, the lease) is decoded here, so the
         # central knows what of each sale is back, whichever till took it.
         returned = [JournalEntry.from_encoded_body(raw) for e, raw in fresh

@@ -28,6 +28,7 @@ from datetime import datetime
 from central import ingest, ingest_log
 from central.db import Connection
 from protocol.batches import Batch
+from protocol.card_keys import CardKeyring
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class _Queued:
 
 class IngestWriter:
     def __init__(self, conn: Connection, *,
-                 max_group_entries: int = MAX_GROUP_ENTRIES) -> None:
+                 max_group_entries: int = MAX_GROUP_ENTRIES,
+                 keys: CardKeyring | None = None) -> None:
         self.conn = conn
+        self.keys = keys  # the card keys: presence proofs by app code are re-computed
         self.max_group_entries = max_group_entries
         self._queue: deque[_Queued] = deque()
         self._wake = asyncio.Event()
@@ -100,7 +103,7 @@ class IngestWriter:
                     outcome: ingest.Ack | Exception
                     try:
                         with conn.savepoint("batch"):
-                            outcome = ingest.apply(conn, q.batch, q.now)
+                            outcome = ingest.apply(conn, q.batch, q.now, self.keys)
                     except Exception as e:
                         if isinstance(e, ingest.BatchRefused):
                             ingest.refusal_alert(conn, q.now, e, q.batch.till_id)

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from protocol import cashiers
+from protocol import cashiers, presence
 from protocol.wire import UNDECODED, InvalidMessage, pack, require, unpack, unpack_map_skipping
 
 ENTRY_KINDS = ("sale", "return")
@@ -59,6 +59,9 @@ class JournalEntry:
     # Who sold or took the return back: the cashier's id as the POS sent it
     # (protocol.cashiers). None only in entries journalled before it was carried.
     cashier: str | None = None
+    # How the customer proved to be at the checkout (protocol.presence), on a sale that
+    # spends points; the central re-checks it. None when nobody proved it.
+    presence: Mapping[str, Any] | None = None
     hash: str = ""
 
     def body(self) -> dict[str, Any]:
@@ -132,6 +135,11 @@ class JournalEntry:
                 cashiers.check(obj["cashier"])
             except ValueError as e:
                 raise InvalidMessage(f"field 'cashier': {e}") from None
+        if obj.get("presence") is not None:
+            try:
+                presence.check(obj["presence"])
+            except presence.BadProof as e:
+                raise InvalidMessage(f"field 'presence': {e}") from None
         if obj["kind"] not in ENTRY_KINDS:
             raise InvalidMessage(f"unknown entry kind {obj['kind']!r}")
         if obj["seq"] < 1:
@@ -172,7 +180,7 @@ class JournalEntry:
 
 
 _BODY_FIELDS = tuple(f.name for f in fields(JournalEntry) if f.name != "hash")
-_OMITTED_WHEN_NONE = ("cashier",)
+_OMITTED_WHEN_NONE = ("cashier", "presence")
 _FIELD_NAMES = frozenset(f.name for f in fields(JournalEntry))
 _REQUIRED = frozenset(
     f.name for f in fields(JournalEntry) if f.default is MISSING and f.default_factory is MISSING

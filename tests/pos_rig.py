@@ -24,6 +24,7 @@ from agent.pos_auth import PosSecret, write_pos_secret
 from agent.rules_cache import RulesCache
 from agent.store import open_store
 from agent.taxes import StoreVat
+from protocol.card_keys import CardKey, CardKeyring
 from protocol.cards import card_token
 from protocol.rules import default_ruleset_doc
 from protocol.wire import pack
@@ -125,7 +126,12 @@ class Rig:
             "cursor": 1, "epoch": None, "acked_seq": 0})
         return customer_id
 
+    def app_keys(self) -> CardKeyring:
+        """The ring the rig's card tokens and app codes come from."""
+        at = datetime(2020, 1, 1, tzinfo=UTC)
+        return CardKeyring([CardKey(1, CARD_SECRET, at, at.replace(year=2100))])
+
     def app(self) -> web.Application:
         till = Till(self.checkout, self.last_card, RigCardKeys(), self.refresh_customers,
-                    self.status, self.close_shift)
+                    self.status, self.close_shift, app_keys=self.app_keys)
         return make_app(till, PosSecret(self.secret_path))

@@ -64,9 +64,11 @@ async def test_killed_before_printing_the_receipt_is_dropped(store: StoreHarness
     cid = await member(store)
     store.procs.stop(store.agent_process(till))
     await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "before_print"})
+    await store.present(till, cid)
     await checkout_dies(store, till, {"customer_id": cid, "lines": [SOCKS], "redeem": 100})
     await store.start_agent(till)
     await assert_whole(store, till, 0)
+    await store.present(till, cid)  # a restarted till: the customer shows the app again
     after = await store.pos(till, "POST", "/pos/v1/receipts",
                             {"customer_id": cid, "lines": [SOCKS], "redeem": 100})
     assert after["redeemed"] == 100 and after["seq"] == 1
@@ -103,6 +105,7 @@ async def test_killed_after_printing_the_receipt_is_journalled_once(store: Store
     cid = await member(store)
     store.procs.stop(store.agent_process(till))
     await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "after_print"})
+    await store.present(till, cid)
     await checkout_dies(store, till, {"customer_id": cid, "lines": [SOCKS], "redeem": 50})
     await store.start_agent(till)
     await assert_whole(store, till, 1)

@@ -25,6 +25,9 @@ def test_demo_plays_a_day_and_the_ledger_matches_the_journals(tmp_path):
     assert summary["returns"] >= 1 and summary["points_redeemed"] > 0
     assert 0 < summary["members"] <= 5
     assert summary["non_member_receipts"] > 0
+    # Points were spent only with the customer present (card at the reader or the app's
+    # code), and the central found every proof good.
+    assert summary["presence_alerts"] == 0
     # Every process it started is gone: nothing holds the central's port file any more.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""

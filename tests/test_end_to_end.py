@@ -150,6 +150,7 @@ async def test_redeeming_more_than_allowed_is_refused_with_the_reason(store: Sto
     cid = (await store.office("POST", "/api/v1/customers",
                               {"card_number": CARD, "welcome_bonus": 1000}))["id"]
     await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+    await store.present(till, cid)  # the customer's app code: they may spend
     with pytest.raises(ApiError) as e:
         # 450.00 of socks: at most 50 %, 225 points.
         await store.pos(till, "POST", "/pos/v1/receipts",
@@ -205,6 +206,7 @@ async def test_campaign_discount_and_points_as_a_payment_on_the_fiscal_receipt(
     cid = (await store.office("POST", "/api/v1/customers",
                               {"card_number": CARD, "welcome_bonus": 1000}))["id"]
     await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+    await store.present(till, cid)
     sale = await store.pos(till, "POST", "/pos/v1/receipts",
                            {"customer_id": cid, "lines": [SHOES], "redeem": 300})
     # 5,000.00 less 10 % is 4,500.00; 300 points pay 300.00; 5 % of the 4,200.00 in money.

@@ -96,6 +96,7 @@ async def test_killed_with_the_first_receipt_of_a_shift_open(store):
     store.procs.stop(store.agent_process(till))
     await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "receipt_opened"})
     sale = {"customer_id": cid, "lines": [SOCKS], "redeem": 100, "idempotency_key": "pos-1-42"}
+    await store.present(till, cid)
     await checkout_dies(store, till, sale)
     state = await store.control(till, "GET", "/printer/state")
     assert state["receipt"] is not None and state["last_fiscal_document"] == 1

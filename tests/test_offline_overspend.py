@@ -38,6 +38,7 @@ async def test_overspend_across_two_offline_tills_stays_within_caps(tmp_path):
                                          {"customer_id": cid, "lines": [SHOES]})
                 assert priced["max_redeemable"] == 300
                 assert "300 points per receipt" in priced["redeem_reason"]
+                await store.present(till, cid)  # the app's code, checked offline
                 sale = await store.pos(till, "POST", "/pos/v1/receipts",
                                        {"customer_id": cid, "lines": [SHOES], "redeem": 300})
                 assert sale["earned"] > 0  # earning is never capped
@@ -45,7 +46,8 @@ async def test_overspend_across_two_offline_tills_stays_within_caps(tmp_path):
                                          {"customer_id": cid, "lines": [SHOES]})
                 assert priced["max_redeemable"] == 100
                 assert "daily limit of 400 points per card" in priced["redeem_reason"]
-                with pytest.raises(ApiError) as refused:
+                await store.present(till, cid)  # the sale before took the last one
+                with pytest.raises(ApiError) as refused:  # and this refusal keeps it
                     await store.pos(till, "POST", "/pos/v1/receipts",
                                     {"customer_id": cid, "lines": [SHOES], "redeem": 200})
                 assert refused.value.status == 409

@@ -84,6 +84,7 @@ async def test_points_mature_on_time_at_head_office_and_at_an_offline_till(tmp_p
             assert await office_balance(store, cid) == {"available": 0, "pending": 250,
                                                         "debt": 0}
             assert await till_balance(store, offline) == {"available": 0, "pending": 250}
+            await store.present(offline, cid)  # the app's code, checked offline
             with pytest.raises(ApiError) as refused:
                 await store.pos(offline, "POST", "/pos/v1/receipts",
                                 {"customer_id": cid, "lines": [SHOES], "redeem": 100})
@@ -94,6 +95,7 @@ async def test_points_mature_on_time_at_head_office_and_at_an_offline_till(tmp_p
             assert await office_balance(store, cid) == {"available": 250, "pending": 0,
                                                         "debt": 0}
             assert await till_balance(store, offline) == {"available": 250, "pending": 0}
+            await store.present(offline, cid)
             spend = await store.pos(offline, "POST", "/pos/v1/receipts",
                                     {"customer_id": cid, "lines": [SHOES], "redeem": 200})
             assert (spend["redeemed"], spend["earned"]) == (200, 240)
@@ -123,6 +125,7 @@ async def test_points_mature_on_time_at_head_office_and_at_an_offline_till(tmp_p
             assert await office_balance(store, cid) == {"available": 240, "pending": 0,
                                                         "debt": 0}
             assert await till_balance(store, offline) == {"available": 240, "pending": 0}
+            await store.present(offline, cid)  # kept by the refusal for the next receipt
             with pytest.raises(ApiError) as refused:
                 await store.pos(offline, "POST", "/pos/v1/receipts",
                                 {"customer_id": cid, "lines": [SHOES], "redeem": 290})

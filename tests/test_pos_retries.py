@@ -178,6 +178,7 @@ async def test_killed_after_printing_a_retry_gets_the_printed_receipt(store: Sto
     store.procs.stop(store.agent_process(till))
     await store.start_agent(till, env={"TILLPOINT_FAILPOINTS": "after_print"})
     sale = {"customer_id": cid, "lines": [SOCKS], "redeem": 50, "idempotency_key": "pos-9-1"}
+    await store.present(till, cid)
     await checkout_dies(store, till, sale)
     printed = await receipt_docs(store, till)
     assert len(printed) == 1

@@ -43,6 +43,7 @@ async def test_a_sale_returned_at_another_till_refunds_the_card_first_and_its_ow
         cid = (await store.office("POST", "/api/v1/customers", {
             "card_number": CARD, "name": "Anna", "welcome_bonus": 500}))["id"]
         await store.pos(one, "POST", "/pos/v1/identify", {"card_number": CARD})
+        await store.present(one, cid)
         # 5,000.00 of shoes: 200 points pay 200.00; 3,000.00 by card, the rest in cash.
         sale = await store.pos(one, "POST", "/pos/v1/receipts", {
             "customer_id": cid, "lines": [SHOES], "redeem": 200,

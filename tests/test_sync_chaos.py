@@ -92,6 +92,8 @@ async def sell(store: StoreHarness, chaos: Chaos, till: Till, customers: list[st
             if n % 3 == 0:
                 body["redeem"] = 50
         try:
+            if body.get("redeem"):  # the customer shows the app's code
+                await store.present(till, body["customer_id"])
             await store.pos(till, "POST", "/pos/v1/receipts", body)
         except ApiError as e:
             if e.status == 409 and "redemption refused" in str(e.body):
@@ -118,6 +120,8 @@ async def test_ledger_equals_journals_after_faults_and_kills(tmp_path):
             customers = [(await store.office("POST", "/api/v1/customers", {
                 "card_number": card_number(i + 1), "welcome_bonus": BONUS}))["id"]
                 for i in range(MEMBERS)]
+            for cid in customers:  # their apps get their keys while the central is up
+                await store.app_key(cid)
             for till in tills:
                 # The newest member: once a till knows them, it has pulled every one before.
                 await store.pos(till, "POST", "/pos/v1/identify",

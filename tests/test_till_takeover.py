@@ -243,6 +243,7 @@ async def test_a_quarantined_till_keeps_selling_refuses_redemptions_and_says_so(
     status = await wait_for(says_so, "the till to report its quarantine")
     assert status["quarantine"]["reason"] == "entry 3 re-priced otherwise"
     await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD})
+    await store.present(till, cid)
     with pytest.raises(ApiError) as e:
         await store.pos(till, "POST", "/pos/v1/receipts",
                         {"customer_id": cid, "lines": [SOCKS], "redeem": 10})

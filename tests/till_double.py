@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,7 +39,9 @@ class TestTill:
 
     def sale(self, customer_id: str | None, *, earned: int = 0, redeemed: int = 0,
              total: int = 10000, at: datetime | None = None, window_days: int = 14,
-             receipt_id: str | None = None) -> JournalEntry:
+             receipt_id: str | None = None,
+             presence: dict[str, Any] | None = None) -> JournalEntry:
+        """`presence`: how the customer proved to be there (protocol.presence)."""
         at = at or datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
         lots = []
         if earned:
@@ -49,7 +52,8 @@ class TestTill:
             seq=0, epoch="", prev_hash="", kind="sale",
             receipt_id=receipt_id or uuid.uuid4().hex, at=at.isoformat(), store="s1",
             customer_id=customer_id, ruleset_version=1, total=total,
-            fiscal_doc=len(self.entries) + 1, earned=earned, redeemed=redeemed, lots=lots))
+            fiscal_doc=len(self.entries) + 1, earned=earned, redeemed=redeemed, lots=lots,
+            presence=presence))
 
     def return_(self, customer_id: str | None, original: str, *, clawback: int = 0,
                 refund: int = 0, total: int = 1000) -> JournalEntry:

@@ -61,7 +61,7 @@ class Day:
         self.cards = [card_number(i + 1) for i in range(members)]
         self.sales: list[tuple[Till, dict, list[dict]]] = []
         self.stats = {"receipts": 0, "member_receipts": 0, "returns": 0, "redemptions": 0,
-                      "returns_at_another_till": 0}
+                      "returns_at_another_till": 0, "app_codes": 0}
         self.served: set[str] = set()
 
     async def enrol_customers(self) -> None:
@@ -90,9 +90,11 @@ class Day:
         till = self.store.tills[n % len(self.store.tills)]
         lines = basket(self.rng)
         customer_id = None
+        at_reader = False
         if self.rng.random() < 0.6:
             number = self.rng.choice(self.cards)
-            if n % 2:
+            at_reader = bool(n % 2)
+            if at_reader:  # the card at the reader: the customer is present, may spend
                 who = await self.identify_at_reader(till, number)
             else:
                 who = await self.store.pos(till, "POST", "/pos/v1/identify",
@@ -103,6 +105,10 @@ class Day:
         redeem = 0
         if customer_id and n % 7 == 3 and priced["max_redeemable"] > 0:
             redeem = min(priced["max_redeemable"], self.rng.randint(50, 300))
+            if not at_reader:
+                # A typed number earns but does not spend: the customer shows the app's code.
+                await self.store.present(till, customer_id)
+                self.stats["app_codes"] += 1
         done = await self.store.pos(till, "POST", "/pos/v1/receipts", {
             "customer_id": customer_id, "lines": lines, "redeem": redeem,
             "payments": self.payments(n, priced, redeem)})
@@ -197,12 +203,17 @@ async def play(workdir: Path, receipts: int, tills: int, members: int, seed: int
             await day.partial_return()
         await store.wait_synced()
         check = await reconcile(store)
+        # every redemption proved the customer present; the central found each proof good
+        presence_alerts = len((await store.office("GET", "/api/v1/alerts?kind=presence"))[
+            "alerts"])
     return {
         "receipts": day.stats["receipts"],
         "members": len(day.served),
         "member_receipts": day.stats["member_receipts"],
         "non_member_receipts": day.stats["receipts"] - day.stats["member_receipts"],
         "redemptions": day.stats["redemptions"],
+        "redemptions_by_app_code": day.stats["app_codes"],
+        "presence_alerts": presence_alerts,
         "returns": day.stats["returns"],
         "returns_at_another_till": day.stats["returns_at_another_till"],
         "points_earned": check["totals"]["earned"],

@@ -6,16 +6,19 @@ way real users do: the head-office API, the POS API, the simulator's control int
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from protocol import app_codes
 from tillpoint.processes import Processes, read_file, tillpoint_cmd, wait_for
 
 
@@ -75,6 +78,8 @@ class StoreHarness:
         self.tls_ca: Path | None = None
         self.tills: list[Till] = []
         self.session: aiohttp.ClientSession | None = None
+        self._shown_codes: set[tuple[str, int]] = set()  # app codes shown, taken once
+        self._app_seeds: dict[str, bytes] = {}  # customer -> their app's key
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -198,6 +203,53 @@ class StoreHarness:
             body = {}
         return await call(self.http, method, till.pos_url + path, json_body=body,
                           headers=till.pos_headers, ok=ok)
+
+    # -- the customer's presence ------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The store's time: the system clock, moved by the offset file if there is one."""
+        offset = 0.0
+        if self.clock_file is not None and self.clock_file.exists():
+            offset = float(self.clock_file.read_text() or 0)
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    async def app_key(self, customer_id: str) -> bytes:
+        """The key the customer's app is given by the central (an otpauth URI), once: the
+        app keeps it, and shows codes offline too."""
+        seed = self._app_seeds.get(customer_id)
+        if seed is None:
+            uri = (await self.office("POST", f"/api/v1/customers/{customer_id}/app-code"))[
+                "otpauth_uri"]
+            secret = parse_qs(urlsplit(uri).query)["secret"][0]
+            seed = self._app_seeds[customer_id] = base64.b32decode(
+                secret + "=" * (-len(secret) % 8))
+        return seed
+
+    async def app_code(self, customer_id: str) -> str:
+        """What the customer's app shows now, one not shown before by this harness (a code
+        is taken once)."""
+        seed = await self.app_key(customer_id)
+
+        async def fresh_step() -> int | None:
+            now = self.now()
+            step = app_codes.step_at(now)
+            # The till takes the steps either side of its own too; the one before only while
+            # the till cannot have moved on a step meanwhile.
+            late = now.timestamp() % app_codes.STEP_S > app_codes.STEP_S - 5
+            for s in (step, step + 1, *(() if late else (step - 1,))):
+                if (customer_id, s) not in self._shown_codes:
+                    return s
+            return None
+
+        step = await wait_for(fresh_step, "the customer's app to show a new code", 45)
+        self._shown_codes.add((customer_id, step))
+        return app_codes.hotp(seed, step)
+
+    async def present(self, till: Till, customer_id: str) -> dict:
+        """The customer shows their app's code at `till`: the next receipt may spend points."""
+        return await self.pos(till, "POST", "/pos/v1/presence/code",
+                              {"customer_id": customer_id,
+                               "code": await self.app_code(customer_id)})
 
     async def control(self, till: Till, method: str, path: str, body: Any = None) -> Any:
         return await call(self.http, method, till.control_url + path, json_body=body)
