@@ -57,6 +57,8 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--port-file", type=Path, help="write the POS API port here when ready")
     run.add_argument("--sync-interval", type=float, help="seconds between pushes")
     run.add_argument("--pull-interval", type=float, help="seconds between pulls")
+    run.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus metrics on 127.0.0.1 at this port (0: any free one)")
     run.add_argument("--max-backoff", type=float,
                      help="longest wait in seconds between sync attempts while the central"
                           " is unreachable")
@@ -98,8 +100,8 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     names = ("printer", "printer_baud", "points_mode", "reader", "reader_kind", "reader_suffix",
-             "pos_port", "port_file", "sync_interval", "pull_interval", "max_backoff",
-             "shift_close_at", "tax_groups", "vat_rate", "insecure")
+             "pos_port", "port_file", "metrics_port", "sync_interval", "pull_interval",
+             "max_backoff", "shift_close_at", "tax_groups", "vat_rate", "insecure")
     return {n: getattr(args, n, None) for n in names}
 
 

@@ -37,6 +37,8 @@ class AgentConfig:
     pos_secret: Path | None = None
     pos_group: str | None = None
     port_file: Path | None = None
+    # Prometheus metrics on 127.0.0.1 (agent.metrics); None: not served, 0: any free port
+    metrics_port: int | None = None
     sync_interval: float = 5.0  # seconds between pushes when nothing wakes the client
     pull_interval: float = 30.0  # seconds between rule-set and customer pulls
     # longest wait between attempts while the central is away (agent.retry_policy)
@@ -67,6 +69,10 @@ class AgentConfig:
                 raise ValueError("shift_close_at must be HH:MM, e.g. 23:55")
         _check_vat(cfg)
         _check_intervals(cfg)
+        if cfg.metrics_port is not None and (
+                isinstance(cfg.metrics_port, bool) or not isinstance(cfg.metrics_port, int)
+                or not 0 <= cfg.metrics_port <= 65535):
+            raise ValueError(f"metrics_port must be a port number, not {cfg.metrics_port!r}")
         cfg.loyalty_card_ranges = check_loyalty_ranges(cfg.loyalty_card_ranges)
         cfg.state = Path(cfg.state)
         if cfg.port_file is not None:

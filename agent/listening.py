@@ -16,11 +16,12 @@ from pathlib import Path
 FILE = "pos-api.json"
 
 
-def write(state: Path, host: str, port: int, till_id: str) -> None:
+def write(state: Path, host: str, port: int, till_id: str,
+          metrics_port: int | None = None) -> None:
     path = state / FILE
     tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"host": host, "port": port, "till_id": till_id,
-                               "pid": os.getpid()}))
+                               "pid": os.getpid(), "metrics_port": metrics_port}))
     tmp.replace(path)
 
 

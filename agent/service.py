@@ -17,7 +17,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tzlocal import get_localzone
 
-from agent import epochs, identity, journal, listening
+from agent import epochs, identity, journal, listening, metrics
 from agent.card_keys import TillCardKeys
 from agent.card_lookup import GuessingReport
 from agent.central_client import CentralClient, CentralError
@@ -83,6 +83,7 @@ class Agent:
                                  central=ReturnsDesk(self.client, self.sync))
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.guessing = GuessingReport()
+        self.metrics_runner: web.AppRunner | None = None
         self._reporting: asyncio.Task[None] | None = None
         self.till: Till | None = None  # what the POS API serves, once started
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
@@ -240,8 +241,14 @@ class Agent:
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()
         port = runner.addresses[0][1]
+        metrics_port = None
+        if self.cfg.metrics_port is not None:
+            served = await metrics.serve(self, "127.0.0.1", self.cfg.metrics_port)
+            if served:
+                self.metrics_runner, metrics_port = served
         # Where `tillpoint agent status --state` finds this till's agent (agent.listening).
-        listening.write(self.cfg.state, self.cfg.pos_host, port, self.identity.till_id)
+        listening.write(self.cfg.state, self.cfg.pos_host, port, self.identity.till_id,
+                        metrics_port)
         if self.cfg.port_file:
             tmp = self.cfg.port_file.with_suffix(".tmp")
             tmp.write_text(str(port))
@@ -254,6 +261,8 @@ class Agent:
         # Stop taking receipts first, then the jobs, then the devices; a final push gives
         # the central what it can get before the process goes.
         await runner.cleanup()
+        if self.metrics_runner:
+            await self.metrics_runner.cleanup()
         listening.remove(self.cfg.state)
         self.scheduler.shutdown(wait=False)
         with contextlib.suppress(CentralError, asyncio.TimeoutError):

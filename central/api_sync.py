@@ -23,6 +23,7 @@ from central.ingest_writer import IngestWriter
 from central.web_common import (
     CLOCK,
     DB,
+    METRICS,
     SECRETS,
     SMS,
     ApiError,
@@ -113,12 +114,16 @@ async def enroll(request: web.Request) -> web.Response:
 @routes.post("/sync/v1/batches")
 async def batches(request: web.Request) -> web.Response:
     data = await request.read()
-    try:
-        ack = await request.app[WRITER].submit(data, request.app[CLOCK]())
-    except ingest.BatchRefused as e:
-        if e.failed_auth:  # other refusals raised their alert where they were decided
-            failed_auth(request, str(e), e.till_id)
-        raise ApiError(e.status, str(e)) from None
+    with request.app[METRICS].timed_batch() as timer:
+        try:
+            ack = await request.app[WRITER].submit(data, request.app[CLOCK]())
+        except ingest.BatchRefused as e:
+            timer.outcome = "refused"
+            if e.failed_auth:  # other refusals raised their alert where they were decided
+                failed_auth(request, str(e), e.till_id)
+            raise ApiError(e.status, str(e)) from None
+        timer.outcome = "acked"
+    request.app[METRICS].entries.inc(ack.applied)
     return web.json_response(ack.to_dict())
 
 

@@ -25,6 +25,7 @@ from central import (
     customers,
     db,
     ledger,
+    metrics,
     repricing,
     rulesets,
 )
@@ -38,6 +39,7 @@ from central.secrets_store import load_or_create
 from central.web_common import (
     CLOCK,
     DB,
+    METRICS,
     SECRETS,
     SMS,
     THROTTLE,
@@ -85,6 +87,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app[CLOCK] = clock
     app[TRUSTED_PROXIES] = trusted_proxies
     app[THROTTLE] = Throttle()
+    app[METRICS] = metrics.CentralMetrics()
+    app[METRICS].watch(lambda: app[DB], clock, lambda: app[api_sync.WRITER].depth)
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
 
@@ -171,7 +175,9 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
                 limits: Limits | None = None, card_keys_file: Path | None = None,
                 tls: tuple[Path, Path] | None = None,
                 trusted_proxies: TrustedProxies = NO_PROXIES,
-                sms: SmsGateway | None = None) -> None:
+                sms: SmsGateway | None = None,
+                metrics_at: tuple[str, int] | None = None) -> None:
+    """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart."""
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
     files = raise_file_limit(limits.max_connections + 256)
@@ -179,10 +185,13 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         limits = replace(limits, max_connections=max(16, files - 64))
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
-    runner = web.AppRunner(make_app(data_dir, card_keys_file=card_keys_file,
-                                    trusted_proxies=trusted_proxies, sms=sms),
-                           keepalive_timeout=KEEPALIVE_S)
+    app = make_app(data_dir, card_keys_file=card_keys_file, trusted_proxies=trusted_proxies,
+                   sms=sms)
+    runner = web.AppRunner(app, keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
+    metrics_runner = None
+    if metrics_at is not None:
+        metrics_runner, _ = await metrics.serve(app[METRICS], *metrics_at)
     # TLS sits below the guard: it times the decrypted request, as on plain HTTP
     site = GuardedSite(runner, host, port, limits,
                        ssl_context=tls_context(*tls) if tls else None)
@@ -211,4 +220,6 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()

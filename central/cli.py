@@ -45,6 +45,10 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--max-connections", type=int, default=lim.max_connections,
                      help="connections open at once; more are closed (default: %(default)s)")
     card_keys_arg(run)
+    run.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus metrics at this port (apart from the API)")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address of the metrics listener (default the loopback)")
     run.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     run.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
@@ -92,13 +96,19 @@ def _run(args: argparse.Namespace) -> int:
         print("give both --tls-cert and --tls-key, or neither", file=sys.stderr)
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    metrics_at = None
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            print("--metrics-port must be a port number", file=sys.stderr)
+            return 2
+        metrics_at = (args.metrics_host, args.metrics_port)
     try:
         proxies = TrustedProxies.parse(args.trusted_proxy)
     except ValueError as e:
         raise SystemExit(f"--trusted-proxy: {e}") from None
     try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
-                          args.card_keys, tls, proxies, _sms_gateway(args)))
+                          args.card_keys, tls, proxies, _sms_gateway(args), metrics_at))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
         return 2

@@ -55,6 +55,11 @@ class IngestWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def depth(self) -> int:
+        """Batches queued for the next commit."""
+        return len(self._queue)
+
     async def submit(self, data: bytes, now: datetime) -> ingest.Ack:
         """Verify, queue and wait for the commit; raises BatchRefused like ingest.ingest."""
         batch = ingest.verify(self.conn, data, now)

@@ -14,6 +14,7 @@ from central.auth_failures import Throttle
 from central.client_source import TrustedProxies, source_of
 from central.db import Connection
 from central.errors import Refused
+from central.metrics import CentralMetrics
 from central.presence import SmsGateway
 from central.secrets_store import CentralSecrets
 from protocol import bounds
@@ -27,6 +28,7 @@ TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
 THROTTLE = web.AppKey("auth_throttle", Throttle)
 # sends the one-time codes tills ask for (central.presence); None where none is configured
 SMS = web.AppKey("sms_gateway", SmsGateway | None)
+METRICS = web.AppKey("metrics", CentralMetrics)
 
 
 def source(request: web.Request) -> str:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -159,6 +160,9 @@ class ShtrihPrinter:
         self._lock = asyncio.Lock()
         self._progress: _Progress | None = None
         self._supervisor = Supervisor(f"printer {port}", self._session)
+        #: faults by kind since start, for monitoring: "link" (no answer), "device" (an
+        #: error code, paper out among them), "malformed" (an answer that makes no sense)
+        self.errors: Counter[str] = Counter()
         #: monotonic time of the last (re)connection, for status and measurements
         self.connected_at: float | None = None
 
@@ -173,6 +177,11 @@ class ShtrihPrinter:
 
     async def stop(self) -> None:
         await self._supervisor.stop()
+
+    @property
+    def sessions_lost(self) -> int:
+        """Connections to the device that failed or broke since the agent started."""
+        return self._supervisor.sessions_lost
 
     def state(self) -> PrinterState:
         copy = PrinterState(**vars(self._state))
@@ -266,6 +275,7 @@ class ShtrihPrinter:
         try:
             return await link.request(frame, idempotent=idempotent)
         except LinkError as exc:
+            self.errors["link"] += 1
             err = PrinterError(None, message_for(None))
             self._state.last_error = err.message
             log.warning("printer link: %s", exc)
@@ -289,10 +299,13 @@ class ShtrihPrinter:
         try:
             payload = cmd.reply_payload(reply, command)
         except cmd.DeviceError as exc:
+            if exc.code != STILL_PRINTING:  # busy is a wait, not a fault
+                self.errors["device"] += 1
             err = PrinterError(exc.code)
             self._state.last_error = err.message
             raise err from None
         except cmd.MalformedReply as exc:
+            self.errors["malformed"] += 1
             self._state.last_error = message_for(None)
             raise PrinterError(None) from exc
         return payload

@@ -88,6 +88,11 @@ class CardReader:
         await self._supervisor.stop()
 
     @property
+    def sessions_lost(self) -> int:
+        """Connections to the device that failed or broke since the agent started."""
+        return self._supervisor.sessions_lost
+
+    @property
     def dropped(self) -> int:
         framer = self._framer.dropped if self._framer is not None else 0
         return self._dropped + self._framing_dropped + framer

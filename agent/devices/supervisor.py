@@ -37,6 +37,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
         self.connects = 0
+        self.sessions_lost = 0  # every session that failed or ended, for monitoring
         self.last_error: str | None = None
 
     @property
@@ -87,5 +88,6 @@ class Supervisor:
                     log.debug("%s: still cannot connect (%s)", self.name, reason)
                 self.failures += 1
             self.last_error = reason
+            self.sessions_lost += 1
             await asyncio.sleep(delay)
             delay = min(self._max, delay * self._factor)
