@@ -45,7 +45,6 @@ async def test_the_central_counts_batches_and_reads_tills_and_alerts(
         raise_alert(live_central.db, utcnow(), "overspend", "acknowledged below")
         live_central.db.execute("UPDATE alerts SET acked_at = 'x' WHERE message = ?",
                                 ("acknowledged below",))
-        live_central.db.commit()
         resp = await scrape.get("/metrics")
         assert resp.status == 200 and resp.content_type == "text/plain"
         got = samples(await resp.text())
