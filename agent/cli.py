@@ -214,6 +214,8 @@ def _status(args: argparse.Namespace) -> int:
                           "acked_seq": acked, "unsent": last_seq - acked,
                           **epochs.describe(db)}
         out["quarantine"] = quarantine_of(db)
+        held = get_meta(db, "push_held")
+        out["push_held"] = json.loads(held) if held else None
         revoked = get_meta(db, "revoked")
         out["enrolment"] = f"revoked: {revoked}" if revoked else out.get("enrolment", "active")
         db.close()

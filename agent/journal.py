@@ -17,7 +17,7 @@ import sqlite_utils
 
 from agent.store import get_meta
 from protocol.journal import JournalEntry, genesis_hash
-from protocol.wire import pack, unpack
+from protocol.wire import InvalidMessage, pack, unpack
 
 
 def epoch(db: sqlite_utils.Database) -> str:
@@ -51,6 +51,21 @@ def append(db: sqlite_utils.Database, draft: JournalEntry) -> JournalEntry:
     )
     db.execute("INSERT INTO outbox (epoch, seq) VALUES (?, ?)", [entry.epoch, entry.seq])
     return entry
+
+
+def sendable_from(db: sqlite_utils.Database, first_seq: int, limit: int,
+                  ) -> tuple[list[JournalEntry], str | None]:
+    """The entries from `first_seq` up to the first that does not fit the journal's schema
+    (protocol.journal), and what is wrong with that one (None if all fit)."""
+    rows = db.execute("SELECT seq, body FROM journal WHERE epoch = ? AND seq >= ?"
+                      " ORDER BY seq LIMIT ?", [epoch(db), first_seq, limit]).fetchall()
+    out: list[JournalEntry] = []
+    for seq, body in rows:
+        try:
+            out.append(JournalEntry.from_wire(unpack(body)))
+        except InvalidMessage as e:
+            return out, f"entry {seq}: {e}"
+    return out, None
 
 
 def entries_from(db: sqlite_utils.Database, first_seq: int, limit: int,

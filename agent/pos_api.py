@@ -7,7 +7,6 @@ arrival and never logged; answers carry at most the last four digits.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,13 +26,14 @@ from agent.pos_input import (
     CASHIER_HEADER,
     MAX_LINES,
     BadRequest,
+    checked,
     parse_cashier,
     parse_lines,
     parse_return_lines,
 )
 from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
-from protocol import app_codes
+from protocol import app_codes, bounds
 from protocol import presence as proofs
 from protocol.card_keys import CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
@@ -94,7 +94,7 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except (BadRequest, InputError, InvalidCardNumber) as e:
+    except (BadRequest, InputError, InvalidCardNumber, bounds.OutOfBounds) as e:
         return web.json_response({"error": str(e)}, status=400)
     except CheckoutError as e:
         return web.json_response({"error": str(e), **e.extra}, status=e.status)
@@ -113,9 +113,10 @@ async def errors_middleware(
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON") from None
+        # Depth is checked on the raw bytes first: json.loads recurses per level.
+        body = bounds.loads(await request.read())
+    except bounds.BadJson as e:
+        raise BadRequest(str(e)) from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -125,7 +126,7 @@ def _customer_id(body: dict[str, Any]) -> str | None:
     value = body.get("customer_id")
     if value is not None and not isinstance(value, str):
         raise BadRequest("customer_id must be a string or null")
-    return value
+    return None if value is None else checked(value, "customer_id")
 
 
 def _idempotent(request: web.Request, body: dict[str, Any],
@@ -207,6 +208,7 @@ async def confirm(request: web.Request) -> web.Response:
     redeem = body.get("redeem", 0)
     if isinstance(redeem, bool) or not isinstance(redeem, int) or redeem < 0:
         raise BadRequest("redeem must be a non-negative integer of points")
+    bounds.POINTS.check(redeem, "redeem")
     payment = body.get("payment", "cash")
     if payment not in ("cash", "card"):
         raise BadRequest("payment must be 'cash' or 'card'")
@@ -226,6 +228,7 @@ async def return_goods(request: web.Request) -> web.Response:
     receipt_id = body.get("receipt_id")
     if not isinstance(receipt_id, str) or not receipt_id:
         raise BadRequest("receipt_id must be the id of the original sale")
+    checked(receipt_id, "receipt_id")
     checkout = request.app[TILL].checkout
     # The sale may be another till's: its lines are checked against the sale itself.
     returning = parse_return_lines(body.get("lines"), MAX_LINES)

@@ -1,19 +1,31 @@
-"""What the POS sends, checked before anything is priced: clear errors for impossible baskets."""
+"""What the POS sends, checked before anything is priced or printed: clear errors naming the
+field for impossible baskets. The bounds are protocol.bounds': a line's quantity and price,
+and what a line and the receipt come to, so nothing reaches the fiscal printer that its
+registers or the journal could not hold (a refused receipt leaves nothing pending)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import cashiers, vat
+from protocol import bounds, cashiers, vat
 
 MAX_LINES = 500
-MAX_QTY = 1_000_000_000  # thousandths: a million units
-MAX_PRICE = 10_000_000_00  # kopecks: ten million roubles a unit
+MAX_QTY = bounds.MAX_QTY  # thousandths: a million units
+MAX_PRICE = bounds.MAX_PRICE  # kopecks: ten million roubles a unit
+MAX_FLAGS = 50
 
 
 class BadRequest(ValueError):
     pass
+
+
+def checked(value: Any, field: str, *, max_len: int = bounds.MAX_TEXT) -> str:
+    """A string of the POS's: valid Unicode, no control characters, bounded; BadRequest."""
+    try:
+        return bounds.text(value, field, max_len=max_len)
+    except bounds.OutOfBounds as e:
+        raise BadRequest(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -54,13 +66,16 @@ def _int(obj: dict, key: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
-def _str(obj: dict, key: str, where: str, required: bool = False) -> str:
+def _str(obj: dict, key: str, where: str, required: bool = False,
+         controls: bool = False) -> str:
+    """`controls`: control characters are let through (an item's name from the POS's own
+    database; the receipt printer's text layer makes them harmless), the rest holds."""
     value = obj.get(key, "")
     if not isinstance(value, str) or (required and not value.strip()):
         raise BadRequest(f"{where}.{key} must be a{' non-empty' if required else ''} string")
-    if len(value) > 200:
-        raise BadRequest(f"{where}.{key} is too long")
-    return value
+    if controls and len(value) <= bounds.MAX_TEXT and bounds.valid_unicode(value):
+        return value
+    return checked(value, f"{where}.{key}")
 
 
 def _vat(obj: dict, where: str) -> str | None:
@@ -85,9 +100,13 @@ def parse_lines(raw: Any) -> tuple[DraftLine, ...]:
         flags = item.get("flags", [])
         if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
             raise BadRequest(f"{where}.flags must be a list of strings")
+        if len(flags) > MAX_FLAGS:
+            raise BadRequest(f"{where}.flags must hold at most {MAX_FLAGS} flags")
+        for j, flag in enumerate(flags):
+            checked(flag, f"{where}.flags[{j}]")
         lines.append(DraftLine(
             sku=_str(item, "sku", where, required=True),
-            name=_str(item, "name", where) or _str(item, "sku", where),
+            name=_str(item, "name", where, controls=True) or _str(item, "sku", where),
             qty=_int(item, "qty", where, 1, MAX_QTY),
             price=_int(item, "price", where, 0, MAX_PRICE),
             category=_str(item, "category", where),
@@ -95,6 +114,13 @@ def parse_lines(raw: Any) -> tuple[DraftLine, ...]:
             flags=tuple(flags),
             vat=_vat(item, where),
         ))
+        if lines[-1].amount > bounds.MAX_MONEY:
+            raise BadRequest(f"{where} comes to {lines[-1].amount} kopecks (qty x price), more"
+                             f" than a receipt may hold ({bounds.MAX_MONEY})")
+    total = sum(ln.amount for ln in lines)
+    if total > bounds.MAX_MONEY:
+        raise BadRequest(f"lines come to {total} kopecks, more than a receipt may hold"
+                         f" ({bounds.MAX_MONEY})")
     return tuple(lines)
 
 

@@ -184,6 +184,8 @@ class Agent:
             "central": self.identity.central_url,
             "enrolment": "revoked" if self.sync.state.revoked else "active",
             "quarantine": self.sync.state.quarantine,
+            # The central refuses the next batch as malformed: the journal waits, whole.
+            "push_held": self.sync.state.push_held,
             "ruleset_refused": self.sync.state.ruleset_refused,
             "ruleset_version": self.rules.active_version(),
             "ruleset_next": self.rules.next_activation(),

@@ -32,6 +32,11 @@ from protocol.wire import InvalidMessage
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = retry_policy.DEFAULT_CAP_S
+# A batch the central refused as malformed (400, 413, 422) would be refused again: the till
+# holds it, says so in its status, and offers it again only this often (or after a restart,
+# which is how a fixed agent or central comes in), instead of every few seconds.
+HELD_RETRY_S = 900.0
+HOLD_STATUSES = (400, 413, 422)
 
 
 @dataclass
@@ -46,6 +51,9 @@ class SyncState:
     # {"since", "reason"} while the central holds this till's credits (central.quarantine):
     # it keeps selling, with redemption caps of 0, until head office releases it.
     quarantine: dict | None = None
+    # {"since", "first_seq", "reason"} while the central refuses this till's next batch as
+    # malformed: the journal waits whole (its chain cannot skip an entry), selling goes on.
+    push_held: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -53,7 +61,7 @@ class SyncState:
             "last_push_ok": self.last_push_ok, "last_pull_ok": self.last_pull_ok,
             "last_error": self.last_error, "failures": self.failures,
             "revoked": self.revoked, "ruleset_refused": self.ruleset_refused,
-            "quarantine": self.quarantine,
+            "quarantine": self.quarantine, "push_held": self.push_held,
         }
 
 
@@ -63,16 +71,21 @@ class SyncClient:
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rules: RulesCache | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 held_retry_s: float = HELD_RETRY_S) -> None:
         self.db = db
         self.client = client
         self.rules = rules or RulesCache(db, clock)  # the agent's own, so a swap is seen
         self.max_backoff_s = max_backoff_s
+        self.held_retry_s = held_retry_s
+        self._held_until = 0.0  # monotonic: when a held batch is offered again
         self.monotonic = monotonic  # the backoff's clock: tests move it instead of waiting
         self.rng = rng or random.Random()  # the backoff's jitter: tests seed it
         self.clock = clock  # wall time of the last contact, for the offline caps
+        held = get_meta(db, "push_held")
         self.state = SyncState(revoked=get_meta(db, "revoked") is not None,
-                               quarantine=quarantine_of(db))
+                               quarantine=quarantine_of(db),
+                               push_held=json.loads(held) if held else None)
         # Compared with the central's position once per start, and again after a refusal.
         self.position_checked = False
 
@@ -142,14 +155,42 @@ class SyncClient:
             self._set_acked(verdict.acked_seq)
         self.position_checked = True
 
+    def _hold(self, first_seq: int, e: CentralError) -> None:
+        """The central refused the batch as malformed: hold it, say so, offer it rarely."""
+        self._held_until = self.monotonic() + self.held_retry_s
+        if self.state.push_held and self.state.push_held.get("first_seq") == first_seq:
+            return  # still the same: logged and stored already
+        self.state.push_held = {"since": self.clock().isoformat(timespec="seconds"),
+                                "first_seq": first_seq, "reason": str(e)}
+        set_meta(self.db, "push_held", json.dumps(self.state.push_held))
+        log.error("the central refused the batch from entry %d: %s; the journal is held (and"
+                  " selling goes on) until it is accepted; offered again every %.0f s",
+                  first_seq, e, self.held_retry_s)
+
+    def _release_hold(self) -> None:
+        if self.state.push_held is not None:
+            log.warning("the central accepted the held batch: the journal flows again")
+            self.db.execute("DELETE FROM meta WHERE key = 'push_held'")
+            self.state.push_held = None
+
     async def push(self) -> int:
-        """Send everything above the acknowledged sequence; returns the new acknowledgement."""
+        """Send everything above the acknowledged sequence; returns the new acknowledgement.
+
+        While a refused batch is held, sends nothing until it is time to offer it again."""
+        if self.state.push_held and self.monotonic() < self._held_until:
+            return self.acked_seq()
         if not self.position_checked:
             await self.check_epoch()
         while True:
             acked = self.acked_seq()
-            entries, encoded = _bounded(journal.entries_from(self.db, acked + 1,
-                                                             MAX_BATCH_ENTRIES))
+            readable, bad = journal.sendable_from(self.db, acked + 1, MAX_BATCH_ENTRIES)
+            if not readable and bad:
+                # An entry of this till's own journal that the central would refuse: held
+                # here, after the entries before it went.
+                refused = CentralError(f"this till's journal {bad}", 422)
+                self._hold(acked + 1, refused)
+                raise refused
+            entries, encoded = _bounded(readable)
             if not entries:
                 return acked
             batch = Batch(self.client.identity.till_id, journal.epoch(self.db),
@@ -162,9 +203,14 @@ class SyncClient:
             except CentralError as e:
                 if e.status == 409:
                     self.position_checked = False  # a conflict: compare positions again
+                if e.status in HOLD_STATUSES:
+                    # Not the link's fault: pulls go on, only this batch waits.
+                    self._hold(batch.first_seq, e)
+                    raise
                 self._failed(e)
                 raise
             self._succeeded()
+            self._release_hold()
             self.state.last_push_ok = time.time()
             new_acked = int(answer["acked_seq"])
             if answer.get("epoch") != batch.epoch:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from central.clock import iso
 from central.db import Connection
@@ -38,6 +38,22 @@ def raise_alert(
         (iso(now), kind, severity, till_id, customer_id, message, source, iso(now)),
     ).fetchone()
     return int(row[0])
+
+
+def raise_or_count(conn: Connection, now: datetime, kind: str, message: str, *,
+                   till_id: str, period: timedelta, severity: str = "critical") -> None:
+    """One alert per till, kind and period: a repeat counts on the open one (`count`,
+    `last_at`, the newest message), so a till sending the same bad thing again and again
+    does not bury other alerts."""
+    row = conn.execute(
+        "SELECT id FROM alerts WHERE kind = ? AND till_id = ? AND at > ? AND acked_at IS NULL"
+        " ORDER BY id DESC LIMIT 1", (kind, till_id, iso(now - period))).fetchone()
+    if row is None:
+        raise_alert(conn, now, kind, message, severity=severity, till_id=till_id)
+        return
+    log.warning("alert %s (%s, repeated): %s", kind, severity, message)
+    conn.execute("UPDATE alerts SET count = count + 1, last_at = ?, message = ? WHERE id = ?",
+                 (iso(now), message, row[0]))
 
 
 @dataclass(frozen=True)

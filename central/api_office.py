@@ -33,6 +33,7 @@ from central.web_common import (
     failed_auth,
     field,
     json_body,
+    query_int,
     source,
 )
 from protocol import app_codes, bounds
@@ -271,32 +272,24 @@ async def list_alerts(request: web.Request) -> web.Response:
     """Newest first; `before` (an id, from `next_before`) pages on; filters by `kind`,
     `severity`, `till_id`, `source` and `acked` (true/false); `limit` up to 500."""
     q = request.query
-
-    def number(name: str, default: int | None) -> int | None:
-        if name not in q:
-            return default
-        try:
-            return int(q[name])
-        except ValueError:
-            raise ApiError(400, f"{name!r} must be an integer") from None
-
     acked = q.get("acked")
     if acked not in (None, "true", "false"):
         raise ApiError(400, "'acked' must be true or false")
     query = alerts.AlertQuery(
         kind=q.get("kind"), severity=q.get("severity"), till_id=q.get("till_id"),
         source=q.get("source"), acked=None if acked is None else acked == "true",
-        before=number("before", None), limit=number("limit", 100) or 100)
+        before=query_int(request, "before", None),
+        limit=query_int(request, "limit", 100) or 100)
     return web.json_response(alerts.list_alerts(request.app[DB], query))
 
 
 @routes.post("/api/v1/alerts/{id}/ack")
 async def acknowledge_alert(request: web.Request) -> web.Response:
     body = await json_body(request)
-    try:
-        alert_id = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "no such alert") from None
+    raw_id = request.match_info["id"]
+    if not bounds.ascii_digits(raw_id) or len(raw_id) > 16:
+        raise ApiError(404, "no such alert")
+    alert_id = int(raw_id)
     found = alerts.acknowledge(request.app[DB], alert_id, field(body, "actor", str),
                                request.app[CLOCK]())
     if found is None:

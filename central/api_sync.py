@@ -30,6 +30,7 @@ from central.web_common import (
     failed_auth,
     field,
     json_body,
+    query_int,
 )
 from protocol import bounds
 from protocol.card_keys import encode_for_till
@@ -43,6 +44,7 @@ WRITER = web.AppKey("ingest_writer", IngestWriter)
 SIGNED_RULESETS = web.AppKey("signed_rulesets", rulesets.SignedRuleSets)
 
 MSGPACK = "application/msgpack"
+MAX_RETURN_LINES = 500  # as many as a receipt has (agent.pos_input)
 
 
 async def _calling_till(request: web.Request) -> str:
@@ -164,10 +166,7 @@ async def card_keys(request: web.Request) -> web.Response:
 @routes.get("/sync/v1/customers")
 async def customers(request: web.Request) -> web.Response:
     till_id = await _calling_till(request)
-    try:
-        cursor = int(request.query.get("since", "0"))
-    except ValueError:
-        raise ApiError(400, "'since' must be an integer cursor") from None
+    cursor = query_int(request, "since", 0)
     return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor,
                                                     request.app[CLOCK]()))
 
@@ -176,12 +175,9 @@ async def customers(request: web.Request) -> web.Response:
 async def position(request: web.Request) -> web.Response:
     """How far the central holds one of the calling till's epochs, with hashes to compare."""
     till_id = await _calling_till(request)
-    epoch = request.query.get("epoch", "")
-    try:
-        first = int(request.query.get("from", "1"))
-        last = int(request.query.get("to", "0"))
-    except ValueError:
-        raise ApiError(400, "'from' and 'to' must be integers") from None
+    epoch = bounds.text(request.query.get("epoch", ""), "epoch")
+    first = query_int(request, "from", 1)
+    last = query_int(request, "to", 0)
     if not epoch:
         raise ApiError(400, "'epoch' is required")
     return web.json_response(ingest.position(request.app[DB], till_id, epoch, first, last))
@@ -195,10 +191,13 @@ async def reserve_return(request: web.Request) -> web.Response:
     receipt_id = field(body, "receipt_id", str)
     raw = field(body, "lines", dict)
     lines: dict[int, int] = {}
+    if len(raw) > MAX_RETURN_LINES:
+        raise ApiError(400, f"field 'lines' must name at most {MAX_RETURN_LINES} lines")
     for k, q in raw.items():
-        if not str(k).isdigit() or isinstance(q, bool) or not isinstance(q, int) or q < 1:
+        if not bounds.ascii_digits(k) or len(k) > 6 or isinstance(q, bool) \
+                or not isinstance(q, int) or q < 1:
             raise ApiError(400, "'lines' must map line numbers to quantities of at least 1")
-        lines[int(k)] = q
+        lines[int(k)] = bounds.QTY.check(q, f"lines.{k}")
     if not lines:
         raise ApiError(400, "'lines' must name at least one line")
     conn = request.app[DB]

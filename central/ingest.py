@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from central import ingest_log, presence, returns, settlement
-from central.alerts import raise_alert
+from central.alerts import raise_alert, raise_or_count
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
 from central.tills import TillRefused, public_key_of
-from protocol.batches import Batch, decode_batch
+from protocol.batches import Batch, InvalidEntry, decode_batch
 from protocol.card_keys import CardKeyring
 from protocol.journal import JournalEntry, genesis_hash
 from protocol.signing import BadSignature
@@ -25,14 +25,22 @@ from protocol.wire import InvalidMessage
 
 class BatchRefused(Exception):
     def __init__(self, status: int, message: str, *, alert: str | None = None,
-                 failed_auth: bool = False, till_id: str | None = None) -> None:
+                 failed_auth: bool = False, till_id: str | None = None,
+                 bad_entry: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.alert = alert  # a security alert to raise, outside the rolled-back transaction
+        # An entry the till signed that does not fit the journal's schema: one alert per
+        # till and period (ENTRY_REFUSED), however often the till sends it.
+        self.bad_entry = bad_entry
         # Nobody proved who they are (a bad signature, an unknown or revoked till): counted
         # per source by the web layer (central.auth_failures), not one alert each.
         self.failed_auth = failed_auth
         self.till_id = till_id  # the till the batch names, if it got that far
+
+
+ENTRY_REFUSED = "entry-refused"
+ENTRY_REFUSED_PERIOD = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ def verify(conn: Connection, data: bytes, now: datetime) -> Batch:
         # The detail (the rules engine's account of the receipt) is for re-pricing, which
         # reads it from the stored bytes; ingest only needs the entry's own fields.
         return decode_batch(data, key_of, detail=False)
+    except InvalidEntry as e:
+        # Signed by the till, so it is the till's own: refused whole (its chain cannot go
+        # on past the entry), with an alert; the till holds the batch and says so.
+        raise BatchRefused(422, f"journal entry refused: {e}", alert=ENTRY_REFUSED,
+                           till_id=till_for_alert, bad_entry=True) from None
     except InvalidMessage as e:
         raise BatchRefused(400, f"malformed batch: {e}") from None
     except TillRefused as e:
@@ -101,7 +114,10 @@ def refusal_alert(
     conn: Connection, now: datetime, refusal: BatchRefused, till_id: str | None
 ) -> None:
     """Raise the refusal's security alert; call it after rolling back what the batch did."""
-    if refusal.alert:
+    if refusal.bad_entry and till_id is not None:
+        raise_or_count(conn, now, ENTRY_REFUSED, str(refusal), till_id=till_id,
+                       period=ENTRY_REFUSED_PERIOD)
+    elif refusal.alert:
         raise_alert(
             conn,
             now,

@@ -62,7 +62,12 @@ class IngestWriter:
 
     async def submit(self, data: bytes, now: datetime) -> ingest.Ack:
         """Verify, queue and wait for the commit; raises BatchRefused like ingest.ingest."""
-        batch = ingest.verify(self.conn, data, now)
+        try:
+            batch = ingest.verify(self.conn, data, now)
+        except ingest.BatchRefused as refusal:
+            if not refusal.failed_auth:  # failed authentications: the web layer counts them
+                ingest.refusal_alert(self.conn, now, refusal, refusal.till_id)
+            raise
         answer: asyncio.Future[ingest.Ack] = asyncio.get_running_loop().create_future()
         self._queue.append(_Queued(batch, now, answer))
         self._wake.set()

@@ -14,6 +14,7 @@ till with a bug, a stale or tampered rule set, or a forged entry signed with a s
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,10 +22,11 @@ from typing import Any
 from central import credits, deliveries, ingest_log, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
-from central.db import Connection, transaction
+from central.db import Connection, Row, transaction
 from protocol import rules
 from protocol.wire import InvalidMessage, unpack
 
+log = logging.getLogger(__name__)
 CHUNK = 200
 
 
@@ -130,40 +132,76 @@ def reprice_pending(conn: Connection, now: datetime, limit: int = CHUNK,
         if not ingest_log.claim(conn, "repricing", "journal", start, page.upto):
             return 0  # another process re-priced these meanwhile
         for r in rows:
+            # Each entry in a savepoint of its own: whatever one entry does, it is reported
+            # and passed, and re-pricing goes on with the next (it never stops on one).
             try:
-                entry = unpack(r["body"])
-                if not isinstance(entry, dict):
-                    raise InvalidMessage("not a map")
-            except InvalidMessage as e:
-                # Ingest checks an entry's own fields but only the framing of its detail
-                # (JournalEntry.from_encoded_body): a detail that does not decode is a till
-                # with a bug or a forged entry, and is reported, not passed over.
-                verdict = Verdict(False, f"the journalled body cannot be read: {e}")
-            else:
-                if entry.get("kind") != "sale" or entry.get("customer_id") is None:
-                    continue  # returns are priced from their sale; non-members earn nothing
-                sold_at = parse_iso(r["sold_at"] or entry["at"])
-                verdict = _judge(conn, cache, r["till_id"], entry, sold_at)
-            checked += 1
-            if verdict.ok:
-                credits.confirm(conn, r["till_id"], r["receipt_id"], list(verdict.lots), now,
-                                held=quarantine.is_quarantined(conn, r["till_id"]))
-                continue
-            mismatches += 1
-            message = f"entry {r['seq']} (receipt {r['receipt_id']}): {verdict.message}"
-            raise_alert(conn, now, "repricing-mismatch", message, till_id=r["till_id"],
-                        customer_id=r["customer_id"])
-            credits.withhold(conn, r["till_id"], r["seq"], r["receipt_id"], verdict.message,
-                             now)
-            spent = _spent(conn, r["till_id"], r["receipt_id"])
-            if spent and r["customer_id"] is not None:
-                credits.give_back(conn, r["till_id"], r["seq"], r["receipt_id"],
-                                  r["customer_id"], spent, verdict.message, now)
-            quarantine.quarantine(conn, r["till_id"], message, now)
+                with conn.savepoint("entry"):
+                    outcome = _reprice_one(conn, cache, r, now)
+            except Exception as e:
+                log.exception("re-pricing entry %s of till %s failed", r["seq"], r["till_id"])
+                outcome = _failed(conn, r, f"cannot be re-priced: {type(e).__name__}: {e}",
+                                  now)
+            if outcome is not None:
+                checked += 1
+                mismatches += not outcome
         conn.execute(
             "UPDATE repricing SET checked = checked + ?, mismatches = mismatches + ?"
             " WHERE name = 'journal'", (checked, mismatches))
     return len(rows)
+
+
+def _reprice_one(conn: Connection, cache: RuleSets, r: Row,
+                 now: datetime) -> bool | None:
+    """Re-price one journalled entry and credit or withhold it: True if it matched, False
+    if not, None if there was nothing to re-price."""
+    try:
+        entry = unpack(r["body"])
+        if not isinstance(entry, dict):
+            raise InvalidMessage("not a map")
+    except InvalidMessage as e:
+        # Ingest checks an entry's own fields but only the framing of its detail
+        # (JournalEntry.from_encoded_body): a detail that does not decode is a till
+        # with a bug or a forged entry, and is reported, not passed over.
+        verdict = Verdict(False, f"the journalled body cannot be read: {e}")
+    else:
+        if entry.get("kind") != "sale" or entry.get("customer_id") is None:
+            return None  # returns are priced from their sale; non-members earn nothing
+        sold_at = parse_iso(r["sold_at"] or entry["at"])
+        verdict = _judge(conn, cache, r["till_id"], entry, sold_at)
+    if verdict.ok:
+        credits.confirm(conn, r["till_id"], r["receipt_id"], list(verdict.lots), now,
+                        held=quarantine.is_quarantined(conn, r["till_id"]))
+        return True
+    _mismatch(conn, r, verdict.message, now)
+    return False
+
+
+def _mismatch(conn: Connection, r: Row, why: str, now: datetime) -> None:
+    """Credit nothing, give back what the sale spent, quarantine the till, raise the alert."""
+    message = f"entry {r['seq']} (receipt {r['receipt_id']}): {why}"
+    raise_alert(conn, now, "repricing-mismatch", message, till_id=r["till_id"],
+                customer_id=r["customer_id"])
+    credits.withhold(conn, r["till_id"], r["seq"], r["receipt_id"], why, now)
+    spent = _spent(conn, r["till_id"], r["receipt_id"])
+    if spent and r["customer_id"] is not None:
+        credits.give_back(conn, r["till_id"], r["seq"], r["receipt_id"], r["customer_id"],
+                          spent, why, now)
+    quarantine.quarantine(conn, r["till_id"], message, now)
+
+
+def _failed(conn: Connection, r: Row, why: str, now: datetime) -> bool:
+    """An entry whose re-pricing raised: a mismatch like any other, if even that can be
+    written; else an alert alone, so head office knows which entry was passed over."""
+    try:
+        with conn.savepoint("mismatch"):
+            _mismatch(conn, r, why, now)
+    except Exception:
+        log.exception("withholding entry %s of till %s failed", r["seq"], r["till_id"])
+        raise_alert(conn, now, "repricing-mismatch",
+                    f"entry {r['seq']} (receipt {r['receipt_id']}): {why}; passed over,"
+                    " its points neither credited nor withdrawn", severity="critical",
+                    till_id=r["till_id"])
+    return False
 
 
 def progress(conn: Connection) -> dict[str, int]:

@@ -102,3 +102,15 @@ def field(
     elif kind is str:
         bounds.text(value, name, max_len=max_len)
     return value
+
+
+def query_int(request: web.Request, name: str, default: Any,
+              within: bounds.IntRange = bounds.COUNTER) -> Any:
+    """An integer in the query string: ASCII digits only (int() also takes "١" and "1_0"),
+    within its bounds."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not bounds.ascii_digits(raw) or len(raw) > 16:
+        raise ApiError(400, f"field {name!r} must be a non-negative integer")
+    return within.check(int(raw), name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from protocol.journal import JournalEntry
 from protocol.signing import BadSignature, sign, verify
-from protocol.wire import InvalidMessage, pack, require, unpack
+from protocol.wire import InvalidMessage, pack, require, unpack, unpack_map_skipping
 
 BATCH_VERSION = 2
 MAX_BATCH_ENTRIES = 1000
@@ -48,6 +49,32 @@ class Batch:
     @property
     def last_seq(self) -> int:
         return self.entries[-1].seq
+
+
+class InvalidEntry(InvalidMessage):
+    """An entry of a batch whose signature verified does not fit the journal's schema: the
+    till that signed it has a bug, or its key is in other hands. `seq` is the entry's, as
+    far as it could be read."""
+
+    def __init__(self, seq: int | None, problem: str) -> None:
+        super().__init__(f"entry {seq}: {problem}" if seq is not None else problem)
+        self.seq = seq
+
+
+def _entry(data: Any, detail: bool) -> JournalEntry:
+    try:
+        return JournalEntry.from_encoded_body(data, detail=detail)
+    except InvalidMessage as e:
+        raise InvalidEntry(_seq_of(data), str(e)) from None
+
+
+def _seq_of(data: Any) -> int | None:
+    """The sequence number of an entry that did not decode, if it can be read at all."""
+    try:
+        seq = unpack_map_skipping(data, "detail").get("seq")
+    except Exception:  # whatever the bytes are, this is only for the message
+        return None
+    return seq if type(seq) is int and 0 < seq <= 2**53 else None
 
 
 def encode_batch(key: Ed25519PrivateKey, batch: Batch) -> bytes:
@@ -85,18 +112,19 @@ def decode_batch(data: bytes, public_key_of: Callable[[str], Ed25519PublicKey], 
         raise InvalidMessage("batch has no entries")
     if len(raw_entries) > MAX_BATCH_ENTRIES:
         raise InvalidMessage(f"batch has more than {MAX_BATCH_ENTRIES} entries")
-    entries = tuple(JournalEntry.from_encoded_body(e, detail=detail) for e in raw_entries)
+    entries = tuple(_entry(e, detail) for e in raw_entries)
     for prev, cur in itertools.pairwise(entries):
         if cur.seq != prev.seq + 1:
-            raise InvalidMessage("batch entries are not consecutive")
+            raise InvalidEntry(cur.seq, "batch entries are not consecutive")
     if any(e.epoch != epoch for e in entries):
-        raise InvalidMessage("batch mixes epochs")
+        raise InvalidEntry(None, "batch mixes epochs")
     return Batch(till_id, epoch, entries, require(body, "sent_at", str), tuple(raw_entries))
 
 
 __all__ = [
     "BadSignature",
     "Batch",
+    "InvalidEntry",
     "InvalidMessage",
     "decode_batch",
     "encode_batch",

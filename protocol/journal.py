@@ -11,10 +11,10 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from protocol import cashiers, presence
+from protocol import bounds, cashiers, presence
 from protocol.wire import UNDECODED, InvalidMessage, pack, require, unpack, unpack_map_skipping
 
 ENTRY_KINDS = ("sale", "return")
@@ -119,17 +119,21 @@ class JournalEntry:
         # Each check has a fast test for the common, well-formed case and falls back to
         # require() only to raise its error: checking fields was a third of the central's
         # decoding time, and the messages must stay those require() gives.
-        for k in _INT_FIELDS:
+        for k, within in _INT_FIELDS.items():
             v = obj.get(k)
-            if (type(v) is not int or v < 0) and require(obj, k, int) < 0:
-                raise InvalidMessage(f"field {k!r} must not be negative")
+            if type(v) is not int or not within.lo <= v <= within.hi:
+                try:
+                    within.check(require(obj, k, int), k)
+                except bounds.OutOfBounds as e:
+                    raise InvalidMessage(str(e)) from None
         for k in _STR_FIELDS:
-            if type(obj.get(k)) is not str:
-                require(obj, k, str)
+            v = obj.get(k)
+            if type(v) is not str or len(v) > bounds.MAX_TEXT:
+                _text(obj, k)
         for k in ("customer_id", "original_receipt_id"):
             v = obj.get(k)
-            if v is not None and type(v) is not str:
-                require(obj, k, str)
+            if v is not None and (type(v) is not str or len(v) > bounds.MAX_TEXT):
+                _text(obj, k)
         if obj.get("cashier") is not None:
             try:
                 cashiers.check(obj["cashier"])
@@ -144,17 +148,21 @@ class JournalEntry:
             raise InvalidMessage(f"unknown entry kind {obj['kind']!r}")
         if obj["seq"] < 1:
             raise InvalidMessage("field 'seq' must be at least 1")
+        _instant(obj["at"], "at")
         lots = obj.get("lots", [])
-        if not isinstance(lots, list):
-            raise InvalidMessage("field 'lots' has the wrong type")
-        for lot in lots:
-            if (type(lot) is dict and type(lot.get("points")) is int and lot["points"] > 0
+        if not isinstance(lots, list) or len(lots) > MAX_LOTS:
+            raise InvalidMessage(f"field 'lots' must be a list of at most {MAX_LOTS} lots")
+        for i, lot in enumerate(lots):
+            if not (type(lot) is dict and bounds.POINTS.holds(lot.get("points"))
+                    and lot["points"] > 0
                     and type(lot.get("activates")) is str and type(lot.get("expires")) is str):
-                continue
-            if require(lot, "points", int) <= 0:
-                raise InvalidMessage("a lot must have positive points")
-            require(lot, "activates", str)
-            require(lot, "expires", str)
+                if require(lot, "points", int) <= 0 or lot["points"] > bounds.MAX_POINTS:
+                    raise InvalidMessage(f"field 'lots[{i}].points' must be between 1 and"
+                                         f" {bounds.MAX_POINTS}")
+                require(lot, "activates", str)
+                require(lot, "expires", str)
+            _instant(lot["activates"], f"lots[{i}].activates")
+            _instant(lot["expires"], f"lots[{i}].expires")
         if sum(lot["points"] for lot in lots) != obj["earned"]:
             raise InvalidMessage("field 'earned' differs from the sum of its lots")
         if not isinstance(obj.get("detail", {}), dict) and obj["detail"] is not UNDECODED:
@@ -189,9 +197,35 @@ _DEFAULTS = {f.name: f.default for f in fields(JournalEntry) if f.default is not
 _FACTORIES = tuple(
     (f.name, f.default_factory) for f in fields(JournalEntry) if f.default_factory is not MISSING
 )
-_INT_FIELDS = ("seq", "ruleset_version", "total", "fiscal_doc", "earned", "redeemed",
-               "clawback", "refund")
+# Each integer within its bounds (protocol.bounds): whatever the till signed, what the
+# central stores and adds up must fit its columns and sums.
+_INT_FIELDS = {"seq": bounds.COUNTER, "ruleset_version": bounds.COUNTER,
+               "total": bounds.MONEY, "fiscal_doc": bounds.COUNTER,
+               "earned": bounds.POINTS, "redeemed": bounds.POINTS,
+               "clawback": bounds.POINTS, "refund": bounds.POINTS}
 _STR_FIELDS = ("epoch", "prev_hash", "kind", "receipt_id", "at", "store", "hash")
+MAX_LOTS = 1000
+_EARLIEST = 1970  # no till sold anything before; "never expires" is 9999-12-31
+
+
+def _text(obj: dict[str, Any], key: str) -> None:
+    """Raise InvalidMessage for a field that is not bounded text (the slow path)."""
+    value = require(obj, key, str)
+    try:
+        bounds.text(value, key)
+    except bounds.OutOfBounds as e:
+        raise InvalidMessage(str(e)) from None
+
+
+def _instant(value: str, field: str) -> None:
+    try:
+        at = datetime.fromisoformat(value)
+        # Comparing instants converts them to UTC, which fails past datetime's ends.
+        at = at.replace(tzinfo=at.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidMessage(f"field {field!r} must be an ISO 8601 date and time") from None
+    if at.year < _EARLIEST:
+        raise InvalidMessage(f"field {field!r} must not be before {_EARLIEST}")
 
 
 def chain_ok(entries: list[JournalEntry], prev_hash: str) -> str | None:

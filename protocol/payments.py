@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from protocol import bounds
+
 
 class PaymentError(ValueError):
     """A split that cannot be taken, named by the field that is wrong."""
 
 
 MAX_REF = 64
+MAX_CARDS = 20
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ def _amount(d: Mapping[str, Any], key: str, where: str, default: int | None = No
     value = d.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PaymentError(f"{where}.{key} must be a non-negative integer of kopecks")
+    if value > bounds.MAX_MONEY:
+        raise PaymentError(f"{where}.{key} must be at most {bounds.MAX_MONEY} kopecks")
     return value
 
 
@@ -84,6 +89,10 @@ def _ref(d: Mapping[str, Any], key: str, where: str, required: bool) -> str:
     if not isinstance(value, str) or (required and not value.strip()) or len(value) > MAX_REF:
         raise PaymentError(f"{where}.{key} must be the terminal's {key.replace('_', ' ')}"
                            f" (a non-empty string of at most {MAX_REF} characters)")
+    try:
+        bounds.text(value, f"{where}.{key}", max_len=MAX_REF)
+    except bounds.OutOfBounds as e:  # printed and journalled: valid, printable text
+        raise PaymentError(str(e)) from None
     return value.strip()
 
 
@@ -113,6 +122,8 @@ def split_from_pos(raw: Any, to_pay: int, points: int, points_money: int) -> Pay
     cards = raw.get("cards", [])
     if not isinstance(cards, list):
         raise PaymentError("payments.cards must be a list")
+    if len(cards) > MAX_CARDS:
+        raise PaymentError(f"payments.cards must hold at most {MAX_CARDS} cards")
     parsed = tuple(_card(c, f"payments.cards[{i}]") for i, c in enumerate(cards))
     card = sum(c.amount for c in parsed)
     if card > to_pay:
