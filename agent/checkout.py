@@ -287,7 +287,8 @@ class Checkout:
                 # exactly what this till knew of the customer (profile, allowances).
                 detail={"settlement": settlement.to_dict(),
                         "lines": [ln.to_dict() for ln in lines],
-                        "customer": customer.to_dict(),
+                        # what pricing used of the customer, nothing personal (152-FZ)
+                        "customer": rules.journal_view(customer, rs, self.store, now),
                         "payments": split.to_dict()},
                 cashier=cashier,
                 presence=present.proof if present else None,

@@ -11,6 +11,7 @@ import sqlite_utils
 from agent import campaign_allowances
 from agent.journal import epoch
 from protocol import balances
+from protocol.rules import birthday_from_wire
 from protocol.wire import unpack
 
 
@@ -79,7 +80,7 @@ def view(db: sqlite_utils.Database, customer_id: str,
         available=available,
         pending=pending,
         debt=debt,
-        birthday=date.fromisoformat(profile["birthday"]) if profile.get("birthday") else None,
+        birthday=birthday_from_wire(profile.get("birthday")),
         offers=frozenset(profile.get("offers", ())) | _unused_granted(db, customer_id, profile),
         purchases=profile.get("purchases", 0) + sales,
         # The central's figure: an upgrade earned by this till's own unsynced receipts

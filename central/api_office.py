@@ -18,6 +18,7 @@ from central import (
     customers,
     ledger,
     offline_caps,
+    personal_data,
     quarantine,
     repricing,
     rulesets,
@@ -131,7 +132,35 @@ async def read_customer(request: web.Request) -> web.Response:
     conn = request.app[DB]
     found = customers.read(conn, request.match_info["id"], request.app[CLOCK]())
     found["history"] = ledger.history(conn, found["id"])
+    found["consents"] = personal_data.consents(conn, found["id"])
     return web.json_response(found)
+
+
+@routes.post("/api/v1/customers/{id}/consents")
+async def record_consent(request: web.Request) -> web.Response:
+    """Consent to processing, or separately to advertising messages: granted or withdrawn,
+    with its source (where the customer gave it) and who records it; the time is now."""
+    body = await json_body(request)
+    return web.json_response(personal_data.record_consent(
+        request.app[DB], request.match_info["id"], body.get("kind"), body.get("granted"),
+        body.get("source"), body.get("actor"), request.app[CLOCK]()), status=201)
+
+
+@routes.get("/api/v1/customers/{id}/personal-data")
+async def export_personal_data(request: web.Request) -> web.Response:
+    """Everything held about the customer, for a subject access request."""
+    return web.json_response(personal_data.export(request.app[DB], request.match_info["id"],
+                                                  request.app[CLOCK]()))
+
+
+@routes.post("/api/v1/customers/{id}/erase")
+async def erase_personal_data(request: web.Request) -> web.Response:
+    """Erase the customer's personal data; the account stays, pseudonymous, with its
+    balance and ledger."""
+    body = await json_body(request)
+    return web.json_response(personal_data.erase(
+        request.app[DB], request.match_info["id"], field(body, "actor", str),
+        field(body, "reason", str), request.app[CLOCK]()))
 
 
 @routes.patch("/api/v1/customers/{id}")
@@ -272,6 +301,9 @@ async def list_alerts(request: web.Request) -> web.Response:
     """Newest first; `before` (an id, from `next_before`) pages on; filters by `kind`,
     `severity`, `till_id`, `source` and `acked` (true/false); `limit` up to 500."""
     q = request.query
+    for name in ("kind", "severity", "till_id", "source"):
+        if name in q:
+            bounds.text(q[name], name)
     acked = q.get("acked")
     if acked not in (None, "true", "false"):
         raise ApiError(400, "'acked' must be true or false")

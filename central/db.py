@@ -322,6 +322,19 @@ MIGRATIONS: list[str | PerDialect] = [
         receipt_id TEXT NOT NULL, PRIMARY KEY (customer_id, step)
     );
     """,
+    # 15: personal data (152-FZ, central.personal_data): consents with time and source,
+    # and when a customer's personal data was erased
+    """
+    CREATE TABLE customer_consents (
+        id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+        kind TEXT NOT NULL CHECK (kind IN ('processing', 'advertising')),
+        granted INTEGER NOT NULL, at TEXT NOT NULL, source TEXT NOT NULL,
+        actor TEXT NOT NULL
+    );
+    CREATE INDEX customer_consents_customer ON customer_consents(customer_id, id);
+    ALTER TABLE customers ADD COLUMN erased_at TEXT;
+    CREATE INDEX till_views_erasure ON till_views(customer_id);
+    """,
 ]
 
 

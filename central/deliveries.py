@@ -10,7 +10,7 @@ old generous rule set it never received.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from central.clock import iso, parse_iso
@@ -118,6 +118,22 @@ def view_refusal(conn: Connection, till_id: str, customer: rules.Customer,
     return None if None in reasons else reasons[0]
 
 
+def sent_birthday(conn: Connection, till_id: str, customer_id: str,
+                  sold_at: datetime) -> date | None:
+    """The birthday (month and day) in the newest view of the customer sent to this till
+    before the sale: what the till priced with."""
+    row = conn.execute(
+        "SELECT view FROM till_views WHERE till_id = ? AND customer_id = ? AND delivered_at <= ?"
+        " ORDER BY id DESC LIMIT 1",
+        (till_id, customer_id, iso(sold_at + CLOCK_TOLERANCE))).fetchone()
+    if row is None:
+        return None
+    try:
+        return rules.birthday_from_wire(json.loads(row["view"]).get("birthday"))
+    except rules.InputError:
+        return None
+
+
 def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None:
     if c.tier != v.get("tier"):
         return f"tier {c.tier!r}"
@@ -126,9 +142,8 @@ def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None
     offers = set(v.get("offers") or ()) | set(v.get("granted_offers") or ())
     if extra := c.activated_offers - offers:
         return f"offers {sorted(extra)}"
-    birthday = c.birthday.isoformat() if c.birthday else None
-    if birthday != v.get("birthday"):
-        return "a birthday"
+    # The birthday is not in the till's journal (152-FZ): re-pricing takes the one the
+    # central sent (sent_birthday), so a till cannot claim a birthday window.
     if c.purchase_count < (v.get("purchases") or 0):
         return f"{c.purchase_count} purchases"
     if c.qualifying_spend != (v.get("qualifying_spend") or 0):

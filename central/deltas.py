@@ -7,7 +7,7 @@ till knows which of its own entries the balances already include.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 from central import (
     campaign_budgets,
@@ -21,7 +21,7 @@ from central import (
 )
 from central.alerts import raise_alert
 from central.db import Connection, DatabaseError, Row, transaction
-from protocol import balances, bounds
+from protocol import balances, bounds, rules
 
 MAX_DELTA = 1000
 
@@ -99,7 +99,9 @@ def _customer(conn: Connection, r: Row, tier_rules: dict | None,
         "cards": cards,
         "tier": tier,
         "segments": json.loads(r["segments"]),
-        "birthday": r["birthday"],
+        # Month and day: what the rules need, not the year (152-FZ).
+        "birthday": rules.month_day(date.fromisoformat(r["birthday"])) if r["birthday"]
+        else None,
         "offers": json.loads(r["offers"]),
         "granted_offers": sorted(offer_grants.live(r["granted_offers"], now)),
         "purchases": r["purchases"],

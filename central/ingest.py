@@ -172,7 +172,8 @@ def apply(conn: Connection, batch: Batch, now: datetime,
         # by construction; what is left to check is the link to the entry before.
         if e.prev_hash != last_hash:
             raise BatchRefused(
-                422, f"entry {e.seq} breaks the hash chain", alert="broken hash chain"
+                422, f"entry {e.seq} breaks the hash chain: its prev_hash is not the hash of"
+                     " the entry before it", alert="broken hash chain"
             )
         last_hash = e.hash
     if fresh:

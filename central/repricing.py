@@ -13,6 +13,7 @@ till with a bug, a stale or tampered rule set, or a forged entry signed with a s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -96,6 +97,11 @@ def _judge(conn: Connection, cache: RuleSets, till_id: str, entry: dict[str, Any
         return Verdict(False, f"cannot be re-priced: {type(e).__name__}: {e}")
     if customer.id != entry["customer_id"]:
         return Verdict(False, "the entry was priced for another customer")
+    # The till journals which birthday windows held, not the birthday: the central prices
+    # with the birthday it sent, and a window the till claimed otherwise shows as a mismatch.
+    customer = dataclasses.replace(
+        customer, birthday_within=None,
+        birthday=deliveries.sent_birthday(conn, till_id, customer.id, sold_at))
     refunded = conn.execute(
         "SELECT COALESCE(SUM(refund), 0) FROM receipts WHERE till_id = ? AND customer_id = ?"
         " AND kind = 'return'", (till_id, customer.id)).fetchone()[0]

@@ -22,11 +22,11 @@ class InvalidCardNumber(ValueError):
 def normalize_card_number(number: str) -> str:
     """Digits only, spaces and dashes dropped; refuses anything else without echoing it."""
     if not isinstance(number, str) or len(number) > 64:
-        raise InvalidCardNumber("card number must be 6 to 19 digits")
+        raise InvalidCardNumber("card_number must be 6 to 19 digits")
     digits = number.replace(" ", "").replace("-", "")
     # ASCII digits only: isdigit() also passes Arabic-Indic and fullwidth ones.
     if not ascii_digits(digits) or not 6 <= len(digits) <= 19:
-        raise InvalidCardNumber("card number must be 6 to 19 digits")
+        raise InvalidCardNumber("card_number must be 6 to 19 digits")
     return digits
 
 

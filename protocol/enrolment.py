@@ -28,15 +28,18 @@ def prove(key: Ed25519PrivateKey, token: str) -> str:
 
 def check(public_key: str, token: str, proof: str) -> None:
     """Raises BadSignature unless `public_key` is sound and `proof` is its signature."""
-    parsed = parse_public_key(public_key)  # 64 hex digits, or BadSignature
+    try:
+        parsed = parse_public_key(public_key)  # 64 hex digits, or BadSignature
+    except BadSignature as e:
+        raise BadSignature(f"field 'public_key': {e}") from None
     if why := weakness(bytes.fromhex(public_key)):
-        raise BadSignature(f"weak public key refused: {why}")
+        raise BadSignature(f"field 'public_key': weak public key refused: {why}")
     try:
         signature = bytes.fromhex(proof)
     except ValueError:
-        raise BadSignature("proof of possession is not hex") from None
+        raise BadSignature("field 'proof': proof of possession is not hex") from None
     try:
         verify(parsed, _message(token, public_key), signature)
     except BadSignature:
-        raise BadSignature("proof of possession does not verify: sign the enrolment token"
-                           " with the key being enrolled") from None
+        raise BadSignature("field 'proof': proof of possession does not verify: sign the"
+                           " enrolment token with the key being enrolled") from None

@@ -126,13 +126,15 @@ class JournalEntry:
                     within.check(require(obj, k, int), k)
                 except bounds.OutOfBounds as e:
                     raise InvalidMessage(str(e)) from None
+        # isprintable() is the fast test; bounds.text (no control characters) decides.
         for k in _STR_FIELDS:
             v = obj.get(k)
-            if type(v) is not str or len(v) > bounds.MAX_TEXT:
+            if type(v) is not str or len(v) > bounds.MAX_TEXT or not v.isprintable():
                 _text(obj, k)
         for k in ("customer_id", "original_receipt_id"):
             v = obj.get(k)
-            if v is not None and (type(v) is not str or len(v) > bounds.MAX_TEXT):
+            if v is not None and (type(v) is not str or len(v) > bounds.MAX_TEXT
+                                  or not v.isprintable()):
                 _text(obj, k)
         if obj.get("cashier") is not None:
             try:
@@ -156,11 +158,7 @@ class JournalEntry:
             if not (type(lot) is dict and bounds.POINTS.holds(lot.get("points"))
                     and lot["points"] > 0
                     and type(lot.get("activates")) is str and type(lot.get("expires")) is str):
-                if require(lot, "points", int) <= 0 or lot["points"] > bounds.MAX_POINTS:
-                    raise InvalidMessage(f"field 'lots[{i}].points' must be between 1 and"
-                                         f" {bounds.MAX_POINTS}")
-                require(lot, "activates", str)
-                require(lot, "expires", str)
+                _lot(lot, i)
             _instant(lot["activates"], f"lots[{i}].activates")
             _instant(lot["expires"], f"lots[{i}].expires")
         if sum(lot["points"] for lot in lots) != obj["earned"]:
@@ -215,6 +213,17 @@ def _text(obj: dict[str, Any], key: str) -> None:
         bounds.text(value, key)
     except bounds.OutOfBounds as e:
         raise InvalidMessage(str(e)) from None
+
+
+def _lot(lot: Any, i: int) -> None:
+    """Raise InvalidMessage naming what is wrong with lot `i` (the slow path)."""
+    try:
+        if require(lot, "points", int) <= 0 or lot["points"] > bounds.MAX_POINTS:
+            raise InvalidMessage(f"points must be between 1 and {bounds.MAX_POINTS}")
+        require(lot, "activates", str)
+        require(lot, "expires", str)
+    except InvalidMessage as e:
+        raise InvalidMessage(f"field 'lots[{i}]': {e}") from None
 
 
 def _instant(value: str, field: str) -> None:

@@ -85,7 +85,11 @@ def unpack_map_skipping(data: bytes, skip: str) -> dict[str, Any]:
         for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
             if key == skip:
-                for _ in range(2 * unpacker.read_map_header()):
+                try:
+                    size = unpacker.read_map_header()
+                except ValueError:  # msgpack's word for "not a map here"
+                    raise InvalidMessage(f"field {skip!r} must be a map") from None
+                for _ in range(2 * size):
                     unpacker.skip()
                 out[key] = UNDECODED
             else:

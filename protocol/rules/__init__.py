@@ -6,12 +6,20 @@ to price receipts offline; the central runs the same code to validate rule sets 
 what tills report. See README.md in this package for the document format.
 """
 
+from protocol.rules.birthdays import journal_view
 from protocol.rules.compiler import compile_ruleset
 from protocol.rules.defaults import default_ruleset_doc, example_ruleset_doc
 from protocol.rules.engine import price, settle
 from protocol.rules.errors import InputError, RedemptionError, ReturnError, RuleSetError
 from protocol.rules.explain import ExplainEntry, Explanation
-from protocol.rules.inputs import ANONYMOUS, Customer, Receipt, ReceiptLine
+from protocol.rules.inputs import (
+    ANONYMOUS,
+    Customer,
+    Receipt,
+    ReceiptLine,
+    birthday_from_wire,
+    month_day,
+)
 from protocol.rules.model import RuleSet
 from protocol.rules.place import local_time, place_of, programme_zone, zone_named
 from protocol.rules.results import (
@@ -51,11 +59,14 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "Settlement",
+    "birthday_from_wire",
     "compile_ruleset",
     "default_ruleset_doc",
     "example_ruleset_doc",
+    "journal_view",
     "local_time",
     "money_refunded",
+    "month_day",
     "place_of",
     "price",
     "price_return",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 
 from protocol.rules.context import Context
+from protocol.rules.inputs import Customer
 from protocol.rules.model import Campaign, Conditions, Selector
 from protocol.rules.money_fmt import fmt_money, fmt_qty
 
@@ -65,9 +66,10 @@ def _check_customer(w: Conditions, ctx: Context) -> Miss | None:
     if w.every_nth_purchase is not None and n % w.every_nth_purchase:
         return ("purchase", f"every {w.every_nth_purchase}th purchase (this is no. {n})")
     if w.birthday_within_days is not None:
-        if cust.birthday is None:
+        near = birthday_near(cust, ctx.today, w.birthday_within_days)
+        if near is None:
             return ("birthday", "birthday not known")
-        if days_from_birthday(cust.birthday, ctx.today) > w.birthday_within_days:
+        if not near:
             return ("birthday", f"within {w.birthday_within_days} days of the birthday only")
     return None
 
@@ -108,6 +110,16 @@ def describe(sel: Selector) -> str:
     if sel.flags:
         parts.append("flag " + "/".join(sorted(sel.flags)))
     return " and ".join(parts) or "any goods"
+
+
+def birthday_near(cust: Customer, today: date, days: int) -> bool | None:
+    """Whether `today` is within `days` of the customer's birthday; None if not known. A
+    journalled view carries the windows it was within instead of the date."""
+    if cust.birthday is not None:
+        return days_from_birthday(cust.birthday, today) <= days
+    if cust.birthday_within is not None:
+        return days in cust.birthday_within
+    return None
 
 
 def days_from_birthday(birthday: date, today: date) -> int:

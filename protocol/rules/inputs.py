@@ -101,6 +101,9 @@ class Customer:
     activated_offers: frozenset[str] = frozenset()
     allowances: Mapping[str, int] = field(default_factory=dict)
     redeem_allowance: int | None = None
+    # Stands in for the birthday in a journalled view (protocol.rules.birthdays): the
+    # windows (days either side) it fell within on the sale's day. None: not given.
+    birthday_within: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         _need_int("customer balance", self.balance, None)
@@ -119,19 +122,22 @@ class Customer:
         return {
             "id": self.id, "balance": self.balance, "tier": self.tier,
             "segments": sorted(self.segments),
-            "birthday": self.birthday.isoformat() if self.birthday else None,
+            "birthday": month_day(self.birthday) if self.birthday else None,
             "purchase_count": self.purchase_count, "qualifying_spend": self.qualifying_spend,
             "activated_offers": sorted(self.activated_offers),
             "allowances": dict(self.allowances), "redeem_allowance": self.redeem_allowance,
+            "birthday_within": (None if self.birthday_within is None
+                                else sorted(self.birthday_within)),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Customer:
-        bday = d.get("birthday")
+        within = d.get("birthday_within")
         return cls(
             id=d.get("id"), balance=d.get("balance", 0), tier=d.get("tier"),
             segments=frozenset(d.get("segments", ())),
-            birthday=date.fromisoformat(bday) if bday else None,
+            birthday=birthday_from_wire(d.get("birthday")),
+            birthday_within=None if within is None else frozenset(within),
             purchase_count=d.get("purchase_count", 0),
             qualifying_spend=d.get("qualifying_spend", 0),
             activated_offers=frozenset(d.get("activated_offers", ())),
@@ -141,3 +147,25 @@ class Customer:
 
 
 ANONYMOUS = Customer()
+
+# The year a birthday known only by month and day is given: a leap year, so that 29
+# February is a date. The rules read month and day only (conditions.days_from_birthday).
+BIRTHDAY_YEAR = 2000
+
+
+def month_day(day: date) -> str:
+    """A birthday as tills receive and keep it: "MM-DD", no year."""
+    return f"{day.month:02d}-{day.day:02d}"
+
+
+def birthday_from_wire(value: object) -> date | None:
+    """"MM-DD" (or a full date, as older centrals sent it: its year is dropped)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) not in (5, 10):
+        raise InputError("birthday must be MM-DD")
+    try:
+        day = date.fromisoformat(value if len(value) == 10 else f"{BIRTHDAY_YEAR}-{value}")
+    except ValueError:
+        raise InputError("birthday must be MM-DD") from None
+    return day.replace(year=BIRTHDAY_YEAR)
