@@ -289,10 +289,23 @@ def test_sync_return_reserve(central: Central) -> None:
     one()
 
 
+@pytest.mark.parametrize(("path", "base"), [
+    ("/sync/v1/reports", {"kind": "typed-card-limit", "count": 1, "misses": 0}),
+    ("/sync/v1/presence/sms/check", {"challenge": "0" * 32, "code": "123456"}),
+])
+def test_sync_till_reports_and_sms_checks(central: Central, path: str, base: dict) -> None:
+    @FUZZ
+    @given(where=new_field(base), value=HOSTILE)
+    def one(where: tuple, value: Any) -> None:
+        judged(central.signed("POST", path, put(base, where, value)), where, value)
+
+    one()
+
+
 ENTRY_FIELDS = ("seq", "epoch", "prev_hash", "kind", "receipt_id", "at", "store",
                 "customer_id", "ruleset_version", "total", "fiscal_doc", "earned",
                 "redeemed", "clawback", "refund", "original_receipt_id", "lots", "detail",
-                "hash", "unknown")
+                "cashier", "presence", "hash", "unknown")
 def packable(value: Any) -> bool:
     try:
         msgpack.packb(value, use_bin_type=True)
@@ -308,7 +321,8 @@ MSGPACK_HOSTILE = st.one_of(
                              st.one_of(st.integers(-(2**63), 2**64 - 1),
                                        st.text(max_size=30)),
                              max_size=4), max_size=3),
-    st.dictionaries(st.sampled_from(["lines", "lease", "settlement", "customer", "return"]),
+    st.dictionaries(st.sampled_from(["lines", "lease", "settlement", "customer", "return",
+                                     "method", "token", "step", "code", "challenge"]),
                     st.one_of(st.none(), st.integers(), st.text(max_size=5),
                               st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
                               st.lists(st.integers(), max_size=3)),
@@ -386,6 +400,9 @@ POS = [
     ("/pos/v1/receipts", RECEIPT, "payments"),
     ("/pos/v1/identify", {"card_number": "2990000000012"}, ""),
     ("/pos/v1/returns", {"receipt_id": "r1", "lines": [{"line": 0, "qty": 1000}]}, ""),
+    # A wrong code is refused naming the code; past the tries, 429 (agent.presence).
+    ("/pos/v1/presence/code", {"customer_id": "c1", "code": "000000"}, "code"),
+    ("/pos/v1/presence/code", {"customer_id": "c1", "code": "000000"}, "customer_id"),
 ]
 
 
