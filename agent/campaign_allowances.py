@@ -50,6 +50,8 @@ def save(db: sqlite_utils.Database, budgets: dict[str, Any], delta_epoch: str | 
 def customer_figures(delta: dict[str, Any], customer: dict[str, Any]) -> str:
     """A customer's allowances as stored: remaining with the period it is for, so a figure
     from a past period is recognised as stale (the period turned, the cap is whole again)."""
+    if not customer.get("allowances"):
+        return "{}"  # most customers: no per-customer budget used this period
     campaigns = delta.get("budgets", {}).get("campaigns", {})
     return json.dumps({
         cid: [left, campaigns[cid]["period_key"]]

@@ -10,6 +10,7 @@ import sqlite_utils
 
 from agent import campaign_allowances
 from agent.journal import epoch
+from agent.store import without_fsync
 from protocol import balances
 from protocol.rules import birthday_from_wire
 from protocol.wire import unpack
@@ -156,28 +157,56 @@ def _unused_granted(db: sqlite_utils.Database, customer_id: str,
     return granted - used
 
 
+# Customers applied per transaction: small enough that the event loop, which applies them
+# between POS requests, is never held for long (agent.sync yields between chunks).
+CHUNK = 200
+
+
 def apply_deltas(db: sqlite_utils.Database, delta: dict) -> None:
     """Store what the central sent; its `acked_seq` says which of our entries it includes."""
+    for start in range(0, len(delta["customers"]), CHUNK):
+        apply_chunk(db, delta, delta["customers"][start:start + CHUNK])
+    finish_page(db, delta)
+
+
+def apply_chunk(db: sqlite_utils.Database, delta: dict, chunk: list[dict]) -> None:
+    """Some customers of a page, in one transaction. A crash between chunks leaves the
+    cursor where it was: the page comes again and is stored again, changing nothing."""
+    rows = [(c["id"], c.get("tier"), _json_list(c.get("segments")), c["available"],
+             c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
+             json.dumps({k: c[k] for k in PROFILE if k in c}),
+             campaign_allowances.customer_figures(delta, c),
+             # Budget usage trails the acknowledgement (central.campaign_budgets):
+             # its own sequence says which of our grants the figures include.
+             delta.get("budgets", {}).get("as_of_seq", 0),
+             # The lots behind the balance, for agent.customers.view to replay.
+             _lots_json(c)) for c in chunk]
+    cards = [(token, c["id"]) for c in chunk for token in c["cards"]]
+    with without_fsync(db):
+        _store_chunk(db, rows, chunk, cards)
+
+
+def _store_chunk(db: sqlite_utils.Database, rows: list[tuple], chunk: list[dict],
+                 cards: list[tuple[str, str]]) -> None:
     with db.atomic():
-        for c in delta["customers"]:
-            db.execute(
-                "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
-                " as_of_epoch, as_of_seq, profile, allowances, allowances_seq, lots)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [c["id"], c.get("tier"), json.dumps(c.get("segments", [])), c["available"],
-                 c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
-                 json.dumps({k: c[k] for k in PROFILE if k in c}),
-                 campaign_allowances.customer_figures(delta, c),
-                 # Budget usage trails the acknowledgement (central.campaign_budgets):
-                 # its own sequence says which of our grants the figures include.
-                 delta.get("budgets", {}).get("as_of_seq", 0),
-                # The lots behind the balance, for agent.customers.view to replay.
-                _lots_json(c)],
-            )
-            db.execute("DELETE FROM cards WHERE customer_id = ?", [c["id"]])
-            for token in c["cards"]:
-                db.execute("INSERT OR REPLACE INTO cards (token, customer_id) VALUES (?, ?)",
-                           [token, c["id"]])
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
+            " as_of_epoch, as_of_seq, profile, allowances, allowances_seq, lots)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # By the index on cards(customer_id) (agent.store m008): a lookup, not a scan.
+        db.conn.executemany("DELETE FROM cards WHERE customer_id = ?",
+                            [(c["id"],) for c in chunk])
+        db.conn.executemany("INSERT OR REPLACE INTO cards (token, customer_id) VALUES (?, ?)",
+                            cards)
+
+
+def _json_list(values: list | None) -> str:
+    return json.dumps(values) if values else "[]"
+
+
+def finish_page(db: sqlite_utils.Database, delta: dict) -> None:
+    """After a page's customers: the budgets it carried, and the cursor past it."""
+    with without_fsync(db), db.atomic():
         if "budgets" in delta:
             campaign_allowances.save(db, delta["budgets"], delta.get("epoch"))
         db.execute("UPDATE meta SET value = ? WHERE key = 'customer_cursor'",

@@ -10,15 +10,20 @@ receipt being priced never waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import Callable
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlite_utils
 
 from agent.clock import utcnow
+from agent.store import path_of
 from protocol.rules import RuleSet, compile_ruleset
 from protocol.ruleset_wire import SignedRuleSet
 from protocol.wire import pack, unpack
@@ -40,15 +45,83 @@ class Received:
     compiled: RuleSet
 
 
-def prepare(rs: SignedRuleSet) -> Received:
-    """Compile and encode a received rule set; pure CPU, for a worker thread.
+def prepare(rs: SignedRuleSet, packed: bytes | None = None) -> Received:
+    """Compile a received rule set; pure CPU, for a worker thread. `packed`: the document
+    as received, if at hand (else encoded here).
     Raises protocol.rules.RuleSetError for a document the engine cannot take."""
-    compiled = compile_ruleset(rs.doc)
+    compiled = compile_quietly(rs.doc)
     activates = _parse(rs.activates_at)
     if compiled.valid_from is not None and compiled.valid_from > activates:
         activates = compiled.valid_from  # never before the document says it is valid
     return Received(rs.version, activates.astimezone(UTC).isoformat(timespec="seconds"),
-                    pack(rs.doc), compiled)
+                    pack(rs.doc) if packed is None else packed, compiled)
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Decoding, compiling and freeing a rule set make and drop hundreds of thousands of
+    objects; with the cyclic collector on, its full passes over them hold the interpreter
+    for tens of milliseconds at a time, so the event loop would stall although the work
+    runs in another thread. (Paused for the whole process while any such work runs.)"""
+    global _gc_pauses
+    with _gc_lock:
+        _gc_pauses += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0:
+                gc.enable()
+
+
+def compile_quietly(doc: Any) -> RuleSet:
+    with collector_paused():
+        compiled = compile_ruleset(doc)
+        # Out of the collector's sight before it resumes: its first full pass would walk
+        # the whole new rule set, holding the interpreter (and the event loop) meanwhile.
+        gc.freeze()
+        return compiled
+
+
+def release_stepwise(holder: list[Any]) -> None:
+    """Free a big structure (a superseded rule set, a decoded document) one object at a
+    time; in a worker thread, given the only reference in a one-item list.
+
+    Dropping the last reference to a big rule set frees it in one cascade that holds the
+    interpreter for tens of milliseconds. Here every container of it is held in a list,
+    parents first, and let go one by one: each release frees one container, and the
+    thread yields the interpreter to the event loop between them as any thread does."""
+    with collector_paused():
+        _release(holder)
+
+
+def _release(holder: list[Any]) -> None:
+    order: list[Any] = [holder.pop()]
+    seen = {id(order[0])}
+    i = 0
+    while i < len(order):
+        for ref in gc.get_referents(order[i]):
+            if id(ref) not in seen and _owned(ref):
+                seen.add(id(ref))
+                order.append(ref)
+        i += 1
+    order.reverse()
+    while order:
+        order.pop()
+
+
+def _owned(obj: object) -> bool:
+    """Containers that belong to a rule set: never a class, module or function, whose
+    referents reach the whole interpreter."""
+    kind = type(obj)
+    return kind in (dict, list, tuple, set, frozenset) or (
+        gc.is_tracked(obj) and kind.__module__.startswith("protocol.rules"))
 
 
 def _parse(text: str) -> datetime:
@@ -62,6 +135,7 @@ class RulesCache:
         self.db = db
         self.clock = clock
         self._compiled: dict[int, RuleSet] = {}
+        self._teardowns: set[asyncio.Future[None]] = set()
         # (version, activation) of every version held, ascending by version.
         self._schedule: list[tuple[int, datetime]] = [
             (v, _parse(a)) for v, a in db.execute(
@@ -112,14 +186,25 @@ class RulesCache:
 
     def _install(self, version: int, compiled: RuleSet) -> RuleSet:
         self._compiled[version] = compiled
-        # Versions superseded for good are dropped: a big one is tens of megabytes.
+        # Versions superseded for good are dropped: a big one is tens of megabytes, freed
+        # in a worker thread (see release_stepwise).
         active = self.active_version()
         for v in [v for v in self._compiled if active is not None and v < active]:
-            del self._compiled[v]
+            self._retire(self._compiled.pop(v))
         # A big rule set is tens of thousands of long-lived objects: keep them out of
         # the collector's way, so pricing a receipt never pays for a full GC pass.
         gc.freeze()
         return compiled
+
+    def _retire(self, compiled: RuleSet) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a tool, a test): dropped here
+        holder = [compiled]
+        del compiled
+        self._teardowns.add(loop.run_in_executor(None, release_stepwise, holder))
+        self._teardowns = {t for t in self._teardowns if not t.done()}
 
     async def warm(self) -> None:
         """Compile the version in effect and any waiting for their time, in a thread."""
@@ -128,20 +213,37 @@ class RulesCache:
             if active is not None and version >= active and version not in self._compiled:
                 row = self.db.execute("SELECT doc FROM rulesets WHERE version = ?",
                                       [version]).fetchone()
-                compiled = await asyncio.to_thread(lambda doc=row[0]: compile_ruleset(unpack(doc)))
+                compiled = await asyncio.to_thread(lambda doc=row[0]: compile_quietly(unpack(doc)))
                 self._install(version, compiled)
 
-    def add(self, received: Received) -> bool:
-        """Store a version and swap it in, in one step on the event loop; False if the
-        till already holds it or a newer one."""
+    async def add(self, received: Received) -> bool:
+        """Store a version (in a worker thread) and swap it in, in one step on the event
+        loop; False if the till already holds it or a newer one."""
         newest = self.version()
         if newest is not None and received.version <= newest:
             return False
-        self.db.execute(
-            "INSERT OR REPLACE INTO rulesets (version, activates_at, doc, received_at)"
-            " VALUES (?, ?, ?, ?)",
-            [received.version, received.activates_at, received.packed,
-             self.clock().isoformat(timespec="seconds")])
+        row = [received.version, received.activates_at, received.packed,
+               self.clock().isoformat(timespec="seconds")]
+        path = path_of(self.db)
+        if path:
+            # A megabyte or more, written and synced on a connection of the thread's own.
+            await asyncio.to_thread(_store, path, row)
+        else:
+            self.db.execute(_INSERT, row)  # an in-memory store: nothing to wait for
         self._schedule.append((received.version, _parse(received.activates_at)))
         self._install(received.version, received.compiled)
         return True
+
+
+_INSERT = ("INSERT OR REPLACE INTO rulesets (version, activates_at, doc, received_at)"
+           " VALUES (?, ?, ?, ?)")
+
+
+def _store(path: str, row: list[Any]) -> None:
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        with conn:
+            conn.execute(_INSERT, row)
+    finally:
+        conn.close()

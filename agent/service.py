@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from agent.clock import utcnow
 from agent.config import AgentConfig
 from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
+from agent.loop_watch import LoopWatch
 from agent.pos_api import LastCard, Till, make_app
 from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
 from agent.presence import SmsDesk
@@ -41,6 +43,8 @@ from protocol.wire import InvalidMessage
 log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.2
+REFRESH_WAIT_S = 3.0
+SWITCH_INTERVAL_S = 0.001
 
 
 def load_pos_secret(cfg: AgentConfig) -> PosSecret:
@@ -87,6 +91,8 @@ class Agent:
         self._reporting: asyncio.Task[None] | None = None
         self.till: Till | None = None  # what the POS API serves, once started
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
+        self.loop_watch = LoopWatch()
+        self._background: list[asyncio.Task] = []
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -107,9 +113,14 @@ class Agent:
             return
         await self.send_guessing_report()  # one that failed before
         with contextlib.suppress(CentralError):
+            await self.pull_rules_and_keys()
+            if not self.sync.customers_pulling():  # a long first sync goes on by itself
+                await self.sync.pull_customers()
+
+    async def pull_rules_and_keys(self) -> None:
+        with contextlib.suppress(CentralError):
             await self.sync.pull_ruleset()
             await self.pull_card_keys()
-            await self.sync.pull_customers()
 
     async def pull_card_keys(self) -> None:
         """The central's card keys, signed for this till: a rotation arrives, a retired key
@@ -150,8 +161,11 @@ class Agent:
             log.warning("could not report typed card numbers refused: %s", e)
 
     async def refresh_customers(self) -> None:
-        with contextlib.suppress(CentralError):
-            await self.sync.pull_customers()
+        """Customers the central has and this till not yet: for a card the till does not
+        know. A pull under way (a new till's first, of a million members) is joined for a
+        moment, not waited out: the POS gets its answer."""
+        with contextlib.suppress(CentralError, TimeoutError):
+            await asyncio.wait_for(self.sync.pull_customers(), REFRESH_WAIT_S)
 
     async def reconcile_job(self) -> None:
         """After contact with the printer comes back, settle what was left unfinished."""
@@ -202,6 +216,7 @@ class Agent:
                           "problem": self.card_keys_problem},
             "sync": self.sync.state.to_dict(),
             "identify": self._identify_status(),
+            "loop": self.loop_watch.to_dict(),
         }
 
     def _identify_status(self) -> dict[str, int]:
@@ -215,7 +230,11 @@ class Agent:
         await self.printer.start()
         await self.reader.start()
         await self.rules.warm()  # compiled in a thread, before the first receipt needs it
-        await self.pull_job()  # a first rule set if the central is there; fine if not
+        self._background.append(asyncio.create_task(self.loop_watch.run()))
+        # A first rule set if the central is there (fine if not). Customers come after the
+        # POS API is open: a new till's first sync brings every member, and the POS must
+        # be served (and systemd told we are up) meanwhile.
+        await self.pull_rules_and_keys()
         self.scheduler.add_job(self.push_job, "interval", seconds=self.cfg.sync_interval,
                                id="push", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.pull_job, "interval", seconds=self.cfg.pull_interval,
@@ -257,7 +276,15 @@ class Agent:
             tmp.replace(self.cfg.port_file)
         log.info("till %s: POS API on http://%s:%d", self.identity.till_id, self.cfg.pos_host,
                  port)
+        self._background.append(asyncio.create_task(self.first_customer_pull()))
         return runner
+
+    async def first_customer_pull(self) -> None:
+        if self.sync.backing_off():
+            return
+        with contextlib.suppress(CentralError):
+            count = await self.sync.pull_customers()
+            log.info("customers: %d changes received since the last run", count)
 
     async def stop(self, runner: web.AppRunner) -> None:
         # Stop taking receipts first, then the jobs, then the devices; a final push gives
@@ -266,6 +293,10 @@ class Agent:
         if self.metrics_runner:
             await self.metrics_runner.cleanup()
         listening.remove(self.cfg.state)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.sync.stop()
         self.scheduler.shutdown(wait=False)
         with contextlib.suppress(CentralError, asyncio.TimeoutError):
             async with asyncio.timeout(3):
@@ -284,6 +315,9 @@ async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None
 
 
 async def serve(cfg: AgentConfig) -> None:
+    # Rule sets compile in a worker thread: a shorter switch interval (5 ms by default)
+    # gives the event loop the interpreter back sooner, so the POS waits less meanwhile.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     agent = Agent(cfg)
     runner = await agent.start()
     notifier = sdnotify.SystemdNotifier()

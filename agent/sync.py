@@ -8,6 +8,7 @@ means the next run sends again what the central may already hold, which it ignor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -18,16 +19,22 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-from agent import customers, epochs, journal, offline_caps, retry_policy
+from agent import customers, epochs, journal, offline_caps, retry_policy, store
 from agent.central_client import CentralClient, CentralError
-from agent.rules_cache import Received, RulesCache, prepare
+from agent.rules_cache import (
+    Received,
+    RulesCache,
+    collector_paused,
+    prepare,
+    release_stepwise,
+)
 from agent.store import get_meta, set_meta
 from protocol.batches import ENVELOPE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Batch, encode_batch
 from protocol.journal import JournalEntry
 from protocol.rules import RuleSetError
 from protocol.ruleset_wire import decode_ruleset
 from protocol.signing import BadSignature
-from protocol.wire import InvalidMessage
+from protocol.wire import InvalidMessage, map_value_bytes, unpack, unpack_in_steps
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,9 @@ class SyncState:
     # {"since", "first_seq", "reason"} while the central refuses this till's next batch as
     # malformed: the journal waits whole (its chain cannot skip an entry), selling goes on.
     push_held: dict | None = None
+    # Customer pulls: "received" since start, "caught_up" once a pull has come to the end;
+    # a new till's first sync ("initial_sync_s") brings every member.
+    customers: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -62,6 +72,7 @@ class SyncState:
             "last_error": self.last_error, "failures": self.failures,
             "revoked": self.revoked, "ruleset_refused": self.ruleset_refused,
             "quarantine": self.quarantine, "push_held": self.push_held,
+            "customers": self.customers,
         }
 
 
@@ -88,6 +99,7 @@ class SyncClient:
                                push_held=json.loads(held) if held else None)
         # Compared with the central's position once per start, and again after a refusal.
         self.position_checked = False
+        self._customer_pull: asyncio.Future[int] | None = None
 
     def _failed(self, e: CentralError) -> None:
         self.state.failures += 1
@@ -106,7 +118,8 @@ class SyncClient:
             log.warning("sync failed, backing off: %s", e)
 
     def _succeeded(self) -> None:
-        offline_caps.mark_contact(self.db, self.clock())
+        with store.without_fsync(self.db):  # a lost contact time only tightens the caps
+            offline_caps.mark_contact(self.db, self.clock())
         if self.state.revoked:
             self.state.revoked = False  # enrolled again at the central
             self.db.execute("DELETE FROM meta WHERE key = 'revoked'")
@@ -245,13 +258,23 @@ class SyncClient:
             log.error("rule set from the central refused: %s", e)
             return None
         self.state.ruleset_refused = None
-        if self.rules.add(received):
+        if await self.rules.add(received):
             log.info("rule set version %d received, in effect from %s", received.version,
                      received.activates_at)
         return received.version
 
     def _verified(self, data: bytes) -> Received:
-        return prepare(decode_ruleset(data, self.client.identity.central_key))
+        """Verify, decode and compile: in a worker thread, in steps that leave the event loop
+        its turns (see agent.rules_cache)."""
+        with collector_paused():
+            rs = decode_ruleset(data, self.client.identity.central_key, unpack_in_steps)
+            # The document as the central encoded it, stored without encoding it again.
+            packed = map_value_bytes(unpack(data)["body"], "doc")
+            received = prepare(rs, packed)
+            holder = [rs.doc]
+            del rs
+            release_stepwise(holder)  # the decoded document: a few hundred thousand objects
+        return received
 
     def _quarantine(self, state: dict | None) -> None:
         if state == self.state.quarantine:
@@ -267,25 +290,87 @@ class SyncClient:
         self.state.quarantine = state
 
     async def pull_customers(self) -> int:
-        """Fetch customer changes since our cursor; returns how many came."""
+        """Fetch customer changes since our cursor; returns how many came. One pull at a time:
+        a caller arriving during a pull (a POS asking about an unknown card) joins it."""
+        if self._customer_pull is None or self._customer_pull.done():
+            self._customer_pull = asyncio.ensure_future(self._pull_customers())
+        return await asyncio.shield(self._customer_pull)
+
+    async def stop(self) -> None:
+        """Give up a customer pull under way (the page being stored is stored again)."""
+        if self._customer_pull is not None and not self._customer_pull.done():
+            self._customer_pull.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CentralError):
+                await self._customer_pull
+
+    def customers_pulling(self) -> bool:
+        return self._customer_pull is not None and not self._customer_pull.done()
+
+    async def _pull_customers(self) -> int:
+        progress = self.state.customers
+        initial = int(get_meta(self.db, "customer_cursor", "0") or 0) == 0
+        started = time.monotonic()
         count = 0
-        while True:
-            cursor = int(get_meta(self.db, "customer_cursor", "0") or 0)
-            try:
-                delta = await self.client.json("GET", f"/sync/v1/customers?since={cursor}")
-            except CentralError as e:
-                self._failed(e)
-                raise
-            self._succeeded()
-            self.state.last_pull_ok = time.time()
-            customers.apply_deltas(self.db, delta)
+        fetch = asyncio.ensure_future(self._fetch_customers(
+            int(get_meta(self.db, "customer_cursor", "0") or 0)))
+        # In a pull of many pages, copying the log into the database (a checkpoint, with its
+        # fsync) would fall on the commit of some chunk, on the event loop: a worker thread
+        # does it instead.
+        path = store.path_of(self.db)
+        many_pages = False
+        checkpointing: asyncio.Future[None] | None = None
+        try:
+            while True:
+                delta = await fetch
+                if delta.get("more"):
+                    # The next page comes while this one is stored: the central builds it
+                    # on the other core.
+                    fetch = asyncio.ensure_future(self._fetch_customers(int(delta["cursor"])))
+                    if path and not many_pages:
+                        many_pages = True
+                        self.db.execute("PRAGMA wal_autocheckpoint=0")
+                await self._apply(delta)
+                count += len(delta["customers"])
+                progress["received"] = progress.get("received", 0) + len(delta["customers"])
+                if many_pages and (checkpointing is None or checkpointing.done()):
+                    checkpointing = asyncio.ensure_future(
+                        asyncio.to_thread(store.checkpoint, path))
+                if not delta.get("more"):
+                    break
+        finally:
+            fetch.cancel()
+            if many_pages:
+                self.db.execute("PRAGMA wal_autocheckpoint=1000")
+                if checkpointing is not None:
+                    await asyncio.gather(checkpointing, return_exceptions=True)
+                await asyncio.to_thread(store.checkpoint, path)
+        progress["caught_up"] = True
+        if initial:
+            progress["initial_sync_s"] = round(time.monotonic() - started, 2)
+        return count
+
+    async def _fetch_customers(self, cursor: int) -> dict:
+        try:
+            delta = await self.client.json("GET", f"/sync/v1/customers?since={cursor}")
+        except CentralError as e:
+            self._failed(e)
+            raise
+        self._succeeded()
+        self.state.last_pull_ok = time.time()
+        return delta
+
+    async def _apply(self, delta: dict) -> None:
+        """A page in chunks, yielding to the POS API between them."""
+        page = delta["customers"]
+        for start in range(0, len(page), customers.CHUNK):
+            customers.apply_chunk(self.db, delta, page[start:start + customers.CHUNK])
+            await asyncio.sleep(0)
+        with store.without_fsync(self.db):
+            customers.finish_page(self.db, delta)
             if "caps" in delta:
                 offline_caps.save(self.db, offline_caps.Caps.from_dict(delta["caps"]))
             if "quarantine" in delta:
                 self._quarantine(delta["quarantine"])
-            count += len(delta["customers"])
-            if not delta.get("more"):
-                return count
 
 
 def quarantine_of(db: sqlite_utils.Database) -> dict | None:

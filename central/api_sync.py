@@ -167,8 +167,9 @@ async def card_keys(request: web.Request) -> web.Response:
 async def customers(request: web.Request) -> web.Response:
     till_id = await _calling_till(request)
     cursor = query_int(request, "since", 0)
-    return web.json_response(deltas.customer_deltas(request.app[DB], till_id, cursor,
-                                                    request.app[CLOCK]()))
+    return web.Response(body=deltas.customer_deltas_json(request.app[DB], till_id, cursor,
+                                                         request.app[CLOCK]()),
+                        content_type="application/json")
 
 
 @routes.get("/sync/v1/position")

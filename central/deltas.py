@@ -28,6 +28,21 @@ MAX_DELTA = 1000
 
 def customer_deltas(conn: Connection, till_id: str, cursor: int,
                     now: datetime) -> dict:
+    """One page of changes since `cursor`, as a dict."""
+    head, customers, _ = _page(conn, till_id, cursor, now)
+    return {**head, "customers": customers}
+
+
+def customer_deltas_json(conn: Connection, till_id: str, cursor: int,
+                         now: datetime) -> bytes:
+    """The same page as the JSON a till receives, made of each customer's text as it was
+    checked: a page is encoded once."""
+    head, _, texts = _page(conn, till_id, cursor, now)
+    return (json.dumps(head)[:-1] + ', "customers": [' + ", ".join(texts) + "]}").encode()
+
+
+def _page(conn: Connection, till_id: str, cursor: int,
+          now: datetime) -> tuple[dict, list[dict], list[str]]:
     with conn.snapshot():  # one read snapshot for the balances and the acknowledgement
         till = conn.execute(
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
@@ -38,15 +53,24 @@ def customer_deltas(conn: Connection, till_id: str, cursor: int,
         budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
-            " window_spend, granted_offers, change_seq FROM customers WHERE change_seq > ?"
-            " ORDER BY change_seq LIMIT ?",
+            " window_spend, granted_offers, change_seq, debt FROM customers"
+            " WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
+        # What a page needs of other tables, read for the whole page at once.
+        ids = [r["id"] for r in rows]
+        cards = _cards(conn, ids)
+        points = ledger.states_at(conn, {r["id"]: r["debt"] for r in rows}, now)
+        allowances = campaign_budgets.customers_allowances(conn, ids, budgets, now)
         customers = []
+        texts = []
         withheld: list[tuple[str, str]] = []
         for r in rows:
             try:
-                customers.append(_customer(conn, r, tier_rules, budgets, now))
+                customer = _customer(r, cards.get(r["id"], []), points[r["id"]],
+                                     allowances[r["id"]], tier_rules, now)
+                texts.append(_encoded(customer))
+                customers.append(customer)
             except (bounds.OutOfBounds, DatabaseError, ValueError, TypeError) as e:
                 # One customer the tills could not take must not stop every till's sync:
                 # it is left out, with an alert, and the others go.
@@ -70,28 +94,34 @@ def customer_deltas(conn: Connection, till_id: str, cursor: int,
         "more": len(rows) == MAX_DELTA,
         "epoch": till["current_epoch"] if till else None,
         "acked_seq": till["acked_seq"] if till else 0,
-        "customers": customers,
         # The programme's offline caps travel with every delta, so a till has the current
         # ones as soon as it has current balances.
         "caps": quarantine.caps_for(offline_caps.current(conn), quarantined is not None).to_dict(),
         # A quarantined till keeps selling but spends no points; it shows this in its status.
         "quarantine": quarantined,
         "budgets": budget_caps,
-    }
+    }, customers, texts
 
 
-def _customer(conn: Connection, r: Row, tier_rules: dict | None,
-              budgets: dict, now: datetime) -> dict:
-    """One customer as tills receive them, checked to be within bounds before it goes."""
-    cards = [
-        c["token"]
-        # a card whose key retired is of no use to a till: it waits to be linked again
-        for c in conn.execute("SELECT token FROM cards WHERE customer_id = ?"
-                              " AND retired_at IS NULL", (r["id"],))
-    ]
-    # As of now, whatever has matured the stored lots: and the lots themselves, so a till
-    # that goes offline still sees points activate and expire on time.
-    points = ledger.state_at(conn, r["id"], now)
+def _cards(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
+    """Each customer's live card tokens: a card whose key retired is of no use to a till,
+    it waits to be linked again."""
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for customer_id, token in conn.execute(
+                "SELECT customer_id, token FROM cards WHERE customer_id IN"
+                f" ({','.join('?' * len(chunk))}) AND retired_at IS NULL", chunk):
+            out.setdefault(customer_id, []).append(token)
+    return out
+
+
+def _customer(r: Row, cards: list[str], points: balances.State,
+              allowances: dict[str, int], tier_rules: dict | None, now: datetime) -> dict:
+    """One customer as tills receive them, checked to be within bounds before it goes.
+
+    `points`: as of now, whatever has matured the stored lots; the lots themselves go too,
+    so a till that goes offline still sees points activate and expire on time."""
     tier, spend = tiers.effective(tier_rules, r["tier"], r["window_start"],
                                   r["window_spend"], now)
     out = {
@@ -108,12 +138,20 @@ def _customer(conn: Connection, r: Row, tier_rules: dict | None,
         "qualifying_spend": spend,
         **points.balance().to_dict(),
         "lots": [balances.lot_to_wire(lot) for lot in balances.live_lots(points)],
-        "allowances": campaign_budgets.customer_allowances(conn, r["id"], budgets, now),
+        "allowances": allowances,
     }
     for name in ("available", "pending", "debt"):
         BALANCE.check(out[name], f"customers[{r['id']}].{name}")
-    bounds.check_tree(out, f"customers[{r['id']}]")
     return out
+
+
+def _encoded(out: dict) -> str:
+    """The customer's JSON as the page carries it, checked to be within bounds: from the
+    text at C speed, and only where that cannot vouch for it by walking the value."""
+    text = json.dumps(out)
+    if not bounds.json_fits(text):
+        bounds.check_tree(out, f"customers[{out['id']}]")
+    return text
 
 
 BALANCE = bounds.IntRange(-bounds.MAX_BALANCE, bounds.MAX_BALANCE, "points")

@@ -212,6 +212,29 @@ def state_at(conn: Connection, customer_id: str, now: datetime) -> balances.Stat
     return balances.advance(_state(conn, customer_id), now)[0]
 
 
+def states_at(conn: Connection, debts: dict[str, int],
+              now: datetime) -> dict[str, balances.State]:
+    """state_at() for many customers (id -> stored debt) in one query per 500: a delta page
+    reads a thousand customers' lots at once."""
+    lots: dict[str, list[balances.Lot]] = {c: [] for c in debts}
+    for chunk in _chunks(list(debts)):
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(
+            # As _state(): a held lot never activates while it is held.
+            "SELECT customer_id, id, receipt_id, remaining, expires_at, status,"
+            " CASE WHEN hold IS NULL THEN activates_at ELSE ? END AS activates_at FROM lots"
+            f" WHERE customer_id IN ({marks}) AND status IN ('pending', 'active')"
+            " AND (remaining > 0 OR status = 'pending') ORDER BY customer_id, id",
+            (balances.NEVER, *chunk),
+        ):
+            lots[r["customer_id"]].append(balances.Lot(
+                r["id"], r["remaining"], parse_iso(r["activates_at"]),
+                parse_iso(r["expires_at"]), active=r["status"] == "active",
+                receipt_id=r["receipt_id"]))
+    return {c: balances.advance(balances.State(tuple(lots[c]), int(debt or 0)), now)[0]
+            for c, debt in debts.items()}
+
+
 def due_customers(conn: Connection, now: datetime, limit: int) -> list[str]:
     """Customers with a lot to activate or to expire by `now`: the scheduled job's work."""
     t = iso(now)

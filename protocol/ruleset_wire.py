@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,14 @@ def encode_ruleset(key: Ed25519PrivateKey, rs: SignedRuleSet) -> bytes:
     return pack({"body": body, "sig": sign(key, body)})
 
 
-def decode_ruleset(data: bytes, central_key: Ed25519PublicKey) -> SignedRuleSet:
-    """Raises BadSignature for a forged or tampered rule set, InvalidMessage if malformed."""
+def decode_ruleset(data: bytes, central_key: Ed25519PublicKey,
+                   unpack_body: Callable[[bytes], Any] = unpack) -> SignedRuleSet:
+    """Raises BadSignature for a forged or tampered rule set, InvalidMessage if malformed.
+    `unpack_body`: wire.unpack_in_steps in a worker thread beside an event loop."""
     outer = unpack(data)
     body_bytes = require(outer, "body", bytes)
     verify(central_key, body_bytes, require(outer, "sig", bytes))
-    body = unpack(body_bytes)
+    body = unpack_body(body_bytes)
     return SignedRuleSet(
         version=require(body, "version", int),
         activates_at=require(body, "activates_at", str),

@@ -41,6 +41,57 @@ def unpack(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
         raise InvalidMessage(f"not valid msgpack: {type(e).__name__}") from None
 
 
+def unpack_in_steps(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES,
+                    depth: int = 3) -> Any:
+    """unpack(), one small value per call to the decoder: maps and arrays down to `depth`
+    are read item by item. For a worker thread decoding a megabyte: one call would hold
+    the interpreter for tens of milliseconds, and the event loop with it."""
+    if len(data) > max_bytes:
+        raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
+                                max_buffer_size=max(1, len(data)))
+    try:
+        unpacker.feed(data)
+        value = _read(unpacker, data, depth)
+        if unpacker.tell() != len(data):
+            raise InvalidMessage("not valid msgpack: ExtraData")
+    except InvalidMessage:
+        raise
+    except Exception as e:  # as in unpack(): truncated input raises assorted types
+        raise InvalidMessage(f"not valid msgpack: {type(e).__name__}") from None
+    return value
+
+
+def _read(unpacker: msgpack.Unpacker, data: bytes, depth: int) -> Any:
+    if depth <= 0:
+        return unpacker.unpack()
+    first = data[unpacker.tell()]
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
+        out: dict[Any, Any] = {}
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if type(key) not in (str, bytes):  # as strict_map_key checks it below
+                raise InvalidMessage("not valid msgpack: a map key that is not a string")
+            out[key] = _read(unpacker, data, depth - 1)
+        return out
+    if 0x90 <= first <= 0x9F or first in (0xDC, 0xDD):
+        return [_read(unpacker, data, depth - 1) for _ in range(unpacker.read_array_header())]
+    return unpacker.unpack()
+
+
+def map_value_bytes(data: bytes, key: str) -> bytes:
+    """The encoded bytes of one value of a map, as they are in `data` (not re-encoded)."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(1, len(data)))
+    unpacker.feed(data)
+    for _ in range(unpacker.read_map_header()):
+        if unpacker.unpack() == key:
+            start = unpacker.tell()
+            unpacker.skip()
+            return data[start:unpacker.tell()]
+        unpacker.skip()
+    raise InvalidMessage(f"missing field {key!r}")
+
+
 class Undecoded(Mapping[str, Any]):
     """Stands for a map that `unpack_map_skipping` checked to be a map but did not decode.
 
