@@ -70,11 +70,18 @@ async def test_a_page_is_built_with_the_same_queries_whatever_its_size(
     def statements(size: int) -> int:
         monkeypatch.setattr(deltas, "MAX_DELTA", size)
         seen: list[str] = []
-        live_central.db.set_trace_callback(seen.append)
+        conn = live_central.db
+        real = conn.execute
+
+        def execute(sql, params=()):
+            seen.append(sql)
+            return real(sql, params)
+
+        monkeypatch.setattr(conn, "execute", execute)
         try:
-            answer = deltas.customer_deltas(live_central.db, till_id, 0, datetime.now(UTC))
+            answer = deltas.customer_deltas(conn, till_id, 0, datetime.now(UTC))
         finally:
-            live_central.db.set_trace_callback(None)
+            monkeypatch.undo()
         assert len(answer["customers"]) == size
         assert all(c["cards"] and c["lots"] for c in answer["customers"])
         return sum(1 for q in seen if q.lstrip().upper().startswith("SELECT"))
