@@ -164,6 +164,13 @@ def m008_cards_by_customer(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS cards_customer ON cards(customer_id)")
 
 
+@migrations()
+def m009_campaign_leases(db: sqlite_utils.Database) -> None:
+    # Budget allowances are leases (central.campaign_budgets): until when this till may
+    # grant from its allowance of a campaign without a sync.
+    db.execute("ALTER TABLE campaign_budgets ADD COLUMN lease_expires TEXT")
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

@@ -6,8 +6,10 @@ customer per period (day, week, month, year, or the whole campaign; calendar per
 the programme's time zone, see protocol.budget_periods). The central is authoritative: this
 module follows the journal after ingest (a cursor over the ingest sequence, like
 central.repricing, so ingest stays fast) and adds each sale's `campaign_totals` to the
-usage. Tills price offline, so a till may overshoot a cap by what it and the other tills
-granted since their last delta; the allowances below keep that small, not zero.
+usage. Tills price offline: the total is lent to them as leases (till_allowances) that
+never add up to more than what is left, so they overshoot it only by what an offline till
+held when its lease expired and was lent again; per-customer caps may be overshot by what
+several tills granted one customer since their last delta.
 
 Returns do not give budget back: a cap bounds what head office may have to pay out, and
 points taken back on a return are a debt the ledger may never recover, so usage only
@@ -22,12 +24,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from central import ingest_log, ledger, offer_grants
-from central.clock import parse_iso
+from central.clock import iso, parse_iso
 from central.db import Connection, transaction
 from protocol.budget_periods import period_key
 from protocol.wire import InvalidMessage, unpack
@@ -87,6 +89,7 @@ def account_pending(conn: Connection, limit: int = CHUNK) -> int:
         return 0
     by_version: dict[int, dict[str, Budget]] = {}
     total: dict[str, int] = defaultdict(int)
+    by_till: dict[tuple[str, str], int] = defaultdict(int)
     per_customer: dict[tuple[str, str, str], int] = defaultdict(int)
     reached: dict[tuple[str, str], int] = {}
     offers = offer_grants.OfferChanges()
@@ -114,6 +117,7 @@ def account_pending(conn: Connection, limit: int = CHUNK) -> int:
             if b is None or not isinstance(points, int) or points <= 0:
                 continue
             total[campaign_id] += points
+            by_till[(r["till_id"], campaign_id)] += points
             if b.per_customer is not None and r["customer_id"] is not None:
                 key = period_key(b.period, at, b.zone)
                 per_customer[(r["customer_id"], campaign_id, key)] += points
@@ -124,6 +128,11 @@ def account_pending(conn: Connection, limit: int = CHUNK) -> int:
             "INSERT INTO campaign_usage (campaign_id, used) VALUES (?, ?)"
             " ON CONFLICT (campaign_id) DO UPDATE SET used = campaign_usage.used + excluded.used",
             sorted(total.items()))
+        conn.executemany(
+            "INSERT INTO campaign_till_usage (till_id, campaign_id, used) VALUES (?, ?, ?)"
+            " ON CONFLICT (till_id, campaign_id)"
+            " DO UPDATE SET used = campaign_till_usage.used + excluded.used",
+            [(*k, v) for k, v in sorted(by_till.items())])
         conn.executemany(
             "INSERT INTO campaign_customer_usage (customer_id, campaign_id, period_key, used)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (customer_id, campaign_id, period_key)"
@@ -158,36 +167,81 @@ def behind(conn: Connection) -> int:
 # -- allowances --------------------------------------------------------------------------
 
 
-def till_allowances(conn: Connection, current: dict[str, Budget],
-                    now: datetime) -> dict[str, dict[str, Any]]:
-    """Per budgeted campaign: the caps a till needs to price offline.
+# How long a till's allowance holds without a sync: an offline till grants from it until then,
+# and after that the points it did not grant go back to the other tills.
+LEASE_TTL = timedelta(minutes=15)
 
-    `till_remaining` is this till's share of what is left of the total: the remainder split
-    evenly over the active tills (rounded down, at least 0). An even split needs no
-    coordination between tills and can never let them together overshoot what is left as
-    of this delta; a busy till may run dry while a quiet one holds points back, until the
-    next delta re-divides what is left. `per_customer` with its period and the current
-    period's key lets a till compute a fresh allowance for customers it has no figure for,
-    and notice when its figure for a customer is from a past period.
+
+def till_allowances(conn: Connection, till_id: str, current: dict[str, Budget],
+                    now: datetime) -> dict[str, dict[str, Any]]:
+    """Per budgeted campaign: the caps a till needs to price offline; in a writing
+    transaction, since it records the till's leases.
+
+    A campaign's total is lent out to the tills as leases: `till_remaining` is what this
+    till may still grant, until `lease_expires`, counted from its entries up to the delta's
+    `as_of_seq`. The leases of all tills never add up to more than what is left of the
+    total, so tills together never overshoot it, online or not. Each sync renews the
+    calling till's lease from what no other till holds: an even part of it, or twice what
+    this till granted since its last lease if that is more. So a till that sells gets the
+    most, an idle till's part halves at each of its syncs, and an offline till's part comes
+    back to the others when its lease expires: the whole budget can be granted.
+
+    `per_customer` with its period and the current period's key lets a till compute a
+    fresh allowance for customers it has no figure for, and notice when its figure for a
+    customer is from a past period.
     """
     if not current:
         return {}
     tills = max(1, conn.execute(
         "SELECT COUNT(*) FROM tills WHERE status = 'active'").fetchone()[0])
-    used = dict(conn.execute("SELECT campaign_id, used FROM campaign_usage").fetchall()
-                if len(current) > 500 else conn.execute(
-                    "SELECT campaign_id, used FROM campaign_usage WHERE campaign_id IN"
-                    f" ({','.join('?' * len(current))})", tuple(current)).fetchall())
+    capped = [cid for cid, b in current.items() if b.total is not None]
+    used = _by_campaign(conn, "SELECT campaign_id, used FROM campaign_usage", (), capped)
+    mine = _by_campaign(conn, "SELECT campaign_id, used FROM campaign_till_usage"
+                        " WHERE till_id = ?", (till_id,), capped)
+    # What the other tills hold of their unexpired leases: not yet granted, not free.
+    held = _by_campaign(
+        conn,
+        "SELECT l.campaign_id, SUM(CASE WHEN l.till_limit > COALESCE(u.used, 0)"
+        " THEN l.till_limit - COALESCE(u.used, 0) ELSE 0 END) FROM campaign_leases l"
+        " LEFT JOIN campaign_till_usage u ON u.till_id = l.till_id"
+        " AND u.campaign_id = l.campaign_id"
+        " WHERE l.till_id <> ? AND l.expires_at > ? GROUP BY l.campaign_id",
+        (till_id, iso(now)), capped)
+    previous = _by_campaign(conn, "SELECT campaign_id, used_at_issue FROM campaign_leases"
+                            " WHERE till_id = ?", (till_id,), capped)
+    expires = iso(now + LEASE_TTL)
     out: dict[str, dict[str, Any]] = {}
+    leases: list[tuple[str, str, int, int, str]] = []
     for campaign_id, b in sorted(current.items()):
+        remaining = None
+        if b.total is not None:
+            free = max(0, b.total - used.get(campaign_id, 0) - held.get(campaign_id, 0))
+            granted = mine.get(campaign_id, 0)
+            recent = granted - previous.get(campaign_id, granted)
+            remaining = min(free, max(free // tills, 2 * recent))
+            leases.append((till_id, campaign_id, granted + remaining, granted, expires))
         out[campaign_id] = {
-            "till_remaining": (None if b.total is None
-                               else max(0, b.total - used.get(campaign_id, 0)) // tills),
+            "till_remaining": remaining,
+            "lease_expires": expires if remaining is not None else None,
             "per_customer": b.per_customer,
             "period": b.period,
             "period_key": period_key(b.period, now, b.zone),
         }
+    conn.executemany(
+        "INSERT INTO campaign_leases (till_id, campaign_id, till_limit, used_at_issue,"
+        " expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (till_id, campaign_id) DO UPDATE"
+        " SET till_limit = excluded.till_limit, used_at_issue = excluded.used_at_issue,"
+        " expires_at = excluded.expires_at", leases)
     return out
+
+
+def _by_campaign(conn: Connection, sql: str, args: tuple,
+                 campaigns: list[str]) -> dict[str, int]:
+    """campaign -> figure of a two-column query, for the given campaigns."""
+    if not campaigns:
+        return {}
+    wanted = set(campaigns)
+    return {cid: v for cid, v in conn.execute(sql, args) if cid in wanted}
 
 
 def customer_allowances(conn: Connection, customer_id: str,

@@ -335,6 +335,20 @@ MIGRATIONS: list[str | PerDialect] = [
     ALTER TABLE customers ADD COLUMN erased_at TEXT;
     CREATE INDEX till_views_erasure ON till_views(customer_id);
     """,
+    # 16: campaign budgets as leases (central.campaign_budgets): what each till granted of each
+    # budgeted campaign, and the allowance each till holds, until when.
+    """
+    CREATE TABLE campaign_till_usage (
+        till_id TEXT NOT NULL, campaign_id TEXT NOT NULL, used INTEGER NOT NULL,
+        PRIMARY KEY (till_id, campaign_id)
+    );
+    CREATE TABLE campaign_leases (
+        till_id TEXT NOT NULL, campaign_id TEXT NOT NULL, till_limit INTEGER NOT NULL,
+        used_at_issue INTEGER NOT NULL, expires_at TEXT NOT NULL,
+        PRIMARY KEY (till_id, campaign_id)
+    );
+    CREATE INDEX campaign_leases_campaign ON campaign_leases(campaign_id, expires_at);
+    """,
 ]
 
 

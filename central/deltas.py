@@ -80,13 +80,17 @@ def _page(conn: Connection, till_id: str, cursor: int,
             # The figures include this till's entries up to `as_of_seq` (of `epoch`): the
             # till subtracts what it granted after that, and nothing twice.
             "as_of_seq": campaign_budgets.accounted_seq(conn, till_id, epoch),
-            "campaigns": campaign_budgets.till_allowances(conn, budgets, now),
         }
         quarantined = quarantine.state(conn, till_id)
     # What this till was sent, so that re-pricing can tell a view it received from one it
     # made up (central.deliveries).
     with transaction(conn):
         deliveries.record_views(conn, till_id, customers, now)
+        # The till's leases are renewed in a writing transaction, after the snapshot: if
+        # the accounting moved on meanwhile, the till subtracts some of its grants twice
+        # until its next sync (grants less, never more).
+        budget_caps["campaigns"] = campaign_budgets.till_allowances(conn, till_id, budgets,
+                                                                    now)
     for customer_id, problem in withheld:
         _withheld_alert(conn, now, customer_id, problem)
     return {

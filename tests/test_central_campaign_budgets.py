@@ -88,9 +88,10 @@ def test_sales_count_in_total_and_per_customer_period_and_returns_give_nothing_b
     assert campaign_budgets.customer_allowances(conn, "c1", current, NOV) == {"promo": 0}
     # A new month: the per-customer cap is whole again; the total is not.
     assert campaign_budgets.customer_allowances(conn, "c1", current, DEC) == {}
-    caps = campaign_budgets.till_allowances(conn, current, DEC)
+    caps = campaign_budgets.till_allowances(conn, "t0", current, DEC)
     assert caps["promo"] == {"till_remaining": 900, "per_customer": 100, "period": "month",
-                             "period_key": "month:2026-12"}
+                             "period_key": "month:2026-12",
+                             "lease_expires": "2026-12-01T00:45:00+00:00"}
     assert caps["launch"]["till_remaining"] == 30
 
 
@@ -98,12 +99,12 @@ def test_a_till_gets_its_share_of_what_remains(tmp_path):
     conn, v = setup(tmp_path, tills=3)
     journal_sale(conn, 1, "c1", {"launch": 10, "promo": 60}, NOV, v)
     campaign_budgets.account_pending(conn)
-    caps = campaign_budgets.till_allowances(conn, campaign_budgets.budgets(conn), NOV)
+    caps = campaign_budgets.till_allowances(conn, "t0", campaign_budgets.budgets(conn), NOV)
     assert caps["launch"]["till_remaining"] == 13  # (50 - 10) // 3
     assert caps["promo"]["till_remaining"] == 313  # (1000 - 60) // 3
     journal_sale(conn, 2, "c1", {"launch": 45}, NOV, v)  # tills overshot offline
     campaign_budgets.account_pending(conn)
-    caps = campaign_budgets.till_allowances(conn, campaign_budgets.budgets(conn), NOV)
+    caps = campaign_budgets.till_allowances(conn, "t0", campaign_budgets.budgets(conn), NOV)
     assert caps["launch"]["till_remaining"] == 0  # never negative
 
 

@@ -192,7 +192,7 @@ def test_budget_periods_are_the_programmes_calendar(tmp_path):
         rulesets.publish(conn, doc, "test", new_year_moscow)
         (budget,) = campaign_budgets.budgets(conn).values()
         assert budget.zone == MOSCOW
-        allowances = campaign_budgets.till_allowances(conn, {"promo": budget},
+        allowances = campaign_budgets.till_allowances(conn, "t0", {"promo": budget},
                                                       new_year_moscow)
         assert allowances["promo"]["period_key"] == "month:2027-01"
     finally:
