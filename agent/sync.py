@@ -38,6 +38,9 @@ from protocol.wire import InvalidMessage, map_value_bytes, unpack, unpack_in_ste
 
 log = logging.getLogger(__name__)
 
+# Storing customers: each step on the event loop aims at this long, in chunks of so many.
+CHUNK_TARGET_S = 0.008
+MIN_CHUNK, MAX_CHUNK = 10, 1000
 MAX_BACKOFF_S = retry_policy.DEFAULT_CAP_S
 # A batch the central refused as malformed (400, 413, 422) would be refused again: the till
 # holds it, says so in its status, and offers it again only this often (or after a restart,
@@ -100,6 +103,7 @@ class SyncClient:
         # Compared with the central's position once per start, and again after a refusal.
         self.position_checked = False
         self._customer_pull: asyncio.Future[int] | None = None
+        self._chunk = customers.CHUNK  # customers stored per step (see _apply)
 
     def _failed(self, e: CentralError) -> None:
         self.state.failures += 1
@@ -360,10 +364,21 @@ class SyncClient:
         return delta
 
     async def _apply(self, delta: dict) -> None:
-        """A page in chunks, yielding to the POS API between them."""
+        """A page in chunks, yielding to the POS API between them. A chunk's size follows
+        what the last one took: a million cached members make each change a few random
+        reads, and the POS must not wait for more than a few milliseconds of them."""
         page = delta["customers"]
-        for start in range(0, len(page), customers.CHUNK):
-            customers.apply_chunk(self.db, delta, page[start:start + customers.CHUNK])
+        start = 0
+        while start < len(page):
+            size = self._chunk
+            began = time.perf_counter()
+            customers.apply_chunk(self.db, delta, page[start:start + size])
+            took = time.perf_counter() - began
+            start += size
+            if took > CHUNK_TARGET_S and size > MIN_CHUNK:
+                self._chunk = max(MIN_CHUNK, size // 2)
+            elif took < CHUNK_TARGET_S / 2 and size < MAX_CHUNK:
+                self._chunk = min(MAX_CHUNK, size * 2)
             await asyncio.sleep(0)
         with store.without_fsync(self.db):
             customers.finish_page(self.db, delta)
