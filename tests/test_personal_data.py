@@ -141,8 +141,8 @@ async def test_the_journal_says_which_birthday_window_held_never_the_date(
         aiohttp_client: Callable, tmp_path: Path):
     now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     rig = Rig(tmp_path, clock=lambda: now)
-    rig.checkout.rules.add(prepare(SignedRuleSet(2, "2020-01-01T00:00:00+00:00",
-                                                 birthday_doc())))
+    await rig.checkout.rules.add(prepare(SignedRuleSet(2, "2020-01-01T00:00:00+00:00",
+                                                       birthday_doc())))
     till_customers.apply_deltas(rig.db, {
         "customers": [{"id": "c1", "available": 0, "pending": 0, "debt": 0,
                        "birthday": "11-24", "cards": [card_token(CARD_SECRET, CARD)]}],
