@@ -110,16 +110,24 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+# How deep the release looks: a rule set's campaigns (or a document's) are three levels
+# down, and each frees quickly on its own; walking every object would cost more than it saves.
+RELEASE_DEPTH = 3
+
+
 def _release(holder: list[Any]) -> None:
     order: list[Any] = [holder.pop()]
     seen = {id(order[0])}
-    i = 0
-    while i < len(order):
-        for ref in gc.get_referents(order[i]):
-            if id(ref) not in seen and _owned(ref):
-                seen.add(id(ref))
-                order.append(ref)
-        i += 1
+    level = [order[0]]
+    for _ in range(RELEASE_DEPTH):
+        below = []
+        for obj in level:
+            for ref in gc.get_referents(obj):
+                if id(ref) not in seen and _owned(ref):
+                    seen.add(id(ref))
+                    below.append(ref)
+        order.extend(below)
+        level = below
     order.reverse()
     while order:
         order.pop()
