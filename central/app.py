@@ -61,20 +61,23 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
              reprice_every: float | None = REPRICING_INTERVAL_S,
              card_keys_file: Path | None = None,
              trusted_proxies: TrustedProxies = NO_PROXIES,
-             sms: SmsGateway | None = None) -> web.Application:
+             sms: SmsGateway | None = None,
+             database: str | None = None) -> web.Application:
     """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
     `sms` sends the one-time codes tills ask for (central.presence); None: none are sent.
 
     The card keys are read once, here: from the systemd credential, else `card_keys_file`
     (default `<data>-keys/card-keys`), never from the data directory.
-    `trusted_proxies` are the addresses whose X-Forwarded-For names the real caller."""
+    `trusted_proxies` are the addresses whose X-Forwarded-For names the real caller.
+    `database`: a PostgreSQL URL; by default the SQLite file `<data>/central.db`. The data
+    directory holds the central's secrets either way."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
         middlewares=[errors_middleware, api_office.admin_auth_middleware],
         client_max_size=MAX_REQUEST_BYTES,
     )
-    conn = db.connect(data_dir / "central.db")
+    conn = db.connect(database or data_dir / "central.db")
     rulesets.ensure_default(conn, clock())
     app[DB] = conn
     app[api_sync.SIGNED_RULESETS] = rulesets.SignedRuleSets()
@@ -176,7 +179,8 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
                 tls: tuple[Path, Path] | None = None,
                 trusted_proxies: TrustedProxies = NO_PROXIES,
                 sms: SmsGateway | None = None,
-                metrics_at: tuple[str, int] | None = None) -> None:
+                metrics_at: tuple[str, int] | None = None,
+                database: str | None = None) -> None:
     """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart."""
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
@@ -186,7 +190,7 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
     app = make_app(data_dir, card_keys_file=card_keys_file, trusted_proxies=trusted_proxies,
-                   sms=sms)
+                   sms=sms, database=database)
     runner = web.AppRunner(app, keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     metrics_runner = None
@@ -201,8 +205,9 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(bound))
         tmp.replace(port_file)
-    log.info("central listening on %s://%s:%d (data in %s)", "https" if tls else "http",
-             host, bound, data_dir)
+    log.info("central listening on %s://%s:%d (data in %s, database %s)",
+             "https" if tls else "http", host, bound, data_dir,
+             db.redacted(database) if database else data_dir / "central.db")
     notifier = sdnotify.SystemdNotifier()
     notifier.notify("READY=1")
     tasks = []

@@ -33,6 +33,7 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
         default=Path(DEFAULT_DATA),
         help="directory for the database and keys (default: %(default)s)",
     )
+    database_arg(run)
     run.add_argument("--host", default="127.0.0.1", help="address to listen on")
     run.add_argument("--port", type=int, default=8600, help="port (0 picks a free one)")
     run.add_argument("--port-file", type=Path, help="write the bound port here once listening")
@@ -76,8 +77,22 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
 
     tok = csub.add_parser("enrol-token", help="print a one-time token to enrol a till")
     tok.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data directory")
+    database_arg(tok)
     tok.add_argument("--store", required=True, help="store the till belongs to")
     tok.set_defaults(func=_enrol_token)
+
+
+def database_arg(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--database", metavar="URL", type=_database_url,
+                     help="a PostgreSQL database, postgresql://USER@HOST:PORT/NAME (the"
+                          " password from ~/.pgpass or PGPASSWORD, not the command line);"
+                          " default: the SQLite file DATA/central.db")
+
+
+def _database_url(value: str) -> str:
+    if not db.is_url(value):
+        raise argparse.ArgumentTypeError("give a postgresql:// URL")
+    return value
 
 
 def card_keys_arg(cmd: argparse.ArgumentParser) -> None:
@@ -108,9 +123,13 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--trusted-proxy: {e}") from None
     try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
-                          args.card_keys, tls, proxies, _sms_gateway(args), metrics_at))
+                          args.card_keys, tls, proxies, _sms_gateway(args), metrics_at,
+                          args.database))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
+        return 2
+    except db.DatabaseError as e:
+        print(f"database: {e}", file=sys.stderr)
         return 2
     return 0
 
@@ -145,8 +164,11 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _enrol_token(args: argparse.Namespace) -> int:
-    args.data.mkdir(parents=True, exist_ok=True)
-    conn = db.connect(args.data / "central.db")
+    if args.database:
+        conn = db.connect(args.database)
+    else:
+        args.data.mkdir(parents=True, exist_ok=True)
+        conn = db.connect(args.data / "central.db")
     try:
         print(tills.create_enrolment_token(conn, args.store, utcnow()))
     finally:

@@ -12,6 +12,7 @@ identity column); a step whose SQL differs otherwise gives both (`PerDialect`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "is_url",
     "migrate",
     "next_counter",
+    "redacted",
     "transaction",
 ]
 
@@ -354,6 +356,11 @@ MIGRATIONS: list[str | PerDialect] = [
 
 def is_url(target: Path | str) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 def connect(target: Path | str) -> Connection:

@@ -1,8 +1,9 @@
-"""Fixtures shared across test modules: a central app on a temporary SQLite file."""
+"""Fixtures shared across test modules: a central app on a temporary database, SQLite and
+PostgreSQL in turn (tests/databases.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from central.app import make_app
 from central.web_common import DB, SECRETS
+from tests.databases import KINDS, postgres_schema
 
 
 class FakeClock:
@@ -30,10 +32,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=KINDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a test's central keeps its data: a new SQLite file, then a new PostgreSQL
+    schema (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield tmp_path / "central.db"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
 @pytest.fixture
-async def central(aiohttp_client: Callable, tmp_path: Path, clock: FakeClock):
-    """A test client for a central app on its own data directory."""
-    app = make_app(tmp_path / "central", clock, reprice_every=None)  # tests re-price by hand
+async def central(aiohttp_client: Callable, tmp_path: Path, clock: FakeClock,
+                  database: Path | str):
+    """A test client for a central app on its own data directory and database."""
+    app = make_app(tmp_path / "central", clock, reprice_every=None,  # tests re-price by hand
+                   database=database if isinstance(database, str) else None)
     client = await aiohttp_client(app)
     client.db = app[DB]
     client.secrets = app[SECRETS]
@@ -42,11 +57,23 @@ async def central(aiohttp_client: Callable, tmp_path: Path, clock: FakeClock):
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
+def store_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """The database of a store's central process: its SQLite file (None) unless the test
+    module parametrizes this fixture (`indirect`) with KINDS, as those that exercise the
+    central do; tests of the till alone need not run twice."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def store(tmp_path: Path, store_database: str | None):
     """A store of real processes: a central, and one till with its simulated devices."""
     from tillpoint.store_harness import StoreHarness
 
-    async with StoreHarness(tmp_path) as s:
+    async with StoreHarness(tmp_path, database=store_database) as s:
         await s.start_central()
         await s.add_till("till-1")
         yield s

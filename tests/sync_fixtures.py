@@ -26,9 +26,10 @@ from protocol.signing import parse_public_key, public_key_hex
 
 
 @pytest.fixture
-async def live_central(aiohttp_client, tmp_path: Path):
+async def live_central(aiohttp_client, tmp_path: Path, database: Path | str):
     """A central test server on the real clock: tills sign requests with the real time."""
-    app = make_app(tmp_path / "central", utcnow, reprice_every=None)
+    app = make_app(tmp_path / "central", utcnow, reprice_every=None,
+                   database=database if isinstance(database, str) else None)
     client = await aiohttp_client(app)
     client.db = app[DB]
     client.secrets = app[SECRETS]

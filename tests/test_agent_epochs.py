@@ -12,8 +12,11 @@ central = live_central  # the fixture these tests call `central`
 
 
 def held(central, till_id: str) -> list[tuple[str, int]]:
+    # In the order the central took them in (central.ingest_log).
     return [(r["epoch"], r["seq"]) for r in central.db.execute(
-        "SELECT epoch, seq FROM journal WHERE till_id = ? ORDER BY rowid", (till_id,))]
+        "SELECT j.epoch, j.seq FROM ingest_log l JOIN journal j ON j.till_id = l.till_id"
+        " AND j.epoch = l.epoch AND j.seq BETWEEN l.first_seq AND l.last_seq"
+        " WHERE l.till_id = ? ORDER BY l.ingest_seq, j.seq", (till_id,))]
 
 
 def alerts(central) -> list[str]:

@@ -13,8 +13,8 @@ NOV = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
 
 
-def setup(tmp_path, tills: int = 1):
-    conn = db.connect(tmp_path / "c.db")
+def setup(database, tills: int = 1):
+    conn = db.connect(database)
     doc = default_ruleset_doc()
     doc["campaigns"].append({"id": "promo", "priority": 5,
                              "effect": {"type": "per_receipt", "points": 60},
@@ -56,8 +56,8 @@ def test_period_keys_roll_over():
     assert period_key("month", msk) == "month:2026-11"
 
 
-def test_budgets_are_stored_at_publish_and_back_filled(tmp_path):
-    conn, version = setup(tmp_path)
+def test_budgets_are_stored_at_publish_and_back_filled(database):
+    conn, version = setup(database)
     got = campaign_budgets.budgets(conn)
     assert got["promo"] == campaign_budgets.Budget(1000, 100, "month")
     assert got["launch"] == campaign_budgets.Budget(50, None, "campaign")
@@ -70,8 +70,8 @@ def test_budgets_are_stored_at_publish_and_back_filled(tmp_path):
     assert campaign_budgets.budgets(conn, version) == got
 
 
-def test_sales_count_in_total_and_per_customer_period_and_returns_give_nothing_back(tmp_path):
-    conn, v = setup(tmp_path)
+def test_sales_count_in_total_and_per_customer_period_and_returns_give_nothing_back(database):
+    conn, v = setup(database)
     journal_sale(conn, 1, "c1", {"base": 22, "promo": 60, "launch": 10}, NOV, v)
     journal_sale(conn, 2, "c1", {"promo": 40}, NOV, v)
     journal_sale(conn, 3, None, {"launch": 10}, NOV, v)  # anonymous: total only
@@ -95,8 +95,8 @@ def test_sales_count_in_total_and_per_customer_period_and_returns_give_nothing_b
     assert caps["launch"]["till_remaining"] == 30
 
 
-def test_a_till_gets_its_share_of_what_remains(tmp_path):
-    conn, v = setup(tmp_path, tills=3)
+def test_a_till_gets_its_share_of_what_remains(database):
+    conn, v = setup(database, tills=3)
     journal_sale(conn, 1, "c1", {"launch": 10, "promo": 60}, NOV, v)
     campaign_budgets.account_pending(conn)
     caps = campaign_budgets.till_allowances(conn, "t0", campaign_budgets.budgets(conn), NOV)
@@ -108,8 +108,8 @@ def test_a_till_gets_its_share_of_what_remains(tmp_path):
     assert caps["launch"]["till_remaining"] == 0  # never negative
 
 
-def test_deltas_carry_allowances_and_the_accounted_sequence(tmp_path):
-    conn, v = setup(tmp_path)
+def test_deltas_carry_allowances_and_the_accounted_sequence(database):
+    conn, v = setup(database)
     journal_sale(conn, 1, "c1", {"promo": 60}, NOV, v)
     campaign_budgets.account_pending(conn)
     delta = deltas.customer_deltas(conn, "t0", 0, NOV)

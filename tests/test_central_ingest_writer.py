@@ -17,8 +17,8 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = db.connect(tmp_path / "central.db")
+def conn(database):
+    c = db.connect(database)
     c.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ?)", (iso(NOW),))
     yield c
     c.close()

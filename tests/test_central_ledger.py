@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from central import db, ledger
 from central.clock import iso
+from tests.databases import KINDS, fresh_database
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = db.connect(tmp_path / "ledger.db")
+def conn(database):
+    c = db.connect(database)
     yield c
     c.close()
 
@@ -126,11 +127,16 @@ operations = st.lists(
 )
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-def test_balance_always_equals_the_sum_of_ledger_movements(tmp_path_factory, ops):
-    conn = db.connect(tmp_path_factory.mktemp("prop") / "l.db")
+def test_balance_always_equals_the_sum_of_ledger_movements(tmp_path_factory, kind, ops):
+    with fresh_database(kind, tmp_path_factory.mktemp("prop")) as target:
+        _balance_story(db.connect(target), ops)
+
+
+def _balance_story(conn: db.Connection, ops: list) -> None:
     cid = customer(conn)
     now = T0
     earned = dict.fromkeys(range(5), 0)
@@ -192,13 +198,20 @@ def _story(conn) -> list:
     return [[tuple(r) for r in rows] for rows in out]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(ops=batch_operations, due=st.sampled_from(["nothing", "activation", "debt"]))
-def test_a_batch_ledger_leaves_what_one_operation_at_a_time_leaves(tmp_path_factory, ops, due):
+def test_a_batch_ledger_leaves_what_one_operation_at_a_time_leaves(tmp_path_factory, kind, ops,
+                                                                   due):
     """BatchLedger groups pending earnings and skips needless maturing: nothing else."""
     base = tmp_path_factory.mktemp("batch")
-    conns = [db.connect(base / "one.db"), db.connect(base / "batch.db")]
+    with fresh_database(kind, base) as one, fresh_database(kind, base) as batch:
+        _compare_batch(db.connect(one), db.connect(batch), ops, due)
+
+
+def _compare_batch(one: db.Connection, batch: db.Connection, ops: list, due: str) -> None:
+    conns = [one, batch]
     try:
         for conn in conns:
             for cid in ("c0", "c1"):

@@ -17,8 +17,8 @@ LINES = [{"sku": "300", "name": "Socks", "qty": 3000, "price": 15000, "vat": "10
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = db.connect(tmp_path / "central.db")
+def conn(database):
+    c = db.connect(database)
     yield c
     c.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from central import campaign_budgets, db, ingest_log, repricing
 from central.db_sqlite import SQLiteConnection
 from protocol.rules import default_ruleset_doc
 from protocol.wire import pack
+from tests.databases import postgres_schema
 
 MIGRATE = """
 import sys, time
@@ -25,8 +27,9 @@ db.connect(sys.argv[1]).close()
 """
 
 
-def test_processes_migrating_a_new_database_at_once_migrate_it_once(tmp_path: Path):
-    target, go = tmp_path / "central.db", tmp_path / "go"
+def test_processes_migrating_a_new_database_at_once_migrate_it_once(tmp_path: Path,
+                                                                     database: Path | str):
+    target, go = database, tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", MIGRATE, str(target), str(go)],
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     time.sleep(0.5)  # let the interpreters start: they then wait for the same instant
@@ -51,12 +54,12 @@ def _sale(version: int, campaign_points: int) -> dict:
             "detail": {"settlement": {"campaign_totals": {"promo": campaign_points}}}}
 
 
-def _budgeted(tmp_path: Path) -> tuple[db.Connection, int]:
+def _budgeted(database: Path | str) -> tuple[db.Connection, int]:
     from datetime import UTC, datetime
 
     from central import rulesets
 
-    conn = db.connect(tmp_path / "c.db")
+    conn = db.connect(database)
     doc = default_ruleset_doc()
     doc["campaigns"].append({"id": "promo", "priority": 5,
                              "effect": {"type": "per_receipt", "points": 60},
@@ -66,8 +69,8 @@ def _budgeted(tmp_path: Path) -> tuple[db.Connection, int]:
 
 
 def test_followers_read_in_the_order_ingest_committed_not_the_order_rows_were_written(
-        tmp_path: Path):
-    conn, v = _budgeted(tmp_path)
+        database: Path | str):
+    conn, v = _budgeted(database)
     # Till a's entry was written first but its transaction committed last: the follower
     # that has seen b's must still see a's.
     _journal(conn, "a", 1, _sale(v, 1))
@@ -82,8 +85,8 @@ def test_followers_read_in_the_order_ingest_committed_not_the_order_rows_were_wr
     assert conn.execute("SELECT used FROM campaign_usage").fetchone()[0] == 11
 
 
-def test_pages_end_on_whole_batches(tmp_path: Path):
-    conn, v = _budgeted(tmp_path)
+def test_pages_end_on_whole_batches(database: Path | str):
+    conn, v = _budgeted(database)
     for seq in range(1, 6):
         _journal(conn, "a", seq, _sale(v, 1))
     ingest_log.record(conn, [("a", "ep", 1, 3), ("a", "ep", 4, 5)])
@@ -94,10 +97,10 @@ def test_pages_end_on_whole_batches(tmp_path: Path):
     assert ingest_log.entries_behind(conn, 1) == 2
 
 
-def test_a_follower_that_another_process_overtook_counts_nothing_twice(tmp_path: Path,
+def test_a_follower_that_another_process_overtook_counts_nothing_twice(database: Path | str,
                                                                         monkeypatch):
-    conn, v = _budgeted(tmp_path)
-    other = SQLiteConnection(tmp_path / "c.db")  # a second process's connection
+    conn, v = _budgeted(database)
+    other = db.connect(database)  # a second process's connection
     for seq in range(1, 4):
         _journal(conn, "a", seq, _sale(v, 5))
     ingest_log.record(conn, [("a", "ep", 1, 3)])
@@ -121,6 +124,7 @@ def test_a_follower_that_another_process_overtook_counts_nothing_twice(tmp_path:
     assert ingest_log.claim(other, "repricing", "journal", start, 1)
     assert repricing.reprice_pending(conn, _now()) == 0
     other.close()
+    conn.close()
 
 
 def _now():
@@ -147,3 +151,54 @@ def test_an_existing_database_keeps_its_followers_where_they_were(tmp_path: Path
     assert campaign_budgets.behind(conn) == 1
     assert ingest_log.record(conn, [("a", "ep", 4, 4)]) == 4  # numbering carries on
     conn.close()
+
+
+def test_a_number_is_taken_only_after_the_one_before_it_committed():
+    """On PostgreSQL, transactions commit in any order: a second ingest transaction waits
+    for the first's number to commit before taking the next, so a follower never sees 2
+    without 1 (and a rolled-back number is taken again: no gaps)."""
+    with postgres_schema() as url:
+        first, second, follower = db.connect(url), db.connect(url), db.connect(url)
+        try:
+            _numbered_in_commit_order(first, second, follower)
+        finally:
+            for c in (first, second, follower):
+                c.close()
+
+
+def _numbered_in_commit_order(first: db.Connection, second: db.Connection,
+                              follower: db.Connection) -> None:
+    for till in ("a", "b", "c"):
+        _journal(first, till, 1, {"kind": "sale"})
+    second_took: list[int] = []
+    with first.transaction():
+        assert ingest_log.record(first, [("a", "ep", 1, 1)]) == 1
+        pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        def later_transaction() -> None:
+            with second.transaction():
+                second_took.append(ingest_log.record(second, [("b", "ep", 1, 1)]))
+
+        thread = threading.Thread(target=later_transaction)
+        thread.start()
+        # Until the second transaction waits on the first's lock of the counter.
+        deadline = time.monotonic() + 30
+        while not follower.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))",
+                (pid,)).fetchone():
+            assert time.monotonic() < deadline, "the second transaction never waited"
+            time.sleep(0.01)
+        assert second_took == []
+        assert ingest_log.entries_after(follower, 0, 10, "j.till_id").rows == []
+    thread.join(timeout=30)
+    assert second_took == [2]
+    page = ingest_log.entries_after(follower, 0, 10, "j.till_id")
+    assert [r[0] for r in page.rows] == ["a", "b"]
+    # A number whose transaction rolled back is taken again.
+    try:
+        with first.transaction():
+            assert ingest_log.record(first, [("c", "ep", 1, 1)]) == 3
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert ingest_log.record(second, [("c", "ep", 1, 1)]) == 3

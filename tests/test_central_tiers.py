@@ -49,14 +49,14 @@ def test_without_tiers_nothing_is_tracked():
     assert tiers.effective(None, "vip", None, 0, at(1)) == ("vip", 0)
 
 
-def test_rollover_marks_customers_changed_and_materialises_the_new_tier(tmp_path):
+def test_rollover_marks_customers_changed_and_materialises_the_new_tier(database):
     from central import customers, db, rulesets
     from protocol.card_keys import CardKeyring, new_key
     from protocol.rules import default_ruleset_doc
 
     keys = CardKeyring([new_key(1, at(1))])
 
-    conn = db.connect(tmp_path / "c.db")
+    conn = db.connect(database)
     try:
         doc = default_ruleset_doc()
         doc["tiers"] = MONTHLY

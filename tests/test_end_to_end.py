@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.databases import ON_BOTH_DATABASES
 from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness
 
@@ -38,6 +39,7 @@ async def assert_central_repriced_every_sale_alike(store: StoreHarness) -> None:
     assert progress["checked"] > 0 and progress["mismatches"] == 0, progress
 
 
+@ON_BOTH_DATABASES
 async def test_checkout_from_card_swipe_to_central_ledger(store: StoreHarness):
     till = store.tills[0]
     created = await store.office("POST", "/api/v1/customers",
@@ -224,6 +226,7 @@ async def test_campaign_discount_and_points_as_a_payment_on_the_fiscal_receipt(
     assert e.value.status == 422 and "campaigns[0].effect.percent" in e.value.body["error"]
 
 
+@ON_BOTH_DATABASES
 async def test_profile_from_head_office_reaches_the_till_and_its_campaigns(
         store: StoreHarness):
     """Birthday and an activated personal offer, set at head office, change what a till
@@ -271,6 +274,7 @@ async def test_profile_from_head_office_reaches_the_till_and_its_campaigns(
     assert e.value.status == 400 and "YYYY-MM-DD" in e.value.body["error"]
 
 
+@ON_BOTH_DATABASES
 async def test_campaign_budget_runs_out_at_the_till_and_at_the_central(store: StoreHarness):
     """A campaign capped at 100 points per customer a month: the till grants up to the cap,
     then stops and says why; the central's count agrees once the till has synced."""
@@ -314,7 +318,7 @@ async def test_campaign_budget_runs_out_at_the_till_and_at_the_central(store: St
     assert third["earned"] == 22
 
     await store.wait_synced()
-    conn = db.connect(store.workdir / "central" / "central.db")
+    conn = db.connect(store.central_database)
     try:
         async def central_counted() -> dict | None:
             if campaign_budgets.behind(conn):
@@ -334,6 +338,7 @@ async def test_campaign_budget_runs_out_at_the_till_and_at_the_central(store: St
     await assert_central_repriced_every_sale_alike(store)  # the capped grant included
 
 
+@ON_BOTH_DATABASES
 async def test_a_cross_offer_earned_on_one_purchase_pays_on_the_next_only(
         store: StoreHarness):
     """Cosmetics buyers get 100 bonus points on perfume next time, once."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.databases import ON_BOTH_DATABASES
 from tests.fault_proxy import FaultPlan, FaultProxy
 from tillpoint.store_harness import ApiError, StoreHarness
 
@@ -16,8 +17,10 @@ CAPS = {"redeem_per_receipt": 300, "redeem_per_card_day": 400, "till_outstanding
         "max_offline_s": 3600, "actor": "risk@head-office"}
 
 
-async def test_overspend_across_two_offline_tills_stays_within_caps(tmp_path):
-    async with StoreHarness(tmp_path) as store:
+@ON_BOTH_DATABASES
+async def test_overspend_across_two_offline_tills_stays_within_caps(tmp_path,
+        store_database: str | None):
+    async with StoreHarness(tmp_path, database=store_database) as store:
         await store.start_central()
         proxy = FaultProxy(store.central_url, FaultPlan(rate=0.0))
         store.till_central_url = await proxy.start()

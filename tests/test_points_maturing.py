@@ -17,6 +17,7 @@ from central import db, ledger
 from central.clock import iso
 from protocol import balances
 from protocol.balances import Balance, Credit, Earn, Lot, Spend, State
+from tests.databases import KINDS, fresh_database
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EMPTY = State((), 0)
@@ -79,8 +80,8 @@ def test_lots_travel_to_tills_and_back_unchanged():
 # -- the central against the replay -----------------------------------------------------------
 
 @pytest.fixture
-def conn(tmp_path):
-    c = db.connect(tmp_path / "ledger.db")
+def conn(database):
+    c = db.connect(database)
     c.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ?)", (iso(T0),))
     yield c
     c.close()
@@ -116,11 +117,16 @@ story = st.lists(
     min_size=1, max_size=25)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(ops=story, job=st.booleans())
-def test_every_read_equals_the_replay_of_the_story(tmp_path_factory, ops, job):
-    conn = db.connect(tmp_path_factory.mktemp("replay") / "ledger.db")
+def test_every_read_equals_the_replay_of_the_story(tmp_path_factory, kind, ops, job):
+    with fresh_database(kind, tmp_path_factory.mktemp("replay")) as target:
+        _replay_story(db.connect(target), ops, job)
+
+
+def _replay_story(conn: db.Connection, ops: list, job: bool) -> None:
     conn.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ?)", (iso(T0),))
     try:
         events: list[balances.Event] = []

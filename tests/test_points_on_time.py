@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from protocol.rules import default_ruleset_doc
+from tests.databases import ON_BOTH_DATABASES
 from tests.fault_proxy import FaultPlan, FaultProxy
 from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness, Till
@@ -38,8 +39,10 @@ async def till_balance(store: StoreHarness, till: Till) -> dict:
     return (await store.pos(till, "POST", "/pos/v1/identify", {"card_number": CARD}))["balance"]
 
 
-async def test_points_mature_on_time_at_head_office_and_at_an_offline_till(tmp_path):
-    async with StoreHarness(tmp_path, movable_clock=True) as store:
+@ON_BOTH_DATABASES
+async def test_points_mature_on_time_at_head_office_and_at_an_offline_till(tmp_path,
+        store_database: str | None):
+    async with StoreHarness(tmp_path, movable_clock=True, database=store_database) as store:
         await store.start_central()
         store.set_time(DAY0)
         doc = copy.deepcopy(default_ruleset_doc())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import ON_BOTH_DATABASES
 from tillpoint.processes import wait_for
 from tillpoint.store_harness import ApiError, StoreHarness
 
@@ -34,9 +35,10 @@ async def outcome(coro) -> tuple[int, dict]:
         return e.status, e.body
 
 
+@ON_BOTH_DATABASES
 async def test_a_sale_returned_at_another_till_refunds_the_card_first_and_its_own_points(
-        tmp_path: Path):
-    async with StoreHarness(tmp_path) as store:
+        tmp_path: Path, store_database: str | None):
+    async with StoreHarness(tmp_path, database=store_database) as store:
         await store.start_central()
         one = await store.add_till("till-1")
         two = await store.add_till("till-2")
@@ -73,8 +75,10 @@ async def test_a_sale_returned_at_another_till_refunds_the_card_first_and_its_ow
         assert e.value.status == 409 and "would exceed the 1000 bought" in e.value.body["error"]
 
 
-async def test_two_tills_returning_the_same_line_at_once_cannot_both_succeed(tmp_path: Path):
-    async with StoreHarness(tmp_path) as store:
+@ON_BOTH_DATABASES
+async def test_two_tills_returning_the_same_line_at_once_cannot_both_succeed(tmp_path: Path,
+        store_database: str | None):
+    async with StoreHarness(tmp_path, database=store_database) as store:
         await store.start_central()
         one = await store.add_till("till-1")
         two = await store.add_till("till-2")

@@ -175,7 +175,7 @@ async def test_head_office_is_told_which_field_holds_a_wrong_zone(central):
     assert resp.status == 201
 
 
-def test_budget_periods_are_the_programmes_calendar(tmp_path):
+def test_budget_periods_are_the_programmes_calendar(database):
     from central import campaign_budgets, db, rulesets
     from protocol.budget_periods import period_key
 
@@ -183,7 +183,7 @@ def test_budget_periods_are_the_programmes_calendar(tmp_path):
     assert period_key("month", new_year_moscow) == "month:2026-12"
     assert period_key("month", new_year_moscow, MOSCOW) == "month:2027-01"
     assert period_key("year", new_year_moscow, MOSCOW) == "year:2027"
-    conn = db.connect(tmp_path / "c.db")
+    conn = db.connect(database)
     try:
         doc = doc_with({"id": "promo", "priority": 5,
                         "effect": {"type": "per_receipt", "points": 60},

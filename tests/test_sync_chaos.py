@@ -18,6 +18,7 @@ import pytest
 
 from agent import journal
 from agent.store import open_store
+from tests.databases import ON_BOTH_DATABASES
 from tests.fault_proxy import FAULTS, FaultPlan, FaultProxy
 from tillpoint.demo import card_number
 from tillpoint.processes import wait_for
@@ -108,9 +109,10 @@ async def sell(store: StoreHarness, chaos: Chaos, till: Till, customers: list[st
                            f"{till.name} to come back", timeout=90)
 
 
-async def test_ledger_equals_journals_after_faults_and_kills(tmp_path):
+@ON_BOTH_DATABASES
+async def test_ledger_equals_journals_after_faults_and_kills(tmp_path, store_database: str | None):
     rng = random.Random(20261123)
-    async with StoreHarness(tmp_path) as store:
+    async with StoreHarness(tmp_path, database=store_database) as store:
         await store.start_central()
         proxy = FaultProxy(store.central_url, FaultPlan(rate=0.0), seed=7)
         store.till_central_url = await proxy.start()

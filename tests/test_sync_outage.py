@@ -66,7 +66,10 @@ async def test_a_day_offline_then_every_receipt_once_and_in_order(live_central, 
         assert last == 1 + 2 * 144
         assert await till.sync.push() == last
         rows = central.db.execute(
-            "SELECT seq, receipt_id, body FROM journal WHERE till_id = ? ORDER BY rowid",
+            "SELECT j.seq, j.receipt_id, j.body FROM ingest_log l JOIN journal j"
+            " ON j.till_id = l.till_id AND j.epoch = l.epoch"
+            " AND j.seq BETWEEN l.first_seq AND l.last_seq"
+            " WHERE l.till_id = ? ORDER BY l.ingest_seq, j.seq",
             (ident.till_id,)).fetchall()
         assert [r["seq"] for r in rows] == list(range(1, last + 1))  # in order, no gap
         assert len({r["receipt_id"] for r in rows}) == last  # each once

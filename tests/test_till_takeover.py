@@ -229,7 +229,7 @@ async def test_a_quarantined_till_keeps_selling_refuses_redemptions_and_says_so(
     till = store.tills[0]
     cid = (await store.office("POST", "/api/v1/customers",
                               {"card_number": CARD, "welcome_bonus": 1000}))["id"]
-    conn = db.connect(store.workdir / "central" / "central.db")
+    conn = db.connect(store.central_database)
     try:
         with transaction(conn):
             quarantine.quarantine(conn, till.till_id, "entry 3 re-priced otherwise", utcnow())

@@ -60,8 +60,10 @@ class Till:
 
 class StoreHarness:
     def __init__(self, workdir: Path, store: str = "store-1",
-                 movable_clock: bool = False) -> None:
+                 movable_clock: bool = False, database: str | None = None) -> None:
         self.workdir = workdir
+        # The central's database: a PostgreSQL URL, or None for its SQLite file.
+        self.database = database
         self.store = store
         self.procs = Processes(workdir / "logs")
         # With a movable clock every process reads the offset file (agent.clock,
@@ -119,12 +121,18 @@ class StoreHarness:
         port_file.unlink(missing_ok=True)
         self.procs.start("central", tillpoint_cmd(
             "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file),
+            *(["--database", self.database] if self.database else []),
             *self.central_args), env=self.env or None)
         port = await wait_for(lambda: read_file(port_file), "the central to listen",
                               check=self.procs.check_alive)
         scheme = "https" if "--tls-cert" in self.central_args else "http"
         self.central_url = f"{scheme}://127.0.0.1:{port}"
         self.admin_token = (data / "admin-token").read_text().strip()
+
+    @property
+    def central_database(self) -> Path | str:
+        """What central.db.connect takes to open the central's database."""
+        return self.database or self.workdir / "central" / "central.db"
 
     async def office(self, method: str, path: str, body: Any = None,
                      ok: tuple[int, ...] = (200, 201)) -> Any:
