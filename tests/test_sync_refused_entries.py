@@ -5,6 +5,9 @@ so instead of sending it every few seconds, and re-pricing never stops on one en
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -116,6 +119,11 @@ async def test_the_till_holds_a_refused_batch_says_so_and_offers_it_rarely(
         assert again.sync.state.push_held == held
     finally:
         await again.close()
+    # And `tillpoint agent status` says so with the agent stopped (from its database).
+    out = subprocess.run([sys.executable, "-m", "tillpoint", "agent", "status", "--state",
+                          str(tmp_path), "--pos-port", "1"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["push_held"] == held
 
 
 async def test_the_till_holds_a_batch_the_central_refuses(live_central, tmp_path):
