@@ -185,8 +185,7 @@ async def identify(request: web.Request) -> web.Response:
     present = None
     if number is None:
         # The card itself, at the reader: the customer is here, and may spend points.
-        token = next(t for t in tokens if customers.by_token(db, t) == customer_id)
-        present = presence.shown(customer_id, proofs.card(token)).method
+        present = presence.shown(customer_id, proofs.card(tokens)).method
     return web.json_response({
         "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,
         "balance": {"available": view.available, "pending": view.pending},

@@ -193,9 +193,11 @@ def _proof_fails(conn: Connection, till_id: str, e: JournalEntry,
         return "no proof that the customer was present"
     method = proof["method"]
     if method == "card":
-        row = conn.execute("SELECT customer_id FROM cards WHERE token = ?",
-                           (proof["token"],)).fetchone()
-        if row is None or row["customer_id"] != e.customer_id:
+        tokens = proof["tokens"]
+        rows = conn.execute(
+            f"SELECT customer_id FROM cards WHERE token IN ({', '.join('?' * len(tokens))})",
+            tuple(tokens)).fetchall()
+        if not any(r["customer_id"] == e.customer_id for r in rows):
             return "the card presented is not the customer's"
         return None
     if method == "sms":

@@ -1,7 +1,9 @@
 """The proof that the customer was present at the checkout, as a journal entry carries it.
 
 A sale that spends points must show how the customer proved to be there (agent.presence):
-- `card`: the card was presented at the reader; the card token it gave (`token`);
+- `card`: the card was presented at the reader; its card tokens under each card key the
+  till holds, newest first (`tokens`): the central knows the card under one of them, even
+  if it re-keyed the card since the till last heard of it;
 - `app`: a code from the customer's app (protocol.app_codes): `key_version`, `step`,
   `code`, so the central can compute the code again and check its step against the sale
   time, and that no other entry used the same step;
@@ -20,6 +22,7 @@ from protocol.cards import is_card_token
 
 METHODS = ("card", "app", "sms")
 MAX_CHALLENGE = 64
+MAX_TOKENS = 8  # a card's tokens under each card key in its lifetime
 MAX_STEP = 2**40  # 30-second steps: far beyond any date a till sells on
 
 
@@ -27,8 +30,8 @@ class BadProof(ValueError):
     pass
 
 
-def card(token: str) -> dict[str, Any]:
-    return {"method": "card", "token": token}
+def card(tokens: list[str]) -> dict[str, Any]:
+    return {"method": "card", "tokens": list(tokens)}
 
 
 def app(key_version: int, step: int, code: str) -> dict[str, Any]:
@@ -46,13 +49,15 @@ def check(proof: Any) -> dict[str, Any]:
     method = proof.get("method")
     if method not in METHODS:
         raise BadProof(f"method must be one of {', '.join(METHODS)}")
-    expected = {"card": {"method", "token"}, "sms": {"method", "challenge"},
+    expected = {"card": {"method", "tokens"}, "sms": {"method", "challenge"},
                 "app": {"method", "key_version", "step", "code"}}[method]
     if set(proof) != expected:
         raise BadProof(f"a {method} proof has exactly {', '.join(sorted(expected))}")
-    if method == "card" and not (isinstance(proof["token"], str)
-                                 and is_card_token(proof["token"])):
-        raise BadProof("token must be a card token")
+    if method == "card" and not (isinstance(proof["tokens"], list)
+                                 and 0 < len(proof["tokens"]) <= MAX_TOKENS
+                                 and all(isinstance(t, str) and is_card_token(t)
+                                         for t in proof["tokens"])):
+        raise BadProof(f"tokens must be 1 to {MAX_TOKENS} card tokens")
     if method == "sms" and not (isinstance(proof["challenge"], str)
                                 and 0 < len(proof["challenge"]) <= MAX_CHALLENGE
                                 and proof["challenge"].isascii()):

@@ -322,7 +322,7 @@ MSGPACK_HOSTILE = st.one_of(
                                        st.text(max_size=30)),
                              max_size=4), max_size=3),
     st.dictionaries(st.sampled_from(["lines", "lease", "settlement", "customer", "return",
-                                     "method", "token", "step", "code", "challenge"]),
+                                     "method", "tokens", "step", "code", "challenge"]),
                     st.one_of(st.none(), st.integers(), st.text(max_size=5),
                               st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
                               st.lists(st.integers(), max_size=3)),

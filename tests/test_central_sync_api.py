@@ -249,7 +249,7 @@ async def test_overspend_offline_becomes_debt_with_an_alert_and_later_credits_pa
     till = await enrolled_till(central)
     cid = await new_customer(central, bonus=100)
     # the card at the reader: the customer was there, only the till's balance was stale
-    till.sale(cid, redeemed=150, presence=proofs.card(central.secrets.card_keys.token(CARD)[1]))
+    till.sale(cid, redeemed=150, presence=proofs.card([central.secrets.card_keys.token(CARD)[1]]))
     await send(central, till.batch())
     assert await balance(central, cid) == {"available": -50, "pending": 0, "debt": 50}
     kinds = [r["kind"] for r in central.db.execute("SELECT kind FROM alerts")]

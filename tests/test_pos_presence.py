@@ -85,7 +85,7 @@ async def test_the_card_at_the_reader_lets_the_receipt_that_follows_spend(rig: R
     status, done = await sell(rig, 100)
     assert status == 201 and done["redeemed"] == 100
     (entry,) = entries(rig)
-    assert entry.presence == {"method": "card", "token": RigCardKeys().tokens(CARD)[0][1]}
+    assert entry.presence == {"method": "card", "tokens": [RigCardKeys().tokens(CARD)[0][1]]}
     assert journal.verify(rig.db).ok
     # taken by that receipt: the next one needs the customer present again
     assert (await sell(rig, 100))[0] == 403

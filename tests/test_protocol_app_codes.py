@@ -68,8 +68,9 @@ def test_a_journalled_proof_is_checked_field_by_field():
     assert JournalEntry.from_encoded_body(entry(**good)).presence == good
     for bad in ({"method": "app", "key_version": 1, "step": 5, "code": "12345"},
                 {"method": "app", "key_version": "1", "step": 5, "code": "123456"},
-                {"method": "card", "token": "not-a-token"},
-                {"method": "card", "token": "x", "extra": 1},
+                {"method": "card", "tokens": ["not-a-token"]},
+                {"method": "card", "tokens": []},
+                {"method": "card", "token": "x"},
                 {"method": "sms", "challenge": ""}, {"method": "voice"}):
         with pytest.raises(InvalidMessage, match="presence"):
             JournalEntry.from_encoded_body(entry(**bad))
@@ -83,7 +84,7 @@ values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_si
 
 @seed(20261201)
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["method", "token", "challenge", "key_version",
+@given(st.dictionaries(st.sampled_from(["method", "tokens", "challenge", "key_version",
                                         "step", "code", "other"]),
                        values | st.sampled_from(["card", "app", "sms", "123456"]),
                        max_size=5))
