@@ -21,6 +21,7 @@ from agent.central_client import CentralClient
 from agent.store import open_store
 from agent.sync import SyncClient
 from bench import ingest_data
+from bench.scratch_database import scratch_database
 from protocol.journal import JournalEntry, new_receipt_id
 from tillpoint.demo import card_number
 from tillpoint.store_harness import StoreHarness
@@ -28,10 +29,13 @@ from tillpoint.store_harness import StoreHarness
 OFFLINE = timedelta(days=7)
 
 
-async def catch_up(receipts: int, seed: int, members: int = 100) -> dict:
+async def catch_up(receipts: int, seed: int, members: int = 100,
+                   database: str | None = None) -> dict:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="bench-catch-up-") as tmp:
-        async with StoreHarness(Path(tmp)) as store:
+    with tempfile.TemporaryDirectory(prefix="bench-catch-up-") as tmp, \
+            scratch_database(database) as target:
+        url = target if isinstance(target, str) else None
+        async with StoreHarness(Path(tmp), database=url) as store:
             await store.start_central()
             ids = [(await store.office("POST", "/api/v1/customers", {
                 "card_number": card_number(i + 1), "welcome_bonus": 1000}))["id"]
