@@ -124,6 +124,7 @@ def account_pending(conn: Connection, limit: int = CHUNK) -> int:
     with transaction(conn):
         if not ingest_log.claim(conn, "budget_accounting", "journal", start, page.upto):
             return 0  # another process counted these meanwhile
+        ledger.lock_customers(conn, {k[0] for k in per_customer} | offers.customers())
         conn.executemany(
             "INSERT INTO campaign_usage (campaign_id, used) VALUES (?, ?)"
             " ON CONFLICT (campaign_id) DO UPDATE SET used = campaign_usage.used + excluded.used",

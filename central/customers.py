@@ -174,6 +174,7 @@ def adjust(
     if points == 0:
         raise CustomerError(400, "an adjustment of 0 points changes nothing")
     with transaction(conn):
+        ledger.lock_customers(conn, [customer_id])
         read(conn, customer_id)
         _check_balance_after(conn, customer_id, points)
         src = ledger.Source(actor=actor, reason=reason)
@@ -308,9 +309,12 @@ def roll_tier_windows(conn: Connection, now: datetime) -> int:
     if current is None:
         return 0
     with transaction(conn):
+        if not conn.dialect.try_lock(conn, "job:tier-windows"):
+            return 0  # another process is at it
         rows = conn.execute(
             "SELECT id, tier, window_start, window_spend FROM customers"
-            " WHERE window_start IS NOT NULL AND window_start < ? LIMIT ?",
+            " WHERE window_start IS NOT NULL AND window_start < ? ORDER BY id LIMIT ?"
+            + conn.dialect.for_update,
             (current, ROLLOVER_CHUNK),
         ).fetchall()
         for r in rows:

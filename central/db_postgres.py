@@ -58,6 +58,19 @@ class PostgresDialect(Dialect):
             script = pattern.sub(replacement, script)
         return script
 
+    for_update = " FOR UPDATE"
+
+    # Advisory locks of the transaction, keyed by the name in this schema (tests keep each
+    # central in a schema of its own on one server).
+    def lock(self, conn: Connection, name: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema()"
+                     " || ':' || ?, 0))", (name,))
+
+    def try_lock(self, conn: Connection, name: str) -> bool:
+        return bool(conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema()"
+            " || ':' || ?, 0))", (name,)).fetchone()[0])
+
     def lock_migrations(self, conn: Connection) -> None:
         # Held until the transaction ends; one key per schema, so databases (or tests'
         # schemas) on one server do not wait for each other.

@@ -83,6 +83,19 @@ class Dialect(ABC):
     @abstractmethod
     def set_schema_version(self, conn: Connection, version: int, at: str) -> None: ...
 
+    # Appended to a SELECT: lock the rows it returns until the transaction ends (none on
+    # SQLite, whose transactions hold the database's one write lock).
+    for_update: str = ""
+
+    @abstractmethod
+    def lock(self, conn: Connection, name: str) -> None:
+        """Wait for the lock called `name`, held until the transaction ends: one process at
+        a time does what it guards. Inside a transaction."""
+
+    @abstractmethod
+    def try_lock(self, conn: Connection, name: str) -> bool:
+        """Take the lock called `name` if nobody holds it; False if somebody does."""
+
     @abstractmethod
     def lock_migrations(self, conn: Connection) -> None:
         """Take the lock that lets one process at a time migrate; inside a transaction."""

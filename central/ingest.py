@@ -8,10 +8,11 @@ ignored); the next one must chain on from it; anything further is a gap, and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from central import ingest_log, presence, returns, settlement
+from central import ingest_log, ledger, presence, returns, settlement
 from central.alerts import raise_alert, raise_or_count
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
@@ -71,6 +72,7 @@ def ingest(conn: Connection, data: bytes, now: datetime,
         raise
     try:
         with transaction(conn):
+            lock_batches(conn, [batch])
             ack = apply(conn, batch, now, keys)
             ingest_log.record(conn, [ack.range(batch.till_id)] if ack.applied else [])
             return ack
@@ -108,6 +110,18 @@ def verify(conn: Connection, data: bytes, now: datetime) -> Batch:
     except BadSignature as e:
         raise BatchRefused(401, f"batch refused: {e}", alert="bad batch signature",
                            failed_auth=True, till_id=till_for_alert) from None
+
+
+def lock_batches(conn: Connection, batches: Sequence[Batch]) -> None:
+    """First thing in an ingest transaction, for several central processes on one database:
+    one till's batches apply one at a time (a batch and its resend, reaching two processes
+    through a balancer, do not race), and the customers they name are locked before any is
+    changed. Every transaction takes these locks in one order (tills, then customers, each
+    sorted) so none waits on another in a circle. On SQLite the write lock covers it."""
+    for till_id in sorted({b.till_id for b in batches}):
+        conn.dialect.lock(conn, f"till:{till_id}")
+    ledger.lock_customers(conn, {e.customer_id for b in batches for e in b.entries
+                                 if e.customer_id is not None})
 
 
 def refusal_alert(

@@ -109,6 +109,7 @@ class IngestWriter:
         outcomes: list[ingest.Ack | Exception] = []
         try:
             with conn.transaction():
+                ingest.lock_batches(conn, [q.batch for q in group])
                 for q in group:
                     outcome: ingest.Ack | Exception
                     try:

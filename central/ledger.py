@@ -8,6 +8,7 @@ explained entry by entry. Functions here run inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,6 +114,20 @@ def read_customers(conn: Connection, customer_ids: list[str]) -> dict[str, Row]:
         ):
             found[r["id"]] = r
     return found
+
+
+def lock_customers(conn: Connection, customer_ids: Iterable[str]) -> None:
+    """Lock these customers until the transaction ends, before changing any of them: on
+    PostgreSQL two processes must not both read a customer's lots and spend them. In id
+    order, and before other customers are touched, by every transaction that locks
+    several, so no two wait on each other in a circle. (SQLite: the transaction's write
+    lock covers it.)"""
+    if not conn.dialect.for_update:
+        return
+    for chunk in _chunks(sorted(set(customer_ids))):
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"SELECT id FROM customers WHERE id IN ({marks}) ORDER BY id"
+                     + conn.dialect.for_update, chunk).fetchall()
 
 
 def _chunks(ids: list[str]) -> list[list[str]]:
@@ -252,7 +267,11 @@ def mature_due(conn: Connection, now: datetime, limit: int = 500) -> int:
     replay the clock themselves); it keeps the stored figures and the history current.
     Returns how many customers it matured."""
     with transaction(conn):
-        done = [c for c in due_customers(conn, now, limit) if mature(conn, c, now)]
+        if not conn.dialect.try_lock(conn, "job:maturing"):
+            return 0  # another process is at it
+        due = due_customers(conn, now, limit)
+        lock_customers(conn, due)
+        done = [c for c in due if mature(conn, c, now)]
         touch_many(conn, done)
     return len(done)
 

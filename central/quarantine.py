@@ -68,6 +68,7 @@ def release(conn: Connection, till_id: str, actor: str, now: datetime) -> dict |
             " WHERE till_id = ? AND hold = 'quarantine' GROUP BY customer_id",
             (till_id,),
         ).fetchall()
+        ledger.lock_customers(conn, [r["customer_id"] for r in held])
         conn.execute("UPDATE lots SET hold = NULL WHERE till_id = ? AND hold = 'quarantine'",
                      (till_id,))
         for r in held:

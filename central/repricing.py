@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import credits, deliveries, ingest_log, quarantine
+from central import credits, deliveries, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from central.db import Connection, Row, transaction
@@ -137,6 +137,7 @@ def reprice_pending(conn: Connection, now: datetime, limit: int = CHUNK,
     with transaction(conn):
         if not ingest_log.claim(conn, "repricing", "journal", start, page.upto):
             return 0  # another process re-priced these meanwhile
+        ledger.lock_customers(conn, {r["customer_id"] for r in rows if r["customer_id"]})
         for r in rows:
             # Each entry in a savepoint of its own: whatever one entry does, it is reported
             # and passed, and re-pricing goes on with the next (it never stops on one).

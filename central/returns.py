@@ -43,7 +43,9 @@ def returned(conn: Connection, receipt_id: str) -> dict[int, int]:
 
 def reserve(conn: Connection, till_id: str, receipt_id: str, lines: dict[int, int],
             now: datetime) -> dict[str, Any]:
-    """Lease `lines` of a sale for a return at `till_id`; raises Refused with the reason."""
+    """Lease `lines` of a sale for a return at `till_id`; raises Refused with the reason.
+    Inside a transaction; one process at a time leases a receipt."""
+    conn.dialect.lock(conn, f"return:{receipt_id}")
     found = sale(conn, receipt_id)
     if found is None:
         raise Refused(404, "the central holds no sale with this receipt id (its till may not"

@@ -54,7 +54,9 @@ def enrol(
     enrolment.check(public_key_hex, token, proof)
     with transaction(conn):
         row = conn.execute(
-            "SELECT * FROM enrolment_tokens WHERE token_hash = ?", (_hash(token),)
+            # Locked: two processes given the same token at once enrol one till.
+            "SELECT * FROM enrolment_tokens WHERE token_hash = ?" + conn.dialect.for_update,
+            (_hash(token),)
         ).fetchone()
         if row is None:
             raise EnrolmentError(403, "enrolment token is not known")

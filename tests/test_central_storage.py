@@ -202,3 +202,38 @@ def _numbered_in_commit_order(first: db.Connection, second: db.Connection,
     except RuntimeError:
         pass
     assert ingest_log.record(second, [("c", "ep", 1, 1)]) == 3
+
+
+def test_a_customer_locked_by_one_transaction_waits_for_it_in_another():
+    """What keeps two processes from spending one customer's lots at once (ingest,
+    re-pricing and head office lock the customers they change, in id order)."""
+    from central import ledger
+
+    with postgres_schema() as url:
+        first, second, watcher = db.connect(url), db.connect(url), db.connect(url)
+        try:
+            first.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ''), ('c2', '')")
+            locked: list[str] = []
+            with first.transaction():
+                ledger.lock_customers(first, ["c2", "c1"])
+                pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+                def spend() -> None:
+                    with second.transaction():
+                        ledger.lock_customers(second, ["c1"])
+                        locked.append("c1")
+
+                thread = threading.Thread(target=spend)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not watcher.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))",
+                        (pid,)).fetchone():
+                    assert time.monotonic() < deadline, "the second never waited"
+                    time.sleep(0.01)
+                assert locked == []
+            thread.join(timeout=30)
+            assert locked == ["c1"]
+        finally:
+            for c in (first, second, watcher):
+                c.close()
