@@ -77,3 +77,15 @@ async def store(tmp_path: Path, store_database: str | None):
         await s.start_central()
         await s.add_till("till-1")
         yield s
+
+
+@pytest.fixture
+async def rig(aiohttp_client: Callable, tmp_path: Path):
+    """The POS API in-process (tests/pos_rig.py) behind a real HTTP test server. Modules that
+    need a rig set up otherwise (a clock of their own) define their own `rig`."""
+    from tests.pos_rig import Rig
+
+    r = Rig(tmp_path)
+    r.client = await aiohttp_client(r.app())
+    yield r
+    r.db.close()

@@ -7,7 +7,6 @@ import grp
 import os
 import stat
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from tests.pos_rig import Rig
 from tillpoint.store_harness import StoreHarness
 
 SOCKS = {"sku": "S1", "name": "Socks", "qty": 1000, "price": 45000}
-
-
-@pytest.fixture
-async def rig(aiohttp_client: Callable, tmp_path: Path):
-    r = Rig(tmp_path)
-    r.client = await aiohttp_client(r.app())
-    yield r
-    r.db.close()
 
 
 async def test_without_the_secret_or_with_a_wrong_one_nothing_is_answered(rig: Rig):

@@ -4,23 +4,10 @@ to block the next receipt."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
 from protocol import bounds
 from tests.pos_rig import Rig
 
 SOCKS = {"sku": "S1", "name": "Socks", "qty": 1000, "price": 45000}
-
-
-@pytest.fixture
-async def rig(aiohttp_client: Callable, tmp_path: Path):
-    r = Rig(tmp_path)
-    r.client = await aiohttp_client(r.app())
-    yield r
-    r.db.close()
 
 
 async def post_raw(rig: Rig, path: str, raw: bytes):

@@ -3,9 +3,6 @@ hash-chained entry, synced, and shown by the central."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 from agent import journal
@@ -15,14 +12,6 @@ from tests.pos_rig import CASHIER, Rig
 from tillpoint.store_harness import StoreHarness
 
 SOCKS = {"sku": "S1", "name": "Socks", "qty": 1000, "price": 45000, "vat": "22"}
-
-
-@pytest.fixture
-async def rig(aiohttp_client: Callable, tmp_path: Path):
-    r = Rig(tmp_path)
-    r.client = await aiohttp_client(r.app())
-    yield r
-    r.db.close()
 
 
 def entries(rig: Rig) -> list[JournalEntry]:
