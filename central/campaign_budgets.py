@@ -193,6 +193,10 @@ def till_allowances(conn: Connection, till_id: str, current: dict[str, Budget],
     """
     if not current:
         return {}
+    # One till's leases at a time across central processes: two syncs reading the same
+    # free points before either wrote its lease would lend them twice (on SQLite the
+    # transaction's write lock already does this).
+    conn.dialect.lock(conn, "campaign-leases")
     tills = max(1, conn.execute(
         "SELECT COUNT(*) FROM tills WHERE status = 'active'").fetchone()[0])
     capped = [cid for cid, b in current.items() if b.total is not None]

@@ -248,3 +248,58 @@ async def test_two_real_tills_one_selling_grants_the_whole_budget(tmp_path: Path
                        store.procs.check_alive)
         assert usage()[0] == before == BUDGET
         central_db.close()
+
+
+def test_two_processes_leasing_at_once_never_lend_the_same_points_twice():
+    """On PostgreSQL two central processes may renew two tills' leases at the same moment:
+    the second waits for the first's lease and lends only what is still free."""
+    import threading
+
+    from tests.databases import postgres_schema
+
+    with postgres_schema() as url:
+        first, second, watch = db.connect(url), db.connect(url), db.connect(url)
+        try:
+            version = rulesets.publish(first, {**default_ruleset_doc(), "campaigns": [
+                *default_ruleset_doc()["campaigns"],
+                {"id": "big", "priority": 5, "budget": {"total": BUDGET},
+                 "effect": {"type": "per_receipt", "points": PER_RECEIPT}}]}, "test", T0)
+            past = (T0 - timedelta(hours=1)).isoformat()
+            with db.transaction(first):
+                for t in ("t0", "t1"):
+                    first.execute("INSERT INTO tills (id, name, store, public_key,"
+                                  " enrolled_at, current_epoch) VALUES (?, ?, 's1', ?, '',"
+                                  " 'ep')", (t, t, "k" + t))
+                    # Each granted 300 since its last (expired) lease: each asks for 600.
+                    first.execute("INSERT INTO campaign_till_usage VALUES (?, 'big', 300)",
+                                  (t,))
+                    first.execute("INSERT INTO campaign_leases VALUES (?, 'big', 300, 0, ?)",
+                                  (t, past))
+                first.execute("INSERT INTO campaign_usage VALUES ('big', 600)")
+            budgets = campaign_budgets.budgets(first, version)
+            answers: dict[str, int] = {}
+
+            def lease(conn, till_id: str) -> None:
+                with db.transaction(conn):
+                    caps = campaign_budgets.till_allowances(conn, till_id, budgets, T0)
+                    answers[till_id] = caps["big"]["till_remaining"]
+
+            with db.transaction(first):
+                answers["t0"] = campaign_budgets.till_allowances(
+                    first, "t0", budgets, T0)["big"]["till_remaining"]
+                other = threading.Thread(target=lease, args=(second, "t1"))
+                other.start()
+                deadline = time.monotonic() + 30
+                while not watch.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%advisory%'").fetchone():
+                    assert time.monotonic() < deadline, "the second lease never waited"
+                    time.sleep(0.01)
+            other.join(30)
+            assert not other.is_alive()
+            # 400 were free: the first took them all, the second nothing (without the lock
+            # each would have taken 400).
+            assert answers == {"t0": 400, "t1": 0}
+        finally:
+            for c in (first, second, watch):
+                c.close()
