@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgpack
@@ -48,16 +48,22 @@ def unpack_in_steps(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES,
     the interpreter for tens of milliseconds, and the event loop with it."""
     if len(data) > max_bytes:
         raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    return _decode_whole(data, lambda unpacker: _read(unpacker, data, depth))
+
+
+def _decode_whole(data: bytes, read: Callable[[msgpack.Unpacker], Any]) -> Any:
+    """`read` one value from all of `data`, nothing after it; any decoder failure becomes
+    InvalidMessage (as in unpack(): truncated input raises assorted types)."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
                                 max_buffer_size=max(1, len(data)))
     try:
         unpacker.feed(data)
-        value = _read(unpacker, data, depth)
+        value = read(unpacker)
         if unpacker.tell() != len(data):
             raise InvalidMessage("not valid msgpack: ExtraData")
     except InvalidMessage:
         raise
-    except Exception as e:  # as in unpack(): truncated input raises assorted types
+    except Exception as e:
         raise InvalidMessage(f"not valid msgpack: {type(e).__name__}") from None
     return value
 
@@ -128,10 +134,7 @@ def unpack_map_skipping(data: bytes, skip: str) -> dict[str, Any]:
     to be well-framed msgpack, but not that its strings are UTF-8 or its map keys strings:
     whoever decodes it later must expect InvalidMessage.
     """
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
-                                max_buffer_size=max(1, len(data)))
-    try:
-        unpacker.feed(data)
+    def read(unpacker: msgpack.Unpacker) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
@@ -145,13 +148,9 @@ def unpack_map_skipping(data: bytes, skip: str) -> dict[str, Any]:
                 out[key] = UNDECODED
             else:
                 out[key] = unpacker.unpack()
-        if unpacker.tell() != len(data):
-            raise InvalidMessage("not valid msgpack: ExtraData")
-    except InvalidMessage:
-        raise
-    except Exception as e:  # as in unpack(): truncated input raises assorted types
-        raise InvalidMessage(f"not valid msgpack: {type(e).__name__}") from None
-    return out
+        return out
+
+    return _decode_whole(data, read)
 
 
 def require(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
