@@ -1,13 +1,13 @@
 """The head-office API: customers, tills, enrolment tokens, rule sets, alerts, reconciliation.
 
-Every route needs the admin bearer token. Card numbers arrive only in request bodies (never
-in a URL, which access logs would keep) and leave only as their last four digits.
+Every route needs a staff token and declares the roles it admits (`@admits`, checked by
+central.office_auth); the actor of a change is the token's account. Card numbers arrive
+only in request bodies (never in a URL, which access logs would keep) and leave only as
+their last four digits.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -24,18 +24,17 @@ from central import (
     rulesets,
     tills,
 )
+from central.office_auth import actor
+from central.roles import Role as R
+from central.roles import admits
 from central.web_common import (
     CLOCK,
     DB,
     SECRETS,
-    THROTTLE,
     ApiError,
-    error_response,
-    failed_auth,
     field,
     json_body,
     query_int,
-    source,
 )
 from protocol import app_codes, bounds
 from protocol.cards import InvalidCardNumber
@@ -46,40 +45,8 @@ routes = web.RouteTableDef()
 TOKEN_HOURS = bounds.IntRange(1, 24 * 30, "hours")
 
 
-def account_named_by(credential: str) -> str | None:
-    """The account a head-office credential names, if it names one.
-
-    The admin token names none (`Bearer <token>`); a staff credential names its account
-    before a colon (`Bearer alice:<secret>`), so wrong guesses at it are also counted per
-    account (central.auth_failures.Throttle).
-    """
-    token = credential.removeprefix("Bearer ").strip()
-    account, sep, _ = token.partition(":")
-    return account[:64] if sep and account else None
-
-
-@web.middleware
-async def admin_auth_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
-        given = request.headers.get("Authorization", "")
-        src, account = source(request), account_named_by(given)
-        throttle = request.app[THROTTLE]
-        if (wait := throttle.retry_after(src, account)) is not None:
-            # Checked before the token: a source that guessed too often learns nothing more.
-            refused = error_response(429, "too many failed authentications; try again later")
-            refused.headers["Retry-After"] = str(wait)
-            return refused
-        expected = "Bearer " + request.app[SECRETS].admin_token
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            throttle.failed(src, account)
-            failed_auth(request, "wrong head-office token")
-            raise ApiError(401, "head-office API needs 'Authorization: Bearer <admin token>'")
-    return await handler(request)
-
-
 @routes.post("/api/v1/customers")
+@admits(R.ADMIN, R.SUPPORT)
 async def create_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
@@ -102,6 +69,7 @@ async def create_customer(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/lookup")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
 async def lookup_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
@@ -114,6 +82,7 @@ async def lookup_customer(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/{id}/cards")
+@admits(R.ADMIN, R.SUPPORT)
 async def link_card(request: web.Request) -> web.Response:
     """Link a card to an account, e.g. one whose key retired; the customer has proved the
     phone on the account first (README: relinking a card)."""
@@ -128,6 +97,7 @@ async def link_card(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/customers/{id}")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
 async def read_customer(request: web.Request) -> web.Response:
     conn = request.app[DB]
     found = customers.read(conn, request.match_info["id"], request.app[CLOCK]())
@@ -137,16 +107,18 @@ async def read_customer(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/{id}/consents")
+@admits(R.ADMIN, R.SUPPORT)
 async def record_consent(request: web.Request) -> web.Response:
     """Consent to processing, or separately to advertising messages: granted or withdrawn,
     with its source (where the customer gave it) and who records it; the time is now."""
     body = await json_body(request)
     return web.json_response(personal_data.record_consent(
         request.app[DB], request.match_info["id"], body.get("kind"), body.get("granted"),
-        body.get("source"), body.get("actor"), request.app[CLOCK]()), status=201)
+        body.get("source"), actor(request, body), request.app[CLOCK]()), status=201)
 
 
 @routes.get("/api/v1/customers/{id}/personal-data")
+@admits(R.ADMIN, R.SUPPORT)
 async def export_personal_data(request: web.Request) -> web.Response:
     """Everything held about the customer, for a subject access request."""
     return web.json_response(personal_data.export(request.app[DB], request.match_info["id"],
@@ -154,16 +126,18 @@ async def export_personal_data(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/{id}/erase")
+@admits(R.ADMIN, R.SUPPORT)
 async def erase_personal_data(request: web.Request) -> web.Response:
     """Erase the customer's personal data; the account stays, pseudonymous, with its
     balance and ledger."""
     body = await json_body(request)
     return web.json_response(personal_data.erase(
-        request.app[DB], request.match_info["id"], field(body, "actor", str),
+        request.app[DB], request.match_info["id"], actor(request, body),
         field(body, "reason", str), request.app[CLOCK]()))
 
 
 @routes.patch("/api/v1/customers/{id}")
+@admits(R.ADMIN, R.SUPPORT)
 async def update_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     return web.json_response(customers.update(request.app[DB], request.match_info["id"], body,
@@ -171,6 +145,7 @@ async def update_customer(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/{id}/offers")
+@admits(R.ADMIN, R.MARKETING, R.SUPPORT)
 async def activate_offer(request: web.Request) -> web.Response:
     body = await json_body(request)
     return web.json_response(customers.activate_offer(
@@ -179,13 +154,14 @@ async def activate_offer(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/customers/{id}/adjustments")
+@admits(R.ADMIN, R.SUPPORT)
 async def adjust_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     result = customers.adjust(
         request.app[DB],
         request.match_info["id"],
         field(body, "points", int, within=bounds.ADJUSTMENT),
-        field(body, "actor", str),
+        actor(request, body),
         field(body, "reason", str),
         request.app[CLOCK](),
     )
@@ -193,11 +169,13 @@ async def adjust_customer(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/tills")
+@admits(R.ADMIN, R.SECURITY, R.ANALYST, R.AUDITOR)
 async def list_tills(request: web.Request) -> web.Response:
     return web.json_response({"tills": tills.list_tills(request.app[DB])})
 
 
 @routes.post("/api/v1/tills/{id}/revoke")
+@admits(R.ADMIN, R.SECURITY)
 async def revoke_till(request: web.Request) -> web.Response:
     if not tills.revoke(request.app[DB], request.match_info["id"]):
         raise ApiError(404, "no such till")
@@ -205,17 +183,19 @@ async def revoke_till(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tills/{id}/release")
+@admits(R.ADMIN, R.SECURITY)
 async def release_till(request: web.Request) -> web.Response:
     """Lift a till's quarantine: its held points of confirmed sales are credited."""
     body = await json_body(request)
     released = quarantine.release(request.app[DB], request.match_info["id"],
-                                  field(body, "actor", str), request.app[CLOCK]())
+                                  actor(request, body), request.app[CLOCK]())
     if released is None:
         raise ApiError(404, "no such till")
     return web.json_response(released)
 
 
 @routes.get("/api/v1/tills/{id}/journal")
+@admits(R.ADMIN, R.SECURITY, R.AUDITOR)
 async def till_journal(request: web.Request) -> web.Response:
     """What the central holds of a till's journal, to compare with the till's own."""
     rows = (
@@ -248,6 +228,7 @@ async def till_journal(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/enrolment-tokens")
+@admits(R.ADMIN)
 async def enrolment_token(request: web.Request) -> web.Response:
     body = await json_body(request)
     store = field(body, "store", str)
@@ -259,6 +240,7 @@ async def enrolment_token(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/ruleset")
+@admits(R.ADMIN, R.MARKETING, R.ANALYST, R.SUPPORT, R.SECURITY, R.AUDITOR)
 async def get_ruleset(request: web.Request) -> web.Response:
     rs = rulesets.current(request.app[DB])
     return web.json_response(
@@ -267,6 +249,7 @@ async def get_ruleset(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/ruleset")
+@admits(R.ADMIN, R.MARKETING)
 async def put_ruleset(request: web.Request) -> web.Response:
     body = await json_body(request)
     activates_at = _instant(field(body, "activates_at", str, required=False), "activates_at")
@@ -274,7 +257,7 @@ async def put_ruleset(request: web.Request) -> web.Response:
         version = rulesets.publish(
             request.app[DB],
             field(body, "doc", dict),
-            field(body, "actor", str),
+            actor(request, body),
             request.app[CLOCK](),
             activates_at,
         )
@@ -297,6 +280,7 @@ def _instant(text: str | None, name: str) -> datetime | None:
 
 
 @routes.get("/api/v1/alerts")
+@admits(R.ADMIN, R.SECURITY, R.AUDITOR)
 async def list_alerts(request: web.Request) -> web.Response:
     """Newest first; `before` (an id, from `next_before`) pages on; filters by `kind`,
     `severity`, `till_id`, `source` and `acked` (true/false); `limit` up to 500."""
@@ -316,13 +300,14 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/alerts/{id}/ack")
+@admits(R.ADMIN, R.SECURITY)
 async def acknowledge_alert(request: web.Request) -> web.Response:
     body = await json_body(request)
     raw_id = request.match_info["id"]
     if not bounds.ascii_digits(raw_id) or len(raw_id) > 16:
         raise ApiError(404, "no such alert")
     alert_id = int(raw_id)
-    found = alerts.acknowledge(request.app[DB], alert_id, field(body, "actor", str),
+    found = alerts.acknowledge(request.app[DB], alert_id, actor(request, body),
                                request.app[CLOCK]())
     if found is None:
         raise ApiError(404, "no such alert")
@@ -330,6 +315,7 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/summary")
+@admits(R.ADMIN, R.MARKETING, R.ANALYST, R.SECURITY, R.AUDITOR)
 async def summary(request: web.Request) -> web.Response:
     """Programme totals straight from the ledger, for reports and reconciliation."""
     conn = request.app[DB]
@@ -348,31 +334,35 @@ async def summary(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/offline-caps")
+@admits(R.ADMIN, R.SECURITY, R.ANALYST, R.AUDITOR)
 async def get_offline_caps(request: web.Request) -> web.Response:
     return web.json_response(offline_caps.current(request.app[DB]).to_dict())
 
 
 @routes.put("/api/v1/offline-caps")
+@admits(R.ADMIN, R.SECURITY)
 async def put_offline_caps(request: web.Request) -> web.Response:
     """Set the caps; fields left out keep their defaults, null means no limit."""
     body = await json_body(request)
-    actor = field(body, "actor", str)
+    by = actor(request, body)
     try:
         caps = offline_caps.OfflineCaps.from_dict(
             {k: v for k, v in body.items() if k != "actor"})
     except offline_caps.CapsError as e:
         raise ApiError(400, str(e)) from None
-    offline_caps.set_caps(request.app[DB], caps, actor, request.app[CLOCK]())
+    offline_caps.set_caps(request.app[DB], caps, by, request.app[CLOCK]())
     return web.json_response(caps.to_dict())
 
 
 @routes.get("/api/v1/repricing")
+@admits(R.ADMIN, R.SECURITY, R.ANALYST, R.AUDITOR)
 async def repricing_progress(request: web.Request) -> web.Response:
     """How far the central has re-priced tills' sales, and how many did not match."""
     return web.json_response(repricing.progress(request.app[DB]))
 
 
 @routes.post("/api/v1/customers/{id}/app-code")
+@admits(R.ADMIN, R.SUPPORT)
 async def app_code_key(request: web.Request) -> web.Response:
     """The key of the customer's app codes (protocol.app_codes) as an `otpauth://` URI, for
     the app to show codes from; over TLS or the loopback only, like the card keys it comes

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from central import (
     api_office,
+    api_staff,
     api_sync,
     campaign_budgets,
     card_keys,
@@ -34,6 +35,7 @@ from central.client_source import NO_PROXIES, TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
+from central.office_auth import staff_auth_middleware
 from central.presence import SmsGateway
 from central.secrets_store import load_or_create
 from central.web_common import (
@@ -74,7 +76,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
-        middlewares=[errors_middleware, api_office.admin_auth_middleware],
+        middlewares=[errors_middleware, staff_auth_middleware],
         client_max_size=MAX_REQUEST_BYTES,
     )
     conn = db.connect(database or data_dir / "central.db")
@@ -94,6 +96,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app[METRICS].watch(lambda: app[DB], clock, lambda: app[api_sync.WRITER].depth)
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
+    app.router.add_routes(api_staff.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

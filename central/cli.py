@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from central import card_keys, db, tills
+from central import card_keys, db, staff, tills
 from central.client_source import TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import Limits
+from central.errors import Refused
+from central.roles import ROLES
+from central.secrets_store import staff_token_key
+from protocol.bounds import OutOfBounds
 from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
 
 if TYPE_CHECKING:
@@ -80,6 +85,24 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     database_arg(tok)
     tok.add_argument("--store", required=True, help="store the till belongs to")
     tok.set_defaults(func=_enrol_token)
+
+    st = csub.add_parser("staff", help="staff accounts of the head-office API")
+    stsub = st.add_subparsers(dest="staff_cmd", required=True)
+    add = stsub.add_parser("add", help="make a staff account and print its token (once)")
+    add.add_argument("--name", required=True, help="the person's name")
+    add.add_argument("--role", required=True, choices=[str(r) for r in ROLES],
+                     help="what the account may do (docs/roles.md)")
+    add.add_argument("--days", type=int, default=staff.DEFAULT_TOKEN_DAYS,
+                     help="the token expires after this many days (%(default)s, at most 366)")
+    add.set_defaults(func=_staff_add)
+    ls = stsub.add_parser("list", help="list staff accounts (no tokens)")
+    ls.set_defaults(func=_staff_list)
+    rv = stsub.add_parser("revoke", help="revoke a staff account's token at once")
+    rv.add_argument("--id", required=True, help="the account's id (st_..., or admin-token)")
+    rv.set_defaults(func=_staff_revoke)
+    for cmd in (add, ls, rv):
+        cmd.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data directory")
+        database_arg(cmd)
 
 
 def database_arg(cmd: argparse.ArgumentParser) -> None:
@@ -163,14 +186,63 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enrol_token(args: argparse.Namespace) -> int:
+def _connect(args: argparse.Namespace) -> db.Connection:
     if args.database:
-        conn = db.connect(args.database)
-    else:
-        args.data.mkdir(parents=True, exist_ok=True)
-        conn = db.connect(args.data / "central.db")
+        return db.connect(args.database)
+    args.data.mkdir(parents=True, exist_ok=True)
+    return db.connect(args.data / "central.db")
+
+
+def _enrol_token(args: argparse.Namespace) -> int:
+    conn = _connect(args)
     try:
         print(tills.create_enrolment_token(conn, args.store, utcnow()))
     finally:
         conn.close()
+    return 0
+
+
+def _operator() -> str:
+    """Who runs a command at the central's machine: audited as `cli:<login>`."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _staff_add(args: argparse.Namespace) -> int:
+    conn = _connect(args)
+    try:
+        account, token = staff.add(conn, staff_token_key(args.data), args.name, args.role,
+                                   _operator(), utcnow(), args.days)
+    except (Refused, OutOfBounds) as e:
+        print(f"staff add: {e}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    print(f"staff account {account.id} ({account.name}, {account.role}) until"
+          f" {account.expires_at}. Its token, shown only now:", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _staff_list(args: argparse.Namespace) -> int:
+    conn = _connect(args)
+    try:
+        for a in staff.list_accounts(conn):
+            state = (f"revoked {a.revoked_at}" if a.revoked_at else
+                     f"expires {a.expires_at}" if a.expires_at else "no expiry")
+            print(f"{a.id}\t{a.role}\t{a.name}\t{state}")
+    finally:
+        conn.close()
+    return 0
+
+
+def _staff_revoke(args: argparse.Namespace) -> int:
+    conn = _connect(args)
+    try:
+        account = staff.revoke(conn, args.id, _operator(), utcnow())
+    except Refused as e:
+        print(f"staff revoke: {e}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    print(f"staff account {account.id} revoked at {account.revoked_at}")
     return 0

@@ -351,6 +351,32 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE INDEX campaign_leases_campaign ON campaign_leases(campaign_id, expires_at);
     """,
+    # 17: staff accounts of the head-office API (central.staff): a role each, their token's
+    # keyed hash, expiry and revocation. The data directory's admin token becomes the
+    # account `admin-token` (its token stays in the file), so it keeps working until revoked.
+    PerDialect(
+        sqlite="""
+    CREATE TABLE staff (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN
+            ('admin', 'marketing', 'analyst', 'support', 'security', 'auditor')),
+        token_hash TEXT, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+        expires_at TEXT, revoked_at TEXT, revoked_by TEXT
+    );
+    INSERT INTO staff (id, name, role, created_at, created_by) VALUES
+        ('admin-token', 'the admin token of the data directory', 'admin',
+         strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 'migration');
+    """,
+        postgresql="""
+    CREATE TABLE staff (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN
+            ('admin', 'marketing', 'analyst', 'support', 'security', 'auditor')),
+        token_hash TEXT, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+        expires_at TEXT, revoked_at TEXT, revoked_by TEXT
+    );
+    INSERT INTO staff (id, name, role, created_at, created_by) VALUES
+        ('admin-token', 'the admin token of the data directory', 'admin',
+         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'), 'migration');
+    """),
 ]
 
 

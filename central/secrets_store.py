@@ -1,5 +1,6 @@
-"""The central's secrets: its signing key and admin token, each in its own file of mode 0600
-under the data directory, and the card keys, which never live there (central.card_keys)."""
+"""The central's secrets: its signing key, admin token and the key of staff tokens' hashes,
+each in its own file of mode 0600 under the data directory, and the card keys, which never
+live there (central.card_keys)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from protocol.signing import load_or_generate_key, read_secret_file, write_secre
 class CentralSecrets:
     signing_key: Ed25519PrivateKey  # signs rule sets for tills
     card_keys: CardKeyring  # key card tokens, newest first; every till holds them too
-    admin_token: str  # bearer token of the head-office API
+    admin_token: str  # bearer token of the head-office API's `admin-token` account
+    staff_token_key: bytes  # keys the hashes of staff tokens (central.staff)
 
 
 def _load_or_create(path: Path, make: str) -> str:
@@ -28,9 +30,15 @@ def _load_or_create(path: Path, make: str) -> str:
     return read_secret_file(path).decode().strip()
 
 
+def staff_token_key(data_dir: Path) -> bytes:
+    """The key of staff tokens' hashes; the CLI's `staff add` reads it too."""
+    return bytes.fromhex(_load_or_create(data_dir / "staff-token-key", secrets.token_hex(32)))
+
+
 def load_or_create(data_dir: Path, card_keys_file: Path | None, now: datetime) -> CentralSecrets:
     return CentralSecrets(
         signing_key=load_or_generate_key(data_dir / "central.key"),
         card_keys=card_keys.load(data_dir, card_keys_file, now),
         admin_token=_load_or_create(data_dir / "admin-token", secrets.token_urlsafe(32)),
+        staff_token_key=staff_token_key(data_dir),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central import alerts
+from central import alerts, staff
 from central.app import make_app
 from central.auth_failures import Throttle
 from central.client_source import TrustedProxies
@@ -132,14 +132,18 @@ async def test_alerts_are_paged_filtered_and_acknowledged(central, clock):
     assert picked and all(a["kind"] == "repricing" and a["till_id"] == "t0" for a in picked)
 
     first = picked[0]["id"]
-    resp = await central.post(f"/api/v1/alerts/{first}/ack", json={"actor": "olga"},
-                              headers=central.admin)
+    olga, olga_token = staff.add(central.db, central.secrets.staff_token_key, "Olga",
+                                 "security", "test", clock())
+    _, ivan_token = staff.add(central.db, central.secrets.staff_token_key, "Ivan",
+                              "security", "test", clock())
+    resp = await central.post(f"/api/v1/alerts/{first}/ack", json={},
+                              headers={"Authorization": f"Bearer {olga_token}"})
     acked = await resp.json()
-    assert resp.status == 200 and acked["acked_by"] == "olga" and acked["acked_at"]
+    assert resp.status == 200 and acked["acked_by"] == olga.id and acked["acked_at"]
     clock.advance(minutes=1)
-    again = await (await central.post(f"/api/v1/alerts/{first}/ack", json={"actor": "ivan"},
-                                      headers=central.admin)).json()
-    assert (again["acked_by"], again["acked_at"]) == ("olga", acked["acked_at"])
+    again = await (await central.post(f"/api/v1/alerts/{first}/ack", json={},
+                                      headers={"Authorization": f"Bearer {ivan_token}"})).json()
+    assert (again["acked_by"], again["acked_at"]) == (olga.id, acked["acked_at"])
     resp = await central.get("/api/v1/alerts?acked=true", headers=central.admin)
     assert [a["id"] for a in (await resp.json())["alerts"]] == [first]
     resp = await central.get("/api/v1/alerts?acked=false&limit=500", headers=central.admin)

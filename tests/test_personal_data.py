@@ -61,7 +61,7 @@ async def test_consents_are_recorded_apart_with_time_and_source(central, clock):
     got = (await (await central.get(f"/api/v1/customers/{cid}", headers=central.admin)).json())
     assert got["consents"]["processing"] == {
         "granted": True, "at": "2026-11-23T10:00:00+00:00", "source": "paper form, store s1",
-        "actor": "cashier 7"}
+        "actor": "admin-token"}  # who recorded it: the token's account, not the body
     assert got["consents"]["advertising"]["granted"] is False
     assert got["consents"]["advertising"]["source"] == "sms STOP"
     exported = await (await central.get(f"/api/v1/customers/{cid}/personal-data",
