@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from agent import customers, pos_requests
 from agent.card_lookup import GuessingReport, Refresher, TypedLimit
@@ -365,6 +366,23 @@ async def presence_sms(request: web.Request) -> web.Response:
                               "expires_at": sent["expires_at"]})
 
 
+# A POS request slower than this is logged: the cashier waited, store IT should see why.
+SLOW_REQUEST_S = 0.5
+
+
+class SlowRequestLog(AbstractAccessLogger):
+    """The POS API's access log: only requests that failed on the till's side (5xx) or kept
+    the POS waiting. A line for every request (aiohttp's default, at INFO) cost each
+    identification and price a good part of its time, for a log nobody reads: the
+    journal is the record of what was sold."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        if response.status >= 500 or time > SLOW_REQUEST_S:
+            self.logger.warning("%s %s: %d in %.3f s", request.method, request.path,
+                                response.status, time)
+
+
 def make_app(till: Till, secret: PosSecret) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(secret), errors_middleware],
                           client_max_size=1024 * 1024)
@@ -373,4 +391,9 @@ def make_app(till: Till, secret: PosSecret) -> web.Application:
     return app
 
 
-__all__ = ["TILL", "LastCard", "Till", "make_app"]
+def make_runner(till: Till, secret: PosSecret) -> web.AppRunner:
+    """The POS API as the agent serves it, with its access log."""
+    return web.AppRunner(make_app(till, secret), access_log_class=SlowRequestLog)
+
+
+__all__ = ["TILL", "LastCard", "SlowRequestLog", "Till", "make_app", "make_runner"]

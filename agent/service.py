@@ -28,7 +28,7 @@ from agent.config import AgentConfig
 from agent.devices.printer import PrinterError, ShtrihPrinter
 from agent.devices.reader import CardReader
 from agent.loop_watch import LoopWatch
-from agent.pos_api import LastCard, Till, make_app
+from agent.pos_api import LastCard, Till, make_runner
 from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
 from agent.presence import SmsDesk
 from agent.returns_desk import ReturnsDesk
@@ -258,7 +258,7 @@ class Agent:
                     guessing=self.guessing, report_guessing=self.report_guessing,
                     app_keys=lambda: self.card_keys.ring, sms=SmsDesk(self.client))
         self.till = till
-        runner = web.AppRunner(make_app(till, self.pos_secret))
+        runner = make_runner(till, self.pos_secret)
         await runner.setup()
         await web.TCPSite(runner, self.cfg.pos_host, self.cfg.pos_port).start()
         port = runner.addresses[0][1]
