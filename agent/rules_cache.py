@@ -25,9 +25,9 @@ import sqlite_utils
 
 from agent.clock import utcnow
 from agent.store import path_of
-from protocol.rules import RuleSet, compile_ruleset
+from protocol.rules import CompiledCampaigns, RuleSet, compile_encoded, compile_ruleset
 from protocol.ruleset_wire import SignedRuleSet
-from protocol.wire import pack, unpack
+from protocol.wire import pack, unpack, unpack_in_steps
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,30 @@ class Received:
     activates_at: str  # the later of the central's activation time and the doc's valid_from
     packed: bytes
     compiled: RuleSet
+    campaigns: CompiledCampaigns | None = None  # for the next version to reuse
 
 
-def prepare(rs: SignedRuleSet, packed: bytes | None = None) -> Received:
+# Where a rule set's campaigns are in the signed body ({"version", "activates_at", "doc"}):
+# decoded only if a version this till holds did not carry the same bytes.
+CAMPAIGNS_IN_BODY = ("doc", "campaigns")
+
+
+def prepare(rs: SignedRuleSet, packed: bytes | None = None,
+            known: CompiledCampaigns | None = None) -> Received:
     """Compile a received rule set; pure CPU, for a worker thread. `packed`: the document
-    as received, if at hand (else encoded here).
+    as received, if at hand (else encoded here). A document whose campaigns are still
+    encoded (decoded with CAMPAIGNS_IN_BODY) compiles only those not in `known`.
     Raises protocol.rules.RuleSetError for a document the engine cannot take."""
-    compiled = compile_quietly(rs.doc)
+    with collector_paused():
+        compiled, campaigns = compile_encoded(rs.doc, unpack, known)
+        # Out of the collector's sight before it resumes: its first full pass would walk
+        # the whole new rule set, holding the interpreter (and the event loop) meanwhile.
+        gc.freeze()
     activates = _parse(rs.activates_at)
     if compiled.valid_from is not None and compiled.valid_from > activates:
         activates = compiled.valid_from  # never before the document says it is valid
     return Received(rs.version, activates.astimezone(UTC).isoformat(timespec="seconds"),
-                    pack(rs.doc) if packed is None else packed, compiled)
+                    pack(rs.doc) if packed is None else packed, compiled, campaigns)
 
 
 _gc_lock = threading.Lock()
@@ -79,15 +91,6 @@ def collector_paused() -> Iterator[None]:
             _gc_pauses -= 1
             if _gc_pauses == 0:
                 gc.enable()
-
-
-def compile_quietly(doc: Any) -> RuleSet:
-    with collector_paused():
-        compiled = compile_ruleset(doc)
-        # Out of the collector's sight before it resumes: its first full pass would walk
-        # the whole new rule set, holding the interpreter (and the event loop) meanwhile.
-        gc.freeze()
-        return compiled
 
 
 def release_stepwise(holder: list[Any]) -> None:
@@ -152,11 +155,16 @@ class RulesCache:
         self.db = db
         self.clock = clock
         self._compiled: dict[int, RuleSet] = {}
+        self._campaigns: CompiledCampaigns | None = None  # the newest version's, by encoding
         self._teardowns: set[asyncio.Future[None]] = set()
         # (version, activation) of every version held, ascending by version.
         self._schedule: list[tuple[int, datetime]] = [
             (v, _parse(a)) for v, a in db.execute(
                 "SELECT version, activates_at FROM rulesets ORDER BY version")]
+
+    def known_campaigns(self) -> CompiledCampaigns | None:
+        """The newest version's compiled campaigns, for compiling the next (prepare)."""
+        return self._campaigns
 
     def version(self) -> int | None:
         """The newest version held (in effect or not): what the till tells the central."""
@@ -230,8 +238,10 @@ class RulesCache:
             if active is not None and version >= active and version not in self._compiled:
                 row = self.db.execute("SELECT doc FROM rulesets WHERE version = ?",
                                       [version]).fetchone()
-                compiled = await asyncio.to_thread(lambda doc=row[0]: compile_quietly(unpack(doc)))
+                compiled, campaigns = await asyncio.to_thread(_compile_packed, row[0])
                 self._install(version, compiled)
+                if version == self.version():
+                    self._campaigns = campaigns
 
     async def add(self, received: Received) -> bool:
         """Store a version (in a worker thread) and swap it in, in one step on the event
@@ -249,7 +259,17 @@ class RulesCache:
             self.db.execute(_INSERT, row)  # an in-memory store: nothing to wait for
         self._schedule.append((received.version, _parse(received.activates_at)))
         self._install(received.version, received.compiled)
+        self._campaigns = received.campaigns
         return True
+
+
+def _compile_packed(packed: bytes) -> tuple[RuleSet, CompiledCampaigns]:
+    """A stored document, compiled (in a worker thread) with its campaigns by encoding."""
+    with collector_paused():
+        doc = unpack_in_steps(packed, depth=2, encoded=CAMPAIGNS_IN_BODY[1:])
+        compiled, campaigns = compile_encoded(doc, unpack)
+        gc.freeze()  # as in prepare()
+        return compiled, campaigns
 
 
 _INSERT = ("INSERT OR REPLACE INTO rulesets (version, activates_at, doc, received_at)"

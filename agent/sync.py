@@ -22,6 +22,7 @@ import sqlite_utils
 from agent import customers, epochs, journal, offline_caps, retry_policy, store
 from agent.central_client import CentralClient, CentralError
 from agent.rules_cache import (
+    CAMPAIGNS_IN_BODY,
     Received,
     RulesCache,
     collector_paused,
@@ -31,7 +32,7 @@ from agent.rules_cache import (
 from agent.store import get_meta, set_meta
 from protocol.batches import ENVELOPE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Batch, encode_batch
 from protocol.journal import JournalEntry
-from protocol.rules import RuleSetError
+from protocol.rules import CompiledCampaigns, RuleSetError
 from protocol.ruleset_wire import decode_ruleset
 from protocol.signing import BadSignature
 from protocol.wire import InvalidMessage, map_value_bytes, unpack, unpack_in_steps
@@ -256,7 +257,8 @@ class SyncClient:
             self.state.ruleset_refused = None
             return have  # not modified
         try:
-            received = await asyncio.to_thread(self._verified, data)
+            received = await asyncio.to_thread(self._verified, data,
+                                               self.rules.known_campaigns())
         except (BadSignature, InvalidMessage, RuleSetError) as e:
             self.state.ruleset_refused = f"rule set refused: {e}"
             log.error("rule set from the central refused: %s", e)
@@ -267,14 +269,16 @@ class SyncClient:
                      received.activates_at)
         return received.version
 
-    def _verified(self, data: bytes) -> Received:
+    def _verified(self, data: bytes, known: CompiledCampaigns | None) -> Received:
         """Verify, decode and compile: in a worker thread, in steps that leave the event loop
-        its turns (see agent.rules_cache)."""
+        its turns (see agent.rules_cache). Campaigns the till's newest version carried in
+        the same bytes are neither decoded nor compiled again."""
         with collector_paused():
-            rs = decode_ruleset(data, self.client.identity.central_key, unpack_in_steps)
+            rs = decode_ruleset(data, self.client.identity.central_key,
+                                lambda body: unpack_in_steps(body, encoded=CAMPAIGNS_IN_BODY))
             # The document as the central encoded it, stored without encoding it again.
             packed = map_value_bytes(unpack(data)["body"], "doc")
-            received = prepare(rs, packed)
+            received = prepare(rs, packed, known)
             holder = [rs.doc]
             del rs
             release_stepwise(holder)  # the decoded document: a few hundred thousand objects

@@ -42,13 +42,17 @@ def unpack(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 
 
 def unpack_in_steps(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES,
-                    depth: int = 3) -> Any:
+                    depth: int = 3, encoded: tuple[str, ...] | None = None) -> Any:
     """unpack(), one small value per call to the decoder: maps and arrays down to `depth`
     are read item by item. For a worker thread decoding a megabyte: one call would hold
-    the interpreter for tens of milliseconds, and the event loop with it."""
+    the interpreter for tens of milliseconds, and the event loop with it.
+
+    `encoded`: a path of map keys to an array whose items are left encoded, a list of each
+    item's bytes as they are in `data` (checked to be whole msgpack values, not decoded):
+    for a rule set whose unchanged campaigns need not be decoded again."""
     if len(data) > max_bytes:
         raise InvalidMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
-    return _decode_whole(data, lambda unpacker: _read(unpacker, data, depth))
+    return _decode_whole(data, lambda unpacker: _read(unpacker, data, depth, (), encoded))
 
 
 def _decode_whole(data: bytes, read: Callable[[msgpack.Unpacker], Any]) -> Any:
@@ -68,21 +72,31 @@ def _decode_whole(data: bytes, read: Callable[[msgpack.Unpacker], Any]) -> Any:
     return value
 
 
-def _read(unpacker: msgpack.Unpacker, data: bytes, depth: int) -> Any:
+def _read(unpacker: msgpack.Unpacker, data: bytes, depth: int, path: tuple[str, ...] = (),
+          encoded: tuple[str, ...] | None = None) -> Any:
+    first = data[unpacker.tell()]
+    is_array = 0x90 <= first <= 0x9F or first in (0xDC, 0xDD)
+    if is_array and path == encoded:
+        return [_item_bytes(unpacker, data) for _ in range(unpacker.read_array_header())]
     if depth <= 0:
         return unpacker.unpack()
-    first = data[unpacker.tell()]
     if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
         out: dict[Any, Any] = {}
         for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
             if type(key) not in (str, bytes):  # as strict_map_key checks it below
                 raise InvalidMessage("not valid msgpack: a map key that is not a string")
-            out[key] = _read(unpacker, data, depth - 1)
+            out[key] = _read(unpacker, data, depth - 1, (*path, key), encoded)
         return out
-    if 0x90 <= first <= 0x9F or first in (0xDC, 0xDD):
+    if is_array:
         return [_read(unpacker, data, depth - 1) for _ in range(unpacker.read_array_header())]
     return unpacker.unpack()
+
+
+def _item_bytes(unpacker: msgpack.Unpacker, data: bytes) -> bytes:
+    start = unpacker.tell()
+    unpacker.skip()
+    return data[start:unpacker.tell()]
 
 
 def map_value_bytes(data: bytes, key: str) -> bytes:

@@ -13,7 +13,7 @@ from protocol.batches import decode_batch
 from protocol.cards import card_token, is_card_token, luhn_valid, normalize_card_number
 from protocol.request_auth import sign_request, verify_request
 from protocol.signing import BadSignature
-from protocol.wire import InvalidMessage, pack, unpack
+from protocol.wire import InvalidMessage, pack, unpack, unpack_in_steps
 from tests.till_double import TestTill
 
 
@@ -129,3 +129,18 @@ def test_random_bytes_skipped_or_not_give_only_clear_refusals(data):
 
     with contextlib.suppress(InvalidMessage):
         unpack_map_skipping(data, "detail")
+
+
+def test_unpack_in_steps_can_leave_an_arrays_items_encoded() -> None:
+    items = [{"id": "a", "n": 1}, [1, 2, {"x": "y"}], "text", None]
+    data = pack({"doc": {"campaigns": items, "version": 3}, "sig": b"s"})
+    out = unpack_in_steps(data, encoded=("doc", "campaigns"))
+    assert out["doc"]["version"] == 3 and out["sig"] == b"s"
+    assert out["doc"]["campaigns"] == [pack(i) for i in items]
+    assert [unpack(b) for b in out["doc"]["campaigns"]] == items
+    # Elsewhere the same path decodes as usual; a map there is decoded, not kept.
+    assert unpack_in_steps(pack({"doc": {"campaigns": {"a": 1}}}),
+                           encoded=("doc", "campaigns"))["doc"]["campaigns"] == {"a": 1}
+    for bad in (data[:-3], data + b"\x00"):
+        with pytest.raises(InvalidMessage):
+            unpack_in_steps(bad, encoded=("doc", "campaigns"))

@@ -12,8 +12,9 @@ import pytest
 import protocol.rules
 from agent import rules_cache
 from agent.rules_cache import RulesCache
+from bench.rules import ruleset_doc
 from central import deliveries, rulesets
-from protocol.rules import default_ruleset_doc
+from protocol.rules import compiler, default_ruleset_doc
 from tests.sync_fixtures import LocalTill, enrol, live_central  # noqa: F401
 
 
@@ -78,13 +79,13 @@ async def test_have_must_be_a_version(live_central, tmp_path: Path):  # noqa: F8
 async def test_compiling_a_received_rule_set_happens_off_the_event_loop(
         live_central, tmp_path: Path, monkeypatch):  # noqa: F811
     threads = []
-    real = rules_cache.compile_ruleset
+    real = rules_cache.compile_encoded
 
-    def compile_(doc):
+    def compile_(*args):
         threads.append(threading.current_thread())
-        return real(doc)
+        return real(*args)
 
-    monkeypatch.setattr(rules_cache, "compile_ruleset", compile_)
+    monkeypatch.setattr(rules_cache, "compile_encoded", compile_)
     till = LocalTill(await enrol(live_central), tmp_path / "till.db")
     try:
         assert await till.sync.pull_ruleset() == 1
@@ -94,6 +95,40 @@ async def test_compiling_a_received_rule_set_happens_off_the_event_loop(
         version, rs = till.sync.rules.get()
         assert version == 1 and threads == []
         assert isinstance(rs, protocol.rules.RuleSet)
+    finally:
+        await till.close()
+
+
+async def test_a_new_version_compiles_only_the_campaigns_it_changed(
+        live_central, tmp_path: Path, monkeypatch):  # noqa: F811
+    compiled: list[str] = []
+    real = compiler._campaign
+    monkeypatch.setattr(compiler, "_campaign",
+                        lambda r, c, *a: compiled.append(c["id"]) or real(r, c, *a))
+    doc = ruleset_doc(40, seed=8)
+    rulesets.publish(live_central.db, doc, "olga", datetime.now(UTC))
+    till = LocalTill(await enrol(live_central), tmp_path / "till.db")
+    try:
+        compiled.clear()  # the central's own compile, publishing
+        first = await till.sync.pull_ruleset()
+        assert len(compiled) == len(doc["campaigns"])
+        doc["campaigns"][7]["priority"] = 999_999
+        rulesets.publish(live_central.db, doc, "olga", datetime.now(UTC))
+        compiled.clear()  # (the central's)
+        assert await till.sync.pull_ruleset() == first + 1
+        assert compiled == [doc["campaigns"][7]["id"]]
+        version, rs = till.sync.rules.get()
+        assert version == first + 1
+        assert rs.campaigns == protocol.rules.compile_ruleset(doc).campaigns
+        # After a restart the stored version is what the next one is compared with.
+        again = RulesCache(till.db)
+        await again.warm()
+        till.sync.rules = again
+        doc["campaigns"][9]["stop"] = True
+        rulesets.publish(live_central.db, doc, "olga", datetime.now(UTC))
+        compiled.clear()  # (the central's)
+        assert await till.sync.pull_ruleset() == first + 2
+        assert compiled == [doc["campaigns"][9]["id"]]
     finally:
         await till.close()
 

@@ -7,7 +7,7 @@ what tills report. See README.md in this package for the document format.
 """
 
 from protocol.rules.birthdays import journal_view
-from protocol.rules.compiler import compile_ruleset
+from protocol.rules.compiler import CompiledCampaigns, compile_encoded, compile_ruleset
 from protocol.rules.defaults import default_ruleset_doc, example_ruleset_doc
 from protocol.rules.engine import price, settle
 from protocol.rules.errors import InputError, RedemptionError, ReturnError, RuleSetError
@@ -39,6 +39,7 @@ from protocol.rules.tiers import resolve_tier, tier_for_spend, window_end
 
 __all__ = [
     "ANONYMOUS",
+    "CompiledCampaigns",
     "Customer",
     "Discount",
     "Earning",
@@ -60,6 +61,7 @@ __all__ = [
     "RuleSetError",
     "Settlement",
     "birthday_from_wire",
+    "compile_encoded",
     "compile_ruleset",
     "default_ruleset_doc",
     "example_ruleset_doc",

@@ -5,7 +5,8 @@ The document format is described in protocol/rules/README.md; defaults.py has ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from protocol.rules import model as m
@@ -66,6 +67,36 @@ EFFECT = frozenset({
 
 def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
     """Validate the document and build the rule set; RuleSetError lists every mistake."""
+    return _compile(doc, None, None)[0]
+
+
+@dataclass(frozen=True)
+class CompiledCampaigns:
+    """The campaigns of a compiled rule set by their encoded form (the bytes the central
+    signed), with the programme and tiers they were compiled under.
+
+    A campaign compiles the same from the same bytes under the same programme and tiers
+    (its place in the list only names it in errors, and a rule set that compiled has
+    none), so the next version reuses what it shares with this one: compiling campaigns is
+    nine tenths of the work, and a new version mostly changes a few of them."""
+
+    programme: m.Programme
+    tiers: m.Tiers | None
+    by_encoding: Mapping[bytes, m.Campaign]
+
+
+def compile_encoded(doc: Mapping[str, Any], decode: Callable[[bytes], Any],
+                    known: CompiledCampaigns | None = None,
+                    ) -> tuple[m.RuleSet, CompiledCampaigns]:
+    """compile_ruleset() of a document whose campaigns are still encoded (each one's bytes,
+    protocol.wire.unpack_in_steps(encoded=...)): those in `known` are taken from there, the
+    others decoded with `decode` and compiled. Also returns this rule set's campaigns, for
+    the next version."""
+    return _compile(doc, decode, known)
+
+
+def _compile(doc: Mapping[str, Any], decode: Callable[[bytes], Any] | None,
+             known: CompiledCampaigns | None) -> tuple[m.RuleSet, CompiledCampaigns]:
     r = Reader()
     if not isinstance(doc, Mapping):
         r.obj(doc, "", TOP)
@@ -76,11 +107,22 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
     tiers = _tiers(r, d["tiers"], "tiers") if "tiers" in d else None
     programme = _programme(r, d.get("programme", MISSING_OBJ), "programme", tiers)
     redemption = _redemption(r, d.get("redemption", MISSING_OBJ), "redemption", programme)
+    reusable: Mapping[bytes, m.Campaign] = (
+        known.by_encoding if known is not None and known.programme == programme
+        and known.tiers == tiers else {})
+    by_encoding: dict[bytes, m.Campaign] = {}
     campaigns: list[m.Campaign] = []
     paths: dict[str, str] = {}
     for i, c in enumerate(r.items(d, "campaigns", "")):
         path = join("campaigns", i)
-        camp = _campaign(r, c, path, programme, tiers)
+        if decode is not None and isinstance(c, bytes):
+            camp = reusable.get(c)
+            if camp is None:
+                camp = _campaign(r, decode(c), path, programme, tiers)
+            if camp is not None:
+                by_encoding[c] = camp
+        else:
+            camp = _campaign(r, c, path, programme, tiers)
         if camp is None:
             continue
         if camp.id in paths:
@@ -100,7 +142,7 @@ def compile_ruleset(doc: Mapping[str, Any]) -> m.RuleSet:
         redemption=redemption, campaigns=tuple(campaigns),
         by_id={c.id: i for i, c in enumerate(campaigns)},
         index=CampaignIndex(campaigns), stores=stores,
-    )
+    ), CompiledCampaigns(programme, tiers, by_encoding)
 
 
 class _Missing(dict):  # a required section that is absent: reported once, read as empty
