@@ -2,6 +2,7 @@
 
     python -m bench.ingest --json
     python -m bench.ingest --json --database postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.ingest --json --followers process   # (or inline, or none)
 
 `--database` runs on PostgreSQL (in a schema of its own, dropped afterwards) instead of a
 temporary SQLite file. Durability is the central's own: PostgreSQL with the server's
@@ -18,6 +19,16 @@ writer commits the batches that queued meanwhile together: group commit). Timed:
 first batch submitted to the last one acknowledged; the database is then checked to hold
 every entry. HTTP is not included here; catch_up_s includes it.
 
+--followers: the central's background jobs (re-pricing, campaign budgets, maturing, tier
+windows; central.followers) during that ingest. `none` (the default) runs none, as before.
+`inline` runs them on the ingest's own event loop and connection, as `tillpoint central
+run` does with `--role all`. `process` runs them in a `tillpoint central run --role
+followers` process of their own beside it, as with `--role ingest` API processes. Every
+member's entry carries a view of the customer the central is recorded to have delivered,
+so re-pricing does its real work (and credits the points). Reported: receipts_per_s, the
+entries re-pricing was behind when the last batch was acknowledged, and the seconds after
+that until re-pricing and budgets had done every entry.
+
 catch_up_s: one till back after 7 days offline with 5,000 receipts, from reconnect to fully
 acknowledged: a real central process, the agent's own sync client, real HTTP.
 
@@ -31,9 +42,15 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import random
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -42,10 +59,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench import ingest_data
 from bench.catch_up import catch_up
 from bench.scratch_database import scratch_database
-from central import db, ledger
-from central.clock import iso
+from central import (
+    campaign_budgets,
+    db,
+    deliveries,
+    followers,
+    ledger,
+    repricing,
+    rulesets,
+)
+from central.clock import iso, utcnow
 from central.ingest_writer import IngestWriter
 from protocol.signing import public_key_hex
+from tillpoint.processes import tillpoint_cmd
+
+FOLLOWER_MODES = ("none", "inline", "process")
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 
@@ -54,6 +82,8 @@ def _setup(conn: db.Connection, tills: int, customers: int, rng: random.Random) 
         list[ingest_data.SimTill], list[str]]:
     now = ingest_data.now()
     sims = []
+    delivered = now - timedelta(days=1)
+    rulesets.ensure_default(conn, delivered)  # the tills priced with it (version 1)
     with db.transaction(conn):
         for i in range(tills):
             key = Ed25519PrivateKey.generate()
@@ -61,6 +91,7 @@ def _setup(conn: db.Connection, tills: int, customers: int, rng: random.Random) 
             conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
                          " VALUES (?, ?, ?, ?, ?)",
                          (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(now)))
+            deliveries.record_ruleset(conn, sim.till_id, 1, delivered)
             sims.append(sim)
         ids = [f"cus_{i:08d}" for i in range(customers)]
         conn.executemany("INSERT INTO customers (id, created_at) VALUES (?, ?)",
@@ -74,7 +105,7 @@ def _setup(conn: db.Connection, tills: int, customers: int, rng: random.Random) 
 
 
 def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int,
-               database: str | None = None) -> dict:
+               database: str | None = None, followers_mode: str = "none") -> dict:
     rng = random.Random(seed)
     with scratch_database(database) as target:
         conn = db.connect(target)
@@ -86,16 +117,29 @@ def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int,
             ingest_data.fill(sim, rng, tpls, ids, per_till, now - timedelta(hours=1),
                              timedelta(hours=1))
             rounds.append(sim.batches(batch, now))
+        with db.transaction(conn):
+            for sim in sims:
+                deliveries.record_views(conn, sim.till_id, ingest_data.delivered_views(sim),
+                                        now - timedelta(days=1))
         receipts = tills * per_till
         durability = _durability(conn)
         gc.collect()
-        elapsed = asyncio.run(_send_all(conn, rounds, now))
+        with _followers_process(target) if followers_mode == "process" else nullcontext():
+            elapsed, behind, caught_up = asyncio.run(
+                _send_all(conn, rounds, now, inline=followers_mode == "inline",
+                          follow=followers_mode != "none"))
         held = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+        mismatches = repricing.progress(conn)["mismatches"]
         conn.close()
     assert held == receipts, f"{held} of {receipts} entries held"
-    return {"receipts": receipts, "batches": sum(map(len, rounds)), "batch_entries": batch,
-            "seconds": round(elapsed, 3), "receipts_per_s": round(receipts / elapsed),
-            "durability": durability}
+    out = {"receipts": receipts, "batches": sum(map(len, rounds)), "batch_entries": batch,
+           "seconds": round(elapsed, 3), "receipts_per_s": round(receipts / elapsed),
+           "durability": durability, "followers": followers_mode}
+    if followers_mode != "none":
+        out.update(repricing_behind_at_end=behind,
+                   followers_caught_up_s=round(caught_up, 3),
+                   repricing_mismatches=mismatches)
+    return out
 
 
 def _durability(conn: db.Connection) -> str:
@@ -105,20 +149,60 @@ def _durability(conn: db.Connection) -> str:
         conn.execute("PRAGMA synchronous").fetchone()[0]]
 
 
-async def _send_all(conn: db.Connection, rounds: list[list[bytes]], now: datetime) -> float:
-    """Every till sends its batches one after the other, all tills at once; seconds taken."""
+async def _send_all(conn: db.Connection, rounds: list[list[bytes]], now: datetime, *,
+                    inline: bool = False, follow: bool = False) -> tuple[float, int, float]:
+    """Every till sends its batches one after the other, all tills at once: the seconds
+    taken; then (`follow`) the entries re-pricing was behind at that moment and the seconds
+    until the followers had done every entry. `inline`: the followers run on this loop."""
     writer = IngestWriter(conn)
 
     async def till(batches: list[bytes]) -> None:
         for data in batches:
             await writer.submit(data, now)
 
-    started = time.perf_counter()
-    try:
-        await asyncio.gather(*(till(r) for r in rounds))
-    finally:
-        await writer.close()
-    return time.perf_counter() - started
+    jobs = followers.jobs(conn) if inline else []
+    behind, caught_up = 0, 0.0
+    async with followers.running(jobs, lambda: conn, utcnow):
+        started = time.perf_counter()
+        try:
+            await asyncio.gather(*(till(r) for r in rounds))
+        finally:
+            await writer.close()
+        ended = time.perf_counter()
+        if follow:
+            behind = _repricing_behind(conn)
+            while _repricing_behind(conn) or campaign_budgets.behind(conn):
+                await asyncio.sleep(0.05)
+            caught_up = time.perf_counter() - ended
+    return ended - started, behind, caught_up
+
+
+def _repricing_behind(conn: db.Connection) -> int:
+    return repricing.progress(conn)["behind"]
+
+
+@contextmanager
+def _followers_process(target: Path | str) -> Iterator[None]:
+    """`tillpoint central run --role followers` on the bench's database, until the block
+    ends; ready when it tells so (the systemd notification protocol, on a socket of ours)."""
+    with tempfile.TemporaryDirectory(prefix="bench-followers-") as tmp:
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(f"{tmp}/notify")
+        notify.settimeout(60)
+        data, url = (Path(tmp), str(target)) if isinstance(target, str) else \
+            (target.parent, None)
+        proc = subprocess.Popen(
+            tillpoint_cmd("central", "run", "--role", "followers", "--data", str(data),
+                          *(["--database", url] if url else [])),
+            env={**os.environ, "NOTIFY_SOCKET": f"{tmp}/notify"})
+        try:
+            while b"READY=1" not in notify.recv(4096):
+                pass
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            notify.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-catch-up", action="store_true", help="measure ingest only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--followers", choices=FOLLOWER_MODES, default="none",
+                   help="the background jobs during ingest: none, on the ingest's loop"
+                        " (inline), or in a process of their own (%(default)s)")
     p.add_argument("--database", metavar="URL",
                    help="a PostgreSQL URL to run on (default: a temporary SQLite file)")
     args = p.parse_args(argv)
@@ -140,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"tills": args.tills,
                     "database": "postgresql" if args.database else "sqlite"}
     t = throughput(args.tills, args.receipts_per_till, args.batch, args.customers, args.seed,
-                   args.database)
+                   args.database, args.followers)
     result.update(receipts_per_s=t["receipts_per_s"], ingest=t)
     if not args.no_catch_up:
         c = asyncio.run(catch_up(args.catch_up_receipts, args.seed, database=args.database))

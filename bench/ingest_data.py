@@ -21,6 +21,8 @@ from protocol.journal import JournalEntry, genesis_hash, new_receipt_id
 from protocol.rules import Customer, Receipt, ReceiptLine, compile_ruleset, settle
 from protocol.rules.defaults import default_ruleset_doc
 
+# The balance every till saw for every member (templates are settled with it).
+VIEW_BALANCE = 10_000
 CATEGORIES = ("dairy", "bakery", "produce", "grocery/coffee", "sports/shoes", "cosmetics")
 
 
@@ -50,7 +52,7 @@ def templates(rng: random.Random, now: datetime, count: int = 40) -> list[Templa
                         amount=(ln["qty"] * ln["price"] + 500) // 1000,
                         category=ln["category"]) for ln in lines), store="s1")
         redeem = rng.choice([0, 0, 0, 50, 100])
-        s = settle(rs, receipt, Customer(id="c", balance=10_000), now, redeem)
+        s = settle(rs, receipt, Customer(id="c", balance=VIEW_BALANCE), now, redeem)
         lots = [{"points": lot.points, "activates": lot.activates_at.isoformat(),
                  "expires": lot.expires_at.isoformat() if lot.expires_at else
                  "9999-12-31T00:00:00+00:00"} for lot in s.lots if lot.points > 0]
@@ -70,12 +72,16 @@ class SimTill:
         prev = self.entries[-1].hash if self.entries else genesis_hash(self.epoch)
         member = customer_id is not None
         lots = t.earned_lots if member else []
+        # A member's entry carries the view of the customer the till priced with, as the
+        # agent journals it: re-pricing at the central checks it against what it sent.
+        detail = {**t.detail, "customer": {"id": customer_id, "balance": VIEW_BALANCE}} \
+            if member else t.detail
         e = JournalEntry(
             seq=len(self.entries) + 1, epoch=self.epoch, prev_hash=prev, kind="sale",
             receipt_id=new_receipt_id(at), at=at.isoformat(timespec="seconds"), store="s1",
             customer_id=customer_id, ruleset_version=1, total=t.total,
             fiscal_doc=len(self.entries) + 1, earned=sum(lot["points"] for lot in lots),
-            redeemed=t.redeemed if member else 0, lots=lots, detail=t.detail)
+            redeemed=t.redeemed if member else 0, lots=lots, detail=detail)
         self.entries.append(dataclasses.replace(e, hash=e.compute_hash()))
 
     def batches(self, size: int, sent_at: datetime) -> list[bytes]:
@@ -91,6 +97,13 @@ def fill(till: SimTill, rng: random.Random, tpls: list[Template], customers: lis
     for i in range(receipts):
         cid = rng.choice(customers) if rng.random() < members else None
         till.append(rng.choice(tpls), cid, start + step * i)
+
+
+def delivered_views(till: SimTill) -> list[dict[str, Any]]:
+    """The views of its members the till priced with, as a customer delta delivered them
+    (central.deliveries records them; re-pricing honours only those)."""
+    members = sorted({e.customer_id for e in till.entries if e.customer_id is not None})
+    return [{"id": c, "available": VIEW_BALANCE, "pending": 0} for c in members]
 
 
 def now() -> datetime:

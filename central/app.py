@@ -21,13 +21,10 @@ from central import (
     api_office,
     api_staff,
     api_sync,
-    campaign_budgets,
     card_keys,
-    customers,
     db,
-    ledger,
+    followers,
     metrics,
-    repricing,
     rulesets,
 )
 from central.auth_failures import Throttle
@@ -52,15 +49,10 @@ from central.web_common import (
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-REPRICING_INTERVAL_S = 2.0
-TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes is enough
-# Reads replay the clock themselves (ledger.balance); the job only writes back what it did
-# and wakes tills' deltas, so a minute late is fine.
-MATURING_INTERVAL_S = 60.0
 
 
 def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
-             reprice_every: float | None = REPRICING_INTERVAL_S,
+             reprice_every: float | None = followers.REPRICING_INTERVAL_S,
              card_keys_file: Path | None = None,
              trusted_proxies: TrustedProxies = NO_PROXIES,
              sms: SmsGateway | None = None,
@@ -104,47 +96,15 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app[DB].close()
 
     if reprice_every is not None:
-        cache = repricing.RuleSets(conn)
-        app.cleanup_ctx.append(_periodic(
-            "re-pricing", reprice_every,
-            lambda app: repricing.reprice_pending(app[DB], app[CLOCK](), cache=cache)))
-        # Budget usage trails ingest by one interval at most; tills bound the overshoot
-        # meanwhile by subtracting their own grants (central.campaign_budgets).
-        app.cleanup_ctx.append(_periodic(
-            "campaign budgets", reprice_every,
-            lambda app: campaign_budgets.account_pending(app[DB]) > 0))
-        app.cleanup_ctx.append(_periodic(
-            "maturing lots", MATURING_INTERVAL_S,
-            lambda app: ledger.mature_due(app[DB], app[CLOCK]()) > 0))
-        app.cleanup_ctx.append(_periodic(
-            "tier windows", TIER_ROLLOVER_INTERVAL_S,
-            lambda app: customers.roll_tier_windows(app[DB], app[CLOCK]()) > 0))
+        jobs = followers.jobs(conn, reprice_every)
+
+        async def background(app: web.Application) -> AsyncIterator[None]:
+            async with followers.running(jobs, lambda: app[DB], lambda: app[CLOCK]()):
+                yield
+
+        app.cleanup_ctx.append(background)
     app.on_cleanup.append(close_db)
     return app
-
-
-def _periodic(name: str, every: float, step: Callable[[web.Application], bool],
-              ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Run `step` in the background every `every` seconds, between requests; while it says
-    there is more to do, again at once."""
-
-    async def job(app: web.Application) -> AsyncIterator[None]:
-        async def run() -> None:
-            while True:
-                try:
-                    while step(app):
-                        await asyncio.sleep(0)  # requests waiting meanwhile go first
-                except Exception:
-                    log.exception("%s failed; trying again later", name)
-                await asyncio.sleep(every)
-
-        task = asyncio.create_task(run())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return job
 
 
 async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None:
@@ -183,8 +143,13 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
                 trusted_proxies: TrustedProxies = NO_PROXIES,
                 sms: SmsGateway | None = None,
                 metrics_at: tuple[str, int] | None = None,
-                database: str | None = None) -> None:
-    """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart."""
+                database: str | None = None, role: str = "all") -> None:
+    """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart.
+    `role` (central.followers): "all" serves the API and runs the background jobs,
+    "ingest" the API alone, "followers" the jobs alone."""
+    if role == "followers":
+        await followers.serve(data_dir, database, metrics_at)
+        return
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
     files = raise_file_limit(limits.max_connections + 256)
@@ -193,7 +158,8 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
     app = make_app(data_dir, card_keys_file=card_keys_file, trusted_proxies=trusted_proxies,
-                   sms=sms, database=database)
+                   sms=sms, database=database,
+                   reprice_every=followers.REPRICING_INTERVAL_S if role == "all" else None)
     runner = web.AppRunner(app, keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     metrics_runner = None

@@ -24,6 +24,8 @@ from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
 if TYPE_CHECKING:
     from central.presence import SmsGateway
 
+# Which part of the central a process runs (central.followers).
+ROLES = ("all", "ingest", "followers")
 DEFAULT_DATA = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-central").split(":")[0]
 
 
@@ -39,6 +41,11 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
         help="directory for the database and keys (default: %(default)s)",
     )
     database_arg(run)
+    run.add_argument("--role", choices=ROLES, default="all",
+                     help="all: the API and the background jobs (one process, one store);"
+                          " ingest: the API alone; followers: the background jobs alone"
+                          " (re-pricing, budgets, maturing, tier windows), in a process of"
+                          " their own beside ingest processes (default: %(default)s)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on")
     run.add_argument("--port", type=int, default=8600, help="port (0 picks a free one)")
     run.add_argument("--port-file", type=Path, help="write the bound port here once listening")
@@ -147,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
                           args.card_keys, tls, proxies, _sms_gateway(args), metrics_at,
-                          args.database))
+                          args.database, args.role))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
         return 2

@@ -5,13 +5,15 @@ ledger explains every balance, and the background jobs do each entry once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from central import db, ledger
-from tests.databases import postgres_schema
+from central import campaign_budgets, db, ledger
+from tests.databases import KINDS, postgres_schema
 from tests.till_double import TestTill
 from tillpoint.processes import Processes, read_file, tillpoint_cmd, wait_for
 
@@ -19,13 +21,18 @@ CARD = "2990000000012"
 TILLS, ROUNDS, SALES = 4, 3, 5
 
 
-async def _start(procs: Processes, name: str, data: Path, url: str, workdir: Path) -> str:
+async def _start(procs: Processes, name: str, data: Path, url: str | None, workdir: Path,
+                 *extra: str) -> str:
     port_file = workdir / f"{name}.port"
-    procs.start(name, tillpoint_cmd("central", "run", "--data", str(data), "--database", url,
-                                    "--port", "0", "--port-file", str(port_file)))
+    procs.start(name, tillpoint_cmd("central", "run", "--data", str(data), "--port", "0",
+                                    "--port-file", str(port_file), *_on(url), *extra))
     port = await wait_for(lambda: read_file(port_file), f"{name} to listen",
                           check=procs.check_alive)
     return f"http://127.0.0.1:{port}"
+
+
+def _on(url: str | None) -> list[str]:
+    return ["--database", url] if url else []
 
 
 async def test_two_processes_ingest_the_same_tills_at_once_and_each_entry_counts_once(
@@ -109,3 +116,71 @@ async def _ingest_through_two(procs: Processes, url: str, tmp_path: Path) -> Non
                                   check=procs.check_alive) == spends
         finally:
             conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_ingest_process_leaves_the_background_jobs_to_a_process_of_their_own(
+        tmp_path: Path, kind: str):
+    """`--role ingest` answers tills and runs no background job; `--role followers` runs
+    them and serves nothing: re-pricing and budgets catch up there, and after a SIGKILL of
+    that process its successor goes on from the cursors, each entry once."""
+    with postgres_schema() if kind == "postgresql" else contextlib.nullcontext() as url:
+        procs = Processes(tmp_path / "logs")
+        try:
+            await _ingest_then_follow(procs, url, tmp_path)
+        finally:
+            procs.stop_all()
+
+
+async def _ingest_then_follow(procs: Processes, url: str | None, tmp_path: Path) -> None:
+    data = tmp_path / "central"
+    base = await _start(procs, "central", data, url, tmp_path, "--role", "ingest")
+    admin = {"Authorization": f"Bearer {(data / 'admin-token').read_text().strip()}"}
+    conn = db.connect(url or data / "central.db")
+    followers = ["central", "run", "--role", "followers", "--data", str(data), *_on(url)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post(path: str, **kw) -> dict:
+                async with http.post(base + path, **kw) as resp:
+                    assert resp.status in (200, 201), await resp.text()
+                    return await resp.json()
+
+            customer = (await post("/api/v1/customers", headers=admin, json={
+                "card_number": CARD, "welcome_bonus": 1000}))["id"]
+            till = TestTill()
+            token = (await post("/api/v1/enrolment-tokens", headers=admin,
+                                json={"store": "s1"}))["token"]
+            till.till_id = (await post("/sync/v1/enroll", json=till.enrolment(token)))[
+                "till_id"]
+            headers = {"Content-Type": "application/msgpack"}
+
+            async def sell(rounds: range) -> None:
+                for r in rounds:
+                    for _ in range(SALES):
+                        till.sale(customer, earned=10, at=datetime.now(UTC))
+                    ack = await post("/sync/v1/batches", headers=headers,
+                                     data=till.batch(r * SALES + 1, (r + 1) * SALES))
+                    assert ack["acked_seq"] == (r + 1) * SALES
+
+            def checked() -> int:
+                return int(conn.execute("SELECT checked FROM repricing").fetchone()[0])
+
+            def caught_up(entries: int) -> bool | None:
+                return True if checked() >= entries and campaign_budgets.behind(conn) == 0 \
+                    else None
+
+            await sell(range(ROUNDS))
+            # The ingest process acknowledged them and leaves them to the followers.
+            assert checked() == 0 and campaign_budgets.behind(conn) == ROUNDS * SALES
+            procs.start("followers", tillpoint_cmd(*followers))
+            await wait_for(lambda: caught_up(ROUNDS * SALES), "the followers to catch up",
+                           timeout=60, check=procs.check_alive)
+            procs.kill(procs.find("followers"))  # type: ignore[arg-type]
+            procs.forget_exited()
+            await sell(range(ROUNDS, 2 * ROUNDS))
+            procs.start("followers-2", tillpoint_cmd(*followers))
+            await wait_for(lambda: caught_up(2 * ROUNDS * SALES),
+                           "the next followers to go on", timeout=60, check=procs.check_alive)
+            assert checked() == 2 * ROUNDS * SALES  # none twice
+    finally:
+        conn.close()

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 
 from agent import journal
 from agent.store import open_store
+from central import db as central_db
+from tests.balancer import Balancer
 from tests.databases import ON_BOTH_DATABASES
 from tests.fault_proxy import FAULTS, FaultPlan, FaultProxy
 from tillpoint.demo import card_number
@@ -55,15 +59,23 @@ def journalled(tills: list[Till]) -> int:
     return total
 
 
+# Entries the other processes must acknowledge while one is down.
+DOWN_FOR = 40
+
+
 class Chaos:
     def __init__(self, store: StoreHarness, proxy: FaultProxy, rng: random.Random) -> None:
         self.store = store
         self.proxy = proxy
         self.rng = rng
         self.restarting: set[str] = set()
-        self.kills = {"agent": 0, "central": 0}
+        self.kills: Counter[str] = Counter()
+        self.tills: list[Till] = []
+        self.check: Callable[[], None] = lambda: None  # raises if a cashier failed
+        self.balancer: Balancer | None = None  # in front of several central processes
 
-    async def kill_agent(self, till: Till) -> None:
+    async def kill_agent(self) -> None:
+        till = self.rng.choice(self.tills)
         self.restarting.add(till.name)
         try:
             self.store.procs.kill(self.store.agent_process(till))
@@ -73,10 +85,45 @@ class Chaos:
             self.restarting.discard(till.name)
 
     async def kill_central(self) -> None:
+        """The one central process, SIGKILLed and started again at once."""
         self.store.kill_central()
         self.kills["central"] += 1
         await self.store.start_central()
-        self.proxy.upstream = self.store.central_url
+
+    def down_while_others_ingest(self, name: str, *extra: str) -> Callable[[], Awaitable[None]]:
+        """SIGKILL central process `name`; start it again once the others have taken more
+        of the tills' entries meanwhile."""
+        async def strike() -> None:
+            held = self.acknowledged()
+            self.store.kill_central(name)
+            self.kills["central"] += 1
+            await self._others_ingest(held, f"{name} is down")
+            url = await self.store.start_central(name, *extra)
+            if self.balancer is not None:
+                self.balancer.upstreams[name] = url
+        return strike
+
+    async def down_followers(self) -> None:
+        """SIGKILL the background jobs' own process, and start it again a while later."""
+        held = self.acknowledged()
+        self.store.procs.kill(self.store.procs.find("followers"))  # type: ignore[arg-type]
+        self.store.procs.forget_exited()
+        self.kills["followers"] += 1
+        await self._others_ingest(held, "the followers are down")
+        self.store.start_followers()
+
+    async def _others_ingest(self, held: int, why: str) -> None:
+        await wait_for(lambda: True if self.acknowledged() >= held + DOWN_FOR else None,
+                       f"{DOWN_FOR} more entries acknowledged while {why}", timeout=120,
+                       check=self.check)
+
+    def acknowledged(self) -> int:
+        """The tills' entries the central holds, read from its database."""
+        conn = central_db.connect(self.store.central_database)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0])
+        finally:
+            conn.close()
 
 
 async def sell(store: StoreHarness, chaos: Chaos, till: Till, customers: list[str],
@@ -117,45 +164,16 @@ async def test_ledger_equals_journals_after_faults_and_kills(tmp_path, store_dat
         proxy = FaultProxy(store.central_url, FaultPlan(rate=0.0), seed=7)
         store.till_central_url = await proxy.start()
         try:
-            tills = [await store.add_till(f"till-{k + 1}", agent_args=AGENT_ARGS)
-                     for k in range(3)]
-            customers = [(await store.office("POST", "/api/v1/customers", {
-                "card_number": card_number(i + 1), "welcome_bonus": BONUS}))["id"]
-                for i in range(MEMBERS)]
-            for cid in customers:  # their apps get their keys while the central is up
-                await store.app_key(cid)
-            for till in tills:
-                # The newest member: once a till knows them, it has pulled every one before.
-                await store.pos(till, "POST", "/pos/v1/identify",
-                                {"card_number": card_number(MEMBERS)})
-            proxy.plan = FaultPlan(rate=0.3, max_delay_s=0.2)
             chaos = Chaos(store, proxy, rng)
-            done = asyncio.Event()
-            cashiers = [asyncio.create_task(sell(store, chaos, t, customers,
-                                                 random.Random(k), done))
-                        for k, t in enumerate(tills)]
-            # Kills at random points of the day: after this many receipts are journalled.
-            plan = sorted(rng.sample(range(100, RECEIPTS - 100), 6))
-            victims = ["central", "agent", "agent", "central", "agent", "agent"]
-            try:
-                for at, victim in zip(plan, victims, strict=True):
-                    await wait_for(lambda at=at: True if journalled(tills) >= at else None,
-                                   f"{at} receipts", timeout=120,
-                                   check=lambda: [c.result() for c in cashiers if c.done()])
-                    if victim == "central":
-                        await chaos.kill_central()
-                    else:
-                        await chaos.kill_agent(rng.choice(tills))
-                await wait_for(lambda: True if journalled(tills) >= RECEIPTS else None,
-                               f"{RECEIPTS} receipts", timeout=120,
-                               check=lambda: [c.result() for c in cashiers if c.done()])
-            finally:
-                done.set()
-                for c in cashiers:
-                    await c
-            proxy.plan = FaultPlan(rate=0.0)
-            await store.wait_synced(timeout=120)
-            await check_whole(store, tills, customers)
+
+            async def kill_central() -> None:
+                await chaos.kill_central()
+                proxy.upstream = store.central_url
+
+            tills, customers = await sell_through_kills(
+                store, chaos, RECEIPTS, [kill_central, chaos.kill_agent, chaos.kill_agent,
+                                         kill_central, chaos.kill_agent, chaos.kill_agent])
+            await check_whole(store, tills, customers, RECEIPTS)
             assert chaos.kills == {"agent": 4, "central": 2}
             # Every kind of fault was met while receipts flowed.
             assert set(proxy.counts) >= set(FAULTS), proxy.counts
@@ -163,7 +181,97 @@ async def test_ledger_equals_journals_after_faults_and_kills(tmp_path, store_dat
             await proxy.close()
 
 
-async def check_whole(store: StoreHarness, tills: list[Till], customers: list[str]) -> None:
+MULTI_RECEIPTS = 1200
+CENTRALS = ("central-1", "central-2", "central-3")
+
+
+@pytest.mark.parametrize("store_database", ["postgresql"], indirect=True)
+async def test_three_central_processes_behind_a_balancer_killed_in_turn(
+        tmp_path, store_database: str):
+    """A chain's deployment on one PostgreSQL: three central processes behind a round-robin
+    balancer (two serving and running the background jobs, one ingest only) and a process
+    of background jobs alone. Each is SIGKILLed in turn and stays down while the others
+    take its tills' batches; tills' requests still meet the hostile network on their way.
+    Every entry counts once, every sale is re-priced once, whichever process did it."""
+    rng = random.Random(20261201)
+    async with StoreHarness(tmp_path, database=store_database) as store:
+        await store.start_central(CENTRALS[0])  # makes the secrets the others share
+        await store.start_central(CENTRALS[1])
+        await store.start_central(CENTRALS[2], "--role", "ingest")
+        store.start_followers()
+        balancer = Balancer(store.central_urls)
+        store.put_behind(await balancer.start())
+        proxy = FaultProxy(balancer.url, FaultPlan(rate=0.0), seed=11)
+        store.till_central_url = await proxy.start()
+        try:
+            chaos = Chaos(store, proxy, rng)
+            chaos.balancer = balancer
+            tills, customers = await sell_through_kills(
+                store, chaos, MULTI_RECEIPTS,
+                [chaos.down_while_others_ingest(CENTRALS[0]), chaos.kill_agent,
+                 chaos.down_while_others_ingest(CENTRALS[1]), chaos.down_followers,
+                 chaos.down_while_others_ingest(CENTRALS[2], "--role", "ingest"),
+                 chaos.kill_agent])
+            await check_whole(store, tills, customers, MULTI_RECEIPTS)
+            assert chaos.kills == {"agent": 2, "central": 3, "followers": 1}
+            # All three took batches, and batches were in two processes at the same time.
+            assert set(balancer.batches_acked) == set(CENTRALS), balancer.batches_acked
+            assert balancer.overlapped > 0
+            assert balancer.redispatched > 0  # tills met a dead process, and went on
+            assert proxy.counts.total() > 0
+        finally:
+            await proxy.close()
+            await balancer.close()
+
+
+async def sell_through_kills(store: StoreHarness, chaos: Chaos, receipts: int,
+                             kills: list[Callable[[], Awaitable[None]]],
+                             ) -> tuple[list[Till], list[str]]:
+    """Three tills sell `receipts` receipts through the hostile network while `kills` strike
+    one by one at random points of the day; then the network calms and every till syncs."""
+    rng = chaos.rng
+    tills = [await store.add_till(f"till-{k + 1}", agent_args=AGENT_ARGS) for k in range(3)]
+    customers = [(await store.office("POST", "/api/v1/customers", {
+        "card_number": card_number(i + 1), "welcome_bonus": BONUS}))["id"]
+        for i in range(MEMBERS)]
+    for cid in customers:  # their apps get their keys while the central is up
+        await store.app_key(cid)
+    for till in tills:
+        # The newest member: once a till knows them, it has pulled every one before.
+        await store.pos(till, "POST", "/pos/v1/identify",
+                        {"card_number": card_number(MEMBERS)})
+    chaos.proxy.plan = FaultPlan(rate=0.3, max_delay_s=0.2)
+    done = asyncio.Event()
+    cashiers = [asyncio.create_task(sell(store, chaos, t, customers, random.Random(k), done))
+                for k, t in enumerate(tills)]
+
+    def cashiers_ok() -> None:
+        for c in cashiers:
+            if c.done():
+                c.result()
+
+    chaos.check = cashiers_ok
+    chaos.tills = tills
+    # Kills at random points of the day: after this many receipts are journalled.
+    plan = sorted(rng.sample(range(100, receipts - 100), len(kills)))
+    try:
+        for at, kill in zip(plan, kills, strict=True):
+            await wait_for(lambda at=at: True if journalled(tills) >= at else None,
+                           f"{at} receipts", timeout=120, check=cashiers_ok)
+            await kill()
+        await wait_for(lambda: True if journalled(tills) >= receipts else None,
+                       f"{receipts} receipts", timeout=120, check=cashiers_ok)
+    finally:
+        done.set()
+        for c in cashiers:
+            await c
+    chaos.proxy.plan = FaultPlan(rate=0.0)
+    await store.wait_synced(timeout=120)
+    return tills, customers
+
+
+async def check_whole(store: StoreHarness, tills: list[Till], customers: list[str],
+                      receipts: int) -> None:
     expected = dict.fromkeys(customers, BONUS)
     total = 0
     for till in tills:
@@ -180,7 +288,7 @@ async def check_whole(store: StoreHarness, tills: list[Till], customers: list[st
             assert journal.verify(db).ok
         finally:
             db.close()
-    assert total >= RECEIPTS
+    assert total >= receipts
     for cid in customers:
         bal = (await store.office("GET", f"/api/v1/customers/{cid}"))["balance"]
         assert bal["available"] + bal["pending"] == expected[cid], cid
@@ -189,6 +297,10 @@ async def check_whole(store: StoreHarness, tills: list[Till], customers: list[st
         return True if (await store.office("GET", "/api/v1/repricing"))["behind"] == 0 else None
 
     await wait_for(repriced, "the central to re-price every sale", timeout=60)
+    # Each member's sale re-priced once: not skipped, not twice by two processes.
+    members_sales = sum(1 for t in tills for e in local_entries(t) if e[3])
+    progress = await store.office("GET", "/api/v1/repricing")
+    assert (progress["checked"], progress["mismatches"]) == (members_sales, 0), progress
     alerts = (await store.office("GET", "/api/v1/alerts"))["alerts"]
     assert not [a for a in alerts if a["kind"] in ("security", "repricing-mismatch")], alerts
 

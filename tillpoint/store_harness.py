@@ -72,6 +72,9 @@ class StoreHarness:
         self.env = {"TILLPOINT_CLOCK_OFFSET_FILE": str(self.clock_file)} \
             if self.clock_file else {}
         self.central_url = ""
+        # Every central process running, by name; `balanced`: central_url is a balancer's.
+        self.central_urls: dict[str, str] = {}
+        self.balanced = False
         # Where tills reach the central, when not directly (a proxy in front of it).
         self.till_central_url: str | None = None
         self.admin_token = ""
@@ -109,25 +112,52 @@ class StoreHarness:
 
     # -- central --------------------------------------------------------------------------
 
-    def kill_central(self) -> None:
-        proc = self.procs.find("central")
-        assert proc is not None, "the central is not running"
+    def kill_central(self, name: str = "central") -> None:
+        """SIGKILL the central process `name` (the one start_central started by that name)."""
+        proc = self.procs.find(name)
+        assert proc is not None, f"{name} is not running"
         self.procs.kill(proc)
         self.procs.forget_exited()
+        self.central_urls.pop(name, None)
 
-    async def start_central(self) -> None:
+    async def start_central(self, name: str = "central", *extra: str) -> str:
+        """Start a central process and return its URL. Several may run on one PostgreSQL
+        database, each under a `name` of its own, sharing the data directory (the first
+        makes the secrets: start it alone); `extra` are more arguments (`--role ingest`).
+        Head office and tills reach the last one started, unless put behind a balancer."""
         data = self.workdir / "central"
-        port_file = self.workdir / "central.port"
+        port_file = self.workdir / f"{name}.port"
         port_file.unlink(missing_ok=True)
-        self.procs.start("central", tillpoint_cmd(
+        self.procs.reap(name)
+        self.procs.start(name, tillpoint_cmd(
             "central", "run", "--data", str(data), "--port", "0", "--port-file", str(port_file),
             *(["--database", self.database] if self.database else []),
-            *self.central_args), env=self.env or None)
-        port = await wait_for(lambda: read_file(port_file), "the central to listen",
+            *self.central_args, *extra), env=self.env or None)
+        port = await wait_for(lambda: read_file(port_file), f"{name} to listen",
                               check=self.procs.check_alive)
         scheme = "https" if "--tls-cert" in self.central_args else "http"
-        self.central_url = f"{scheme}://127.0.0.1:{port}"
+        url = f"{scheme}://127.0.0.1:{port}"
+        self.central_urls[name] = url
+        if not self.balanced:
+            self.central_url = url
         self.admin_token = (data / "admin-token").read_text().strip()
+        return url
+
+    def start_followers(self, name: str = "followers") -> None:
+        """A process of the central's background jobs alone (`--role followers`), on the
+        same database as the central processes. It serves nothing: what shows it works is
+        its work (re-pricing done, budgets counted)."""
+        self.procs.reap(name)
+        self.procs.start(name, tillpoint_cmd(
+            "central", "run", "--role", "followers", "--data", str(self.workdir / "central"),
+            *(["--database", self.database] if self.database else [])),
+            env=self.env or None)
+
+    def put_behind(self, balancer_url: str) -> None:
+        """From now on head office and tills reach the centrals through a balancer at
+        `balancer_url` (start_central no longer moves central_url)."""
+        self.central_url = balancer_url
+        self.balanced = True
 
     @property
     def central_database(self) -> Path | str:

@@ -1,0 +1,118 @@
+"""The central's background work: followers of the journal and jobs of the clock, and where
+they run.
+
+Re-pricing and campaign budgets follow the ingest sequence (central.ingest_log) and claim
+each page by moving their cursor, so however many processes run them each entry is done
+once; maturing lots and tier windows take a try-lock and skip while another process holds
+it. That makes them free to run anywhere: in every API process (`--role all`, the default,
+what one store needs), or in processes of their own (`--role followers`) beside API
+processes that only ingest and answer (`--role ingest`), so that their work never waits
+in the event loop in front of a till's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sdnotify
+
+from central import campaign_budgets, customers, db, ledger, metrics, repricing, rulesets
+from central.clock import utcnow
+from central.db import Connection
+
+log = logging.getLogger(__name__)
+
+REPRICING_INTERVAL_S = 2.0
+TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes is enough
+# Reads replay the clock themselves (ledger.balance); the job only writes back what it did
+# and wakes tills' deltas, so a minute late is fine.
+MATURING_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: float
+    # One step of the work; True while there is more to do at once.
+    step: Callable[[Connection, datetime], bool]
+
+
+def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S) -> list[Job]:
+    """Every background job of the central, for the connection they will run on."""
+    cache = repricing.RuleSets(conn)
+    return [
+        Job("re-pricing", reprice_every,
+            lambda c, now: repricing.reprice_pending(c, now, cache=cache) > 0),
+        # Budget usage trails ingest by one interval at most; tills bound the overshoot
+        # meanwhile by subtracting their own grants (central.campaign_budgets).
+        Job("campaign budgets", reprice_every,
+            lambda c, now: campaign_budgets.account_pending(c) > 0),
+        Job("maturing lots", MATURING_INTERVAL_S,
+            lambda c, now: ledger.mature_due(c, now) > 0),
+        Job("tier windows", TIER_ROLLOVER_INTERVAL_S,
+            lambda c, now: customers.roll_tier_windows(c, now) > 0),
+    ]
+
+
+async def run_job(job: Job, conn: Callable[[], Connection],
+                  clock: Callable[[], datetime]) -> None:
+    """Run `job` every `job.every` seconds until cancelled; while it says there is more to
+    do, again at once (after whatever else waits on the event loop)."""
+    while True:
+        try:
+            while job.step(conn(), clock()):
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("%s failed; trying again later", job.name)
+        await asyncio.sleep(job.every)
+
+
+@contextlib.asynccontextmanager
+async def running(all_jobs: list[Job], conn: Callable[[], Connection],
+                  clock: Callable[[], datetime]):  # type: ignore[no-untyped-def]
+    """The jobs as tasks on this event loop for the duration of the block."""
+    tasks = [asyncio.create_task(run_job(j, conn, clock)) for j in all_jobs]
+    try:
+        yield tasks
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+async def serve(data_dir: Path, database: str | None,
+                metrics_at: tuple[str, int] | None = None,
+                clock: Callable[[], datetime] = utcnow) -> None:
+    """`tillpoint central run --role followers`: the background jobs alone, until SIGTERM.
+    No API: tills and head office are served by the `--role ingest` processes."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = db.connect(database or data_dir / "central.db")
+    metrics_runner = None
+    try:
+        rulesets.ensure_default(conn, clock())
+        if metrics_at is not None:
+            m = metrics.CentralMetrics()
+            m.watch(lambda: conn, clock, lambda: 0)
+            metrics_runner, _ = await metrics.serve(m, *metrics_at)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with running(jobs(conn), lambda: conn, clock):
+            log.info("central followers running (database %s)",
+                     db.redacted(database) if database else data_dir / "central.db")
+            sdnotify.SystemdNotifier().notify("READY=1")
+            await stop.wait()
+    finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        conn.close()
