@@ -24,8 +24,8 @@ from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
 if TYPE_CHECKING:
     from central.presence import SmsGateway
 
-# Which part of the central a process runs (central.followers).
-ROLES = ("all", "ingest", "followers")
+# Which part of the central a process runs (central.followers); not staff roles.
+PROCESS_ROLES = ("all", "ingest", "followers")
 DEFAULT_DATA = os.environ.get("STATE_DIRECTORY", "/var/lib/tillpoint-central").split(":")[0]
 
 
@@ -41,7 +41,7 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
         help="directory for the database and keys (default: %(default)s)",
     )
     database_arg(run)
-    run.add_argument("--role", choices=ROLES, default="all",
+    run.add_argument("--role", choices=PROCESS_ROLES, default="all",
                      help="all: the API and the background jobs (one process, one store);"
                           " ingest: the API alone; followers: the background jobs alone"
                           " (re-pricing, budgets, maturing, tier windows), in a process of"
