@@ -24,7 +24,7 @@ from central import (
     rulesets,
     tills,
 )
-from central.office_auth import actor
+from central.office_auth import actor, audited
 from central.roles import Role as R
 from central.roles import admits
 from central.web_common import (
@@ -50,19 +50,21 @@ TOKEN_HOURS = bounds.IntRange(1, 24 * 30, "hours")
 async def create_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
-        created = customers.create(
-            request.app[DB],
-            request.app[SECRETS].card_keys,
-            request.app[CLOCK](),
-            card_number=field(body, "card_number", str),
-            name=field(body, "name", str, required=False, default=""),
-            phone=field(body, "phone", str, required=False),
-            tier=field(body, "tier", str, required=False),
-            segments=field(body, "segments", list, required=False),
-            birthday=field(body, "birthday", str, required=False),
-            welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0,
-                                within=bounds.POINTS),
-        )
+        with audited(request, "customer.create") as change:
+            created = customers.create(
+                request.app[DB],
+                request.app[SECRETS].card_keys,
+                request.app[CLOCK](),
+                card_number=field(body, "card_number", str),
+                name=field(body, "name", str, required=False, default=""),
+                phone=field(body, "phone", str, required=False),
+                tier=field(body, "tier", str, required=False),
+                segments=field(body, "segments", list, required=False),
+                birthday=field(body, "birthday", str, required=False),
+                welcome_bonus=field(body, "welcome_bonus", int, required=False, default=0,
+                                    within=bounds.POINTS),
+            )
+            change.subject, change.after = _customer(created["id"]), created
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
     return web.json_response(created, status=201)
@@ -73,10 +75,13 @@ async def create_customer(request: web.Request) -> web.Response:
 async def lookup_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
-        cid = customers.by_card(
-            request.app[DB], request.app[SECRETS].card_keys, field(body, "card_number", str)
-        )
-        return web.json_response(customers.read(request.app[DB], cid, request.app[CLOCK]()))
+        with audited(request, "customer.lookup") as change:
+            cid = customers.by_card(
+                request.app[DB], request.app[SECRETS].card_keys, field(body, "card_number", str)
+            )
+            change.subject = _customer(cid)
+            found = customers.read(request.app[DB], cid, request.app[CLOCK]())
+        return web.json_response(found)
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
 
@@ -87,10 +92,13 @@ async def link_card(request: web.Request) -> web.Response:
     """Link a card to an account, e.g. one whose key retired; the customer has proved the
     phone on the account first (README: relinking a card)."""
     body = await json_body(request)
+    cid = request.match_info["id"]
     try:
-        linked = customers.link_card(request.app[DB], request.app[SECRETS].card_keys,
-                                     request.match_info["id"], field(body, "card_number", str),
-                                     request.app[CLOCK]())
+        with audited(request, "customer.card.link", _customer(cid)) as change:
+            linked = customers.link_card(request.app[DB], request.app[SECRETS].card_keys,
+                                         cid, field(body, "card_number", str),
+                                         request.app[CLOCK]())
+            change.after = linked
     except InvalidCardNumber as e:
         raise ApiError(400, str(e)) from None
     return web.json_response(linked, status=201)
@@ -99,10 +107,11 @@ async def link_card(request: web.Request) -> web.Response:
 @routes.get("/api/v1/customers/{id}")
 @admits(R.ADMIN, R.SUPPORT, R.SECURITY)
 async def read_customer(request: web.Request) -> web.Response:
-    conn = request.app[DB]
-    found = customers.read(conn, request.match_info["id"], request.app[CLOCK]())
-    found["history"] = ledger.history(conn, found["id"])
-    found["consents"] = personal_data.consents(conn, found["id"])
+    conn, cid = request.app[DB], request.match_info["id"]
+    with audited(request, "customer.read", _customer(cid)):
+        found = customers.read(conn, cid, request.app[CLOCK]())
+        found["history"] = ledger.history(conn, found["id"])
+        found["consents"] = personal_data.consents(conn, found["id"])
     return web.json_response(found)
 
 
@@ -112,17 +121,23 @@ async def record_consent(request: web.Request) -> web.Response:
     """Consent to processing, or separately to advertising messages: granted or withdrawn,
     with its source (where the customer gave it) and who records it; the time is now."""
     body = await json_body(request)
-    return web.json_response(personal_data.record_consent(
-        request.app[DB], request.match_info["id"], body.get("kind"), body.get("granted"),
-        body.get("source"), actor(request, body), request.app[CLOCK]()), status=201)
+    cid = request.match_info["id"]
+    with audited(request, "customer.consent", _customer(cid)) as change:
+        change.before = personal_data.consents(request.app[DB], cid)
+        change.after = personal_data.record_consent(
+            request.app[DB], cid, body.get("kind"), body.get("granted"), body.get("source"),
+            actor(request, body), request.app[CLOCK]())
+    return web.json_response(change.after, status=201)
 
 
 @routes.get("/api/v1/customers/{id}/personal-data")
 @admits(R.ADMIN, R.SUPPORT)
 async def export_personal_data(request: web.Request) -> web.Response:
     """Everything held about the customer, for a subject access request."""
-    return web.json_response(personal_data.export(request.app[DB], request.match_info["id"],
-                                                  request.app[CLOCK]()))
+    cid = request.match_info["id"]
+    with audited(request, "customer.export", _customer(cid)):
+        exported = personal_data.export(request.app[DB], cid, request.app[CLOCK]())
+    return web.json_response(exported)
 
 
 @routes.post("/api/v1/customers/{id}/erase")
@@ -131,40 +146,49 @@ async def erase_personal_data(request: web.Request) -> web.Response:
     """Erase the customer's personal data; the account stays, pseudonymous, with its
     balance and ledger."""
     body = await json_body(request)
-    return web.json_response(personal_data.erase(
-        request.app[DB], request.match_info["id"], actor(request, body),
-        field(body, "reason", str), request.app[CLOCK]()))
+    cid = request.match_info["id"]
+    with audited(request, "customer.erase", _customer(cid)) as change:
+        change.after = personal_data.erase(request.app[DB], cid, actor(request, body),
+                                           field(body, "reason", str), request.app[CLOCK]())
+    return web.json_response(change.after)
 
 
 @routes.patch("/api/v1/customers/{id}")
 @admits(R.ADMIN, R.SUPPORT)
 async def update_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return web.json_response(customers.update(request.app[DB], request.match_info["id"], body,
-                                                request.app[CLOCK]()))
+    conn, cid, now = request.app[DB], request.match_info["id"], request.app[CLOCK]()
+    with audited(request, "customer.update", _customer(cid)) as change:
+        change.before = customers.read(conn, cid, now)
+        change.after = customers.update(conn, cid, body, now)
+        change.extra["changed"] = sorted(k for k in body if change.before.get(k)
+                                         != change.after.get(k))
+    return web.json_response(change.after)
 
 
 @routes.post("/api/v1/customers/{id}/offers")
 @admits(R.ADMIN, R.MARKETING, R.SUPPORT)
 async def activate_offer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return web.json_response(customers.activate_offer(
-        request.app[DB], request.match_info["id"], field(body, "offer", str),
-        request.app[CLOCK]()))
+    cid = request.match_info["id"]
+    with audited(request, "customer.offer.activate", _customer(cid)) as change:
+        change.after = customers.activate_offer(request.app[DB], cid, field(body, "offer", str),
+                                                request.app[CLOCK]())
+        change.extra["offer"] = body["offer"]
+    return web.json_response(change.after)
 
 
 @routes.post("/api/v1/customers/{id}/adjustments")
 @admits(R.ADMIN, R.SUPPORT)
 async def adjust_customer(request: web.Request) -> web.Response:
     body = await json_body(request)
-    result = customers.adjust(
-        request.app[DB],
-        request.match_info["id"],
-        field(body, "points", int, within=bounds.ADJUSTMENT),
-        actor(request, body),
-        field(body, "reason", str),
-        request.app[CLOCK](),
-    )
+    conn, cid, now = request.app[DB], request.match_info["id"], request.app[CLOCK]()
+    points = field(body, "points", int, within=bounds.ADJUSTMENT)
+    reason = field(body, "reason", str)
+    with audited(request, "customer.adjust", _customer(cid)) as change:
+        change.before = {"balance": ledger.balance(conn, cid, now).to_dict()}
+        result = customers.adjust(conn, cid, points, actor(request, body), reason, now)
+        change.after = {"balance": result.get("balance"), "points": points, "reason": reason}
     return web.json_response(result)
 
 
@@ -177,8 +201,10 @@ async def list_tills(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tills/{id}/revoke")
 @admits(R.ADMIN, R.SECURITY)
 async def revoke_till(request: web.Request) -> web.Response:
-    if not tills.revoke(request.app[DB], request.match_info["id"]):
-        raise ApiError(404, "no such till")
+    with audited(request, "till.revoke", _till(request.match_info["id"])) as change:
+        if not tills.revoke(request.app[DB], request.match_info["id"]):
+            raise ApiError(404, "no such till")
+        change.after = {"status": "revoked"}
     return web.json_response({"id": request.match_info["id"], "status": "revoked"})
 
 
@@ -187,10 +213,12 @@ async def revoke_till(request: web.Request) -> web.Response:
 async def release_till(request: web.Request) -> web.Response:
     """Lift a till's quarantine: its held points of confirmed sales are credited."""
     body = await json_body(request)
-    released = quarantine.release(request.app[DB], request.match_info["id"],
-                                  actor(request, body), request.app[CLOCK]())
-    if released is None:
-        raise ApiError(404, "no such till")
+    with audited(request, "till.release", _till(request.match_info["id"])) as change:
+        released = quarantine.release(request.app[DB], request.match_info["id"],
+                                      actor(request, body), request.app[CLOCK]())
+        if released is None:
+            raise ApiError(404, "no such till")
+        change.after = released
     return web.json_response(released)
 
 
@@ -233,9 +261,11 @@ async def enrolment_token(request: web.Request) -> web.Response:
     body = await json_body(request)
     store = field(body, "store", str)
     hours = field(body, "ttl_hours", int, required=False, default=24, within=TOKEN_HOURS)
-    token = tills.create_enrolment_token(
-        request.app[DB], store, request.app[CLOCK](), timedelta(hours=hours)
-    )
+    with audited(request, "enrolment-token.create", f"store:{store}") as change:
+        token = tills.create_enrolment_token(
+            request.app[DB], store, request.app[CLOCK](), timedelta(hours=hours)
+        )
+        change.after = {"store": store, "ttl_hours": hours}  # never the token
     return web.json_response({"token": token, "store": store}, status=201)
 
 
@@ -254,16 +284,30 @@ async def put_ruleset(request: web.Request) -> web.Response:
     body = await json_body(request)
     activates_at = _instant(field(body, "activates_at", str, required=False), "activates_at")
     try:
-        version = rulesets.publish(
-            request.app[DB],
-            field(body, "doc", dict),
-            actor(request, body),
-            request.app[CLOCK](),
-            activates_at,
-        )
+        with audited(request, "ruleset.publish", "ruleset") as change:
+            change.before = {"version": rulesets.current(request.app[DB]).version}
+            version = rulesets.publish(
+                request.app[DB],
+                field(body, "doc", dict),
+                actor(request, body),
+                request.app[CLOCK](),
+                activates_at,
+            )
+            # The document itself is kept by version in the rule sets' own table.
+            change.after = {"version": version, "activates_at": activates_at and
+                            activates_at.isoformat()}
     except RuleSetError as e:
         raise ApiError(422, f"rule set refused: {e}") from None
     return web.json_response({"version": version}, status=201)
+
+
+def _customer(customer_id: str) -> str:
+    """The audit log's subject for a customer: the id, never anything personal."""
+    return f"customer:{customer_id}"
+
+
+def _till(till_id: str) -> str:
+    return f"till:{till_id}"
 
 
 def _instant(text: str | None, name: str) -> datetime | None:
@@ -307,10 +351,12 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     if not bounds.ascii_digits(raw_id) or len(raw_id) > 16:
         raise ApiError(404, "no such alert")
     alert_id = int(raw_id)
-    found = alerts.acknowledge(request.app[DB], alert_id, actor(request, body),
-                               request.app[CLOCK]())
-    if found is None:
-        raise ApiError(404, "no such alert")
+    with audited(request, "alert.ack", f"alert:{alert_id}") as change:
+        found = alerts.acknowledge(request.app[DB], alert_id, actor(request, body),
+                                   request.app[CLOCK]())
+        if found is None:
+            raise ApiError(404, "no such alert")
+        change.after = {"acked_at": found.get("acked_at"), "acked_by": found.get("acked_by")}
     return web.json_response(found)
 
 
@@ -350,7 +396,10 @@ async def put_offline_caps(request: web.Request) -> web.Response:
             {k: v for k, v in body.items() if k != "actor"})
     except offline_caps.CapsError as e:
         raise ApiError(400, str(e)) from None
-    offline_caps.set_caps(request.app[DB], caps, by, request.app[CLOCK]())
+    with audited(request, "offline-caps.set", "offline-caps") as change:
+        change.before = offline_caps.current(request.app[DB]).to_dict()
+        offline_caps.set_caps(request.app[DB], caps, by, request.app[CLOCK]())
+        change.after = caps.to_dict()
     return web.json_response(caps.to_dict())
 
 
@@ -374,5 +423,7 @@ async def app_code_key(request: web.Request) -> web.Response:
     if not api_sync.private_transport(request):
         raise ApiError(403, "an app's code key is sent only over TLS")
     key = request.app[SECRETS].card_keys.newest
+    with audited(request, "customer.app-code", _customer(customer_id)) as change:
+        change.after = {"key_version": key.version}
     return web.json_response({"otpauth_uri": app_codes.otpauth_uri(key, customer_id),
                               "key_version": key.version}, status=201)

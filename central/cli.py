@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from central import card_keys, db, staff, tills
+from central import audit, card_keys, db, staff, tills
 from central.client_source import TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import Limits
@@ -217,8 +217,10 @@ def _operator() -> str:
 def _staff_add(args: argparse.Namespace) -> int:
     conn = _connect(args)
     try:
-        account, token = staff.add(conn, staff_token_key(args.data), args.name, args.role,
-                                   _operator(), utcnow(), args.days)
+        with audit.recorded(conn, utcnow(), _operator(), "staff.add", "") as change:
+            account, token = staff.add(conn, staff_token_key(args.data), args.name,
+                                       args.role, _operator(), utcnow(), args.days)
+            change.subject, change.after = f"staff:{account.id}", account.to_dict()
     except (Refused, OutOfBounds) as e:
         print(f"staff add: {e}", file=sys.stderr)
         return 2
@@ -245,7 +247,11 @@ def _staff_list(args: argparse.Namespace) -> int:
 def _staff_revoke(args: argparse.Namespace) -> int:
     conn = _connect(args)
     try:
-        account = staff.revoke(conn, args.id, _operator(), utcnow())
+        with audit.recorded(conn, utcnow(), _operator(), "staff.revoke",
+                            f"staff:{args.id}") as change:
+            change.before = staff.get(conn, args.id).to_dict()
+            account = staff.revoke(conn, args.id, _operator(), utcnow())
+            change.after = account.to_dict()
     except Refused as e:
         print(f"staff revoke: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ identity column); a step whose SQL differs otherwise gives both (`PerDialect`).
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -377,6 +378,39 @@ MIGRATIONS: list[str | PerDialect] = [
         ('admin-token', 'the admin token of the data directory', 'admin',
          to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'), 'migration');
     """),
+    # 18: the audit log (central.audit): who changed or read what, when, before and after;
+    # hash-chained like the journal. The database refuses to change or delete a record
+    # (SQLite: triggers that abort; PostgreSQL: rules that make UPDATE and DELETE do
+    # nothing); the chain shows whatever is done around that.
+    PerDialect(
+        sqlite="""
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        subject TEXT NOT NULL, before TEXT, after TEXT, prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_actor ON audit(actor, seq);
+    CREATE INDEX audit_action ON audit(action, seq);
+    CREATE INDEX audit_subject ON audit(subject, seq);
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+        postgresql="""
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        subject TEXT NOT NULL, before TEXT, after TEXT, prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_actor ON audit(actor, seq);
+    CREATE INDEX audit_action ON audit(action, seq);
+    CREATE INDEX audit_subject ON audit(subject, seq);
+    CREATE INDEX audit_at ON audit(at);
+    CREATE RULE audit_no_update AS ON UPDATE TO audit DO INSTEAD NOTHING;
+    CREATE RULE audit_no_delete AS ON DELETE TO audit DO INSTEAD NOTHING;
+    """),
 ]
 
 
@@ -420,16 +454,37 @@ def migrate(conn: Connection) -> int:
             version = conn.dialect.schema_version(conn)
             if version >= len(MIGRATIONS):
                 return applied
-            for statement in conn.dialect.script(MIGRATIONS[version]).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(conn.dialect.script(MIGRATIONS[version])):
+                conn.execute(statement)
             conn.dialect.set_schema_version(conn, version + 1, iso(utcnow()))
         applied += 1
 
 
+def statements(script: str) -> Iterator[str]:
+    """The statements of a migration step, split at the semicolons that end them: not at
+    those inside a trigger's BEGIN ... END (sqlite3's own tokenizer tells)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        if sqlite3.complete_statement(pending + ";"):
+            if pending.strip():
+                yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Connection]:
-    """A writing transaction (Connection.transaction): all of it or nothing."""
+    """A writing transaction (Connection.transaction): all of it or nothing.
+
+    Inside a transaction already, a savepoint of it: the outer transaction commits it or
+    not. A head-office change runs its domain code inside the transaction that also
+    appends its audit record (central.audit), so neither commits without the other."""
+    if conn.in_transaction:
+        with conn.savepoint("nested"):
+            yield conn
+        return
     with conn.transaction():
         yield conn
 

@@ -10,12 +10,13 @@ the caller from `caller(request)`, never from the body.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
-from central import staff
+from central import audit, staff
 from central.roles import admitted
 from central.web_common import (
     CLOCK,
@@ -59,6 +60,15 @@ def actor(request: web.Request, body: dict[str, Any]) -> str:
     if "actor" in body and body["actor"] is not None:
         field(body, "actor", str)
     return caller(request).id
+
+
+@contextmanager
+def audited(request: web.Request, action: str, subject: str = "") -> Iterator[audit.Change]:
+    """Make a change (or read personal data) and record it in the audit log under the
+    caller's account, in one transaction (central.audit.recorded)."""
+    with audit.recorded(request.app[DB], request.app[CLOCK](), caller(request).id, action,
+                        subject) as change:
+        yield change
 
 
 @web.middleware

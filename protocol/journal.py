@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from protocol import bounds, cashiers, presence
+from protocol.hash_chain import chain_ok, genesis_hash
 from protocol.wire import UNDECODED, InvalidMessage, pack, require, unpack, unpack_map_skipping
+
+__all__ = ["ENTRY_KINDS", "JournalEntry", "chain_ok", "genesis_hash", "new_receipt_id"]
 
 ENTRY_KINDS = ("sale", "return")
 
@@ -27,10 +30,6 @@ def new_receipt_id(now: datetime) -> str:
     the central writes one index page per batch instead of one per receipt.
     """
     return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(10)}"
-
-
-def genesis_hash(epoch: str) -> str:
-    return hashlib.sha256(b"tillpoint-epoch:" + epoch.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -235,14 +234,3 @@ def _instant(value: str, field: str) -> None:
         raise InvalidMessage(f"field {field!r} must be an ISO 8601 date and time") from None
     if at.year < _EARLIEST:
         raise InvalidMessage(f"field {field!r} must not be before {_EARLIEST}")
-
-
-def chain_ok(entries: list[JournalEntry], prev_hash: str) -> str | None:
-    """None if `entries` chain on from `prev_hash` with good hashes, else what is wrong."""
-    for e in entries:
-        if e.prev_hash != prev_hash:
-            return f"entry {e.seq} does not chain to the entry before it"
-        if e.compute_hash() != e.hash:
-            return f"entry {e.seq} has a hash that does not match its content"
-        prev_hash = e.hash
-    return None

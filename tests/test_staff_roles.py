@@ -54,6 +54,8 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/staff"): {A},
     ("POST", "/api/v1/staff/{id}/revoke"): {A, Y},
     ("POST", "/api/v1/staff/{id}/token"): {A},
+    ("GET", "/api/v1/audit"): {A, Y, U},
+    ("GET", "/api/v1/audit/verify"): {A, Y, U},
 }
 
 
