@@ -15,6 +15,7 @@ from aiohttp import web
 from central import (
     alerts,
     api_sync,
+    approvals,
     customers,
     ledger,
     offline_caps,
@@ -185,9 +186,15 @@ async def adjust_customer(request: web.Request) -> web.Response:
     conn, cid, now = request.app[DB], request.match_info["id"], request.app[CLOCK]()
     points = field(body, "points", int, within=bounds.ADJUSTMENT)
     reason = field(body, "reason", str)
+    by = actor(request, body)
     with audited(request, "customer.adjust", _customer(cid)) as change:
+        if approvals.needs_approval(conn, points):
+            # Above the programme's threshold: a second person approves it first (202).
+            change.action = "adjustment.request"
+            change.after = approvals.request(conn, cid, points, reason, by, now)
+            return web.json_response(change.after, status=202)
         change.before = {"balance": ledger.balance(conn, cid, now).to_dict()}
-        result = customers.adjust(conn, cid, points, actor(request, body), reason, now)
+        result = customers.adjust(conn, cid, points, by, reason, now)
         change.after = {"balance": result.get("balance"), "points": points, "reason": reason}
     return web.json_response(result)
 

@@ -18,6 +18,7 @@ import sdnotify
 from aiohttp import web
 
 from central import (
+    api_approvals,
     api_audit,
     api_office,
     api_staff,
@@ -91,6 +92,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_office.routes)
     app.router.add_routes(api_staff.routes)
     app.router.add_routes(api_audit.routes)
+    app.router.add_routes(api_approvals.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

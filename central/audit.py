@@ -84,8 +84,10 @@ def _dumps(value: Any) -> str | None:
 @dataclass
 class Change:
     """What a change is about, filled in while it is made: the subject may only be known
-    after (a new customer's id); before and after are JSON-able documents."""
+    after (a new customer's id), the action may turn out another (an adjustment that waits
+    for approval); before and after are JSON-able documents."""
 
+    action: str
     subject: str
     before: Any = None
     after: Any = None
@@ -118,12 +120,12 @@ def recorded(conn: Connection, now: datetime, actor: str, action: str,
     """A change and its audit record in one transaction: the record is appended when the
     body of the `with` finishes without an exception; with one, neither is kept."""
     with transaction(conn):
-        change = Change(subject)
+        change = Change(action, subject)
         yield change
         after = change.after
         if change.extra:
             after = {**(after or {}), **change.extra}
-        append(conn, now, actor, action, change.subject, change.before, after)
+        append(conn, now, actor, change.action, change.subject, change.before, after)
 
 
 @dataclass(frozen=True)

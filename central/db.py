@@ -411,6 +411,22 @@ MIGRATIONS: list[str | PerDialect] = [
     CREATE RULE audit_no_update AS ON UPDATE TO audit DO INSTEAD NOTHING;
     CREATE RULE audit_no_delete AS ON DELETE TO audit DO INSTEAD NOTHING;
     """),
+    # 19: manual adjustments above the programme's threshold wait for a second person
+    # (central.approvals): the threshold, and the adjustments waiting or decided
+    """
+    CREATE TABLE adjustment_policy (
+        id INTEGER PRIMARY KEY CHECK (id = 1), approval_above INTEGER,
+        updated_at TEXT NOT NULL, actor TEXT NOT NULL
+    );
+    CREATE TABLE adjustment_approvals (
+        id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+        points INTEGER NOT NULL, reason TEXT NOT NULL, requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+        decided_by TEXT, decided_at TEXT, note TEXT
+    );
+    CREATE INDEX adjustment_approvals_status ON adjustment_approvals(status, id);
+    """,
 ]
 
 

@@ -156,7 +156,7 @@ async def test_the_chain_verifies_and_shows_any_tampering(central, clock):
     conn.execute("DELETE FROM audit WHERE seq = 3")
     assert audit.verify(conn)["problem"] == "gap: expected entry 3, found 4"
     conn.execute("DELETE FROM audit WHERE seq >= 4")
-    assert audit.verify(conn)["ok"]  # the tail cut off: see the report's note on anchoring
+    assert audit.verify(conn)["ok"]  # a cut-off tail: docs/roles.md says how to anchor it
 
 
 async def test_erasure_leaves_the_log_without_the_customers_data(central, clock):

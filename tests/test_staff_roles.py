@@ -56,6 +56,11 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/staff/{id}/token"): {A},
     ("GET", "/api/v1/audit"): {A, Y, U},
     ("GET", "/api/v1/audit/verify"): {A, Y, U},
+    ("GET", "/api/v1/adjustment-policy"): {A, S, Y, U},
+    ("PUT", "/api/v1/adjustment-policy"): {A},
+    ("GET", "/api/v1/approvals"): {A, S, Y, U},
+    ("POST", "/api/v1/approvals/{id}/approve"): {A, Y},
+    ("POST", "/api/v1/approvals/{id}/reject"): {A, Y},
 }
 
 
