@@ -208,6 +208,8 @@ OFFICE = [
     ("POST", "/api/v1/tills/{till}/release", {"actor": "a"}),
     ("POST", "/api/v1/customers/{customer}/consents",
      {"kind": "advertising", "granted": True, "source": "app", "actor": "a"}),
+    ("POST", "/api/v1/staff", {"name": "Anna", "role": "support", "days": 30}),
+    ("PUT", "/api/v1/adjustment-policy", {"approval_above": 100}),
     # Last: it takes the customer's card away from the lookups above.
     ("POST", "/api/v1/customers/{customer}/erase", {"actor": "dpo", "reason": "asked"}),
 ]
@@ -241,6 +243,8 @@ def test_head_office_ruleset(central: Central) -> None:
 
 
 QUERIES = [("/api/v1/alerts", ("limit", "before", "acked", "kind")),
+           ("/api/v1/audit", ("limit", "before", "since", "until", "actor", "subject")),
+           ("/api/v1/approvals", ("limit", "status", "after")),
            ("/sync/v1/customers", ("since",)),
            ("/sync/v1/position", ("epoch", "from", "to"))]
 

@@ -125,3 +125,36 @@ async def test_the_threshold_is_the_programmes(central, clock):
         if after is None:
             break
     assert seen[-5:] == ids
+
+
+def test_two_approvers_at_once_apply_it_once(database, clock):
+    """Two approvers in two processes (here two connections in two threads) approve the same
+    adjustment at the same moment: one applies it, the other is told it is decided."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from central import customers, db
+    from central.errors import Refused
+    from protocol.card_keys import CardKeyring, new_key
+
+    conns = [db.connect(database), db.connect(database)]
+    try:
+        ring = CardKeyring([new_key(1, clock())])
+        cid = customers.create(conns[0], ring, clock(), card_number=CARD)["id"]
+        pending = approvals.request(conns[0], cid, 50_000, "complaint", "st_olga", clock())
+
+        def approve(args) -> str:
+            conn, who = args
+            try:
+                approvals.approve(conn, pending["id"], who, clock())
+                return "approved"
+            except Refused as e:
+                return str(e.status)
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(approve, zip(conns, ["st_ivan", "st_anna"],
+                                                    strict=True)))
+        assert outcomes == ["409", "approved"]
+        assert customers.read(conns[0], cid, clock())["balance"]["available"] == 50_000
+    finally:
+        for c in conns:
+            c.close()

@@ -175,3 +175,41 @@ async def test_erasure_leaves_the_log_without_the_customers_data(central, clock)
     for personal in ("Пётр", "Иванов", "7778899", "1990-05-17"):
         assert personal not in text
     assert audit.verify(central.db)["ok"]
+
+
+async def test_a_change_whose_record_fails_is_not_kept(central, clock, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the audit log's disk is gone")
+
+    monkeypatch.setattr(audit, "append", broken)
+    resp = await central.post("/api/v1/customers", headers=central.admin,
+                              json={"card_number": CARD, "name": "Anna"})
+    assert resp.status == 500
+    monkeypatch.undo()
+    assert central.db.execute("SELECT COUNT(*) FROM customers").fetchone()[0] == 0
+    assert central.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0
+    resp = await central.post("/api/v1/customers", headers=central.admin,
+                              json={"card_number": CARD, "name": "Anna"})
+    assert resp.status == 201 and audit.verify(central.db)["records"] == 1
+
+
+def test_two_processes_append_one_chain(database, clock):
+    """Two connections (as two central processes have) appending at once: each record
+    links to the one committed before it, none is numbered twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from central import db
+
+    conns = [db.connect(database), db.connect(database)]
+    try:
+        def write(conn) -> None:
+            for i in range(25):
+                with audit.recorded(conn, clock(), "st_test", "test.append", f"n:{i}"):
+                    pass
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(write, conns))
+        assert audit.verify(conns[0]) == {"records": 50, "ok": True, "problem": None}
+    finally:
+        for c in conns:
+            c.close()
