@@ -14,6 +14,7 @@ from typing import Any
 
 from central.clock import iso
 from central.db import Connection
+from protocol import bounds
 
 
 class CapsError(ValueError):
@@ -37,8 +38,10 @@ class OfflineCaps:
         if unknown:
             raise CapsError(f"unknown caps: {', '.join(sorted(unknown))}")
         for k, v in d.items():
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise CapsError(f"cap {k!r} must be a non-negative integer or null")
+            # Bounded like every number that enters: it must fit the column and a double.
+            if v is not None and not bounds.COUNTER.holds(v):
+                raise CapsError(f"cap {k!r} must be an integer from 0 to {bounds.MAX_COUNTER}"
+                                " or null")
         return cls(**{**asdict(cls()), **d})
 
 
