@@ -17,7 +17,7 @@ from central import (
     till_reports,
     tills,
 )
-from central.db import transaction
+from central.db import Unavailable, transaction
 from central.errors import Refused
 from central.ingest_writer import IngestWriter
 from central.web_common import (
@@ -124,6 +124,9 @@ async def batches(request: web.Request) -> web.Response:
             if e.failed_auth:  # other refusals raised their alert where they were decided
                 failed_auth(request, str(e), e.till_id)
             raise ApiError(e.status, str(e)) from None
+        except Unavailable:
+            timer.outcome = "unavailable"  # answered 503 by the web layer; the till resends
+            raise
         timer.outcome = "acked"
     request.app[METRICS].entries.inc(ack.applied)
     return web.json_response(ack.to_dict())

@@ -4,6 +4,11 @@ Outside a transaction each statement borrows a pooled connection in autocommit a
 it back with its rows already fetched; `transaction()` and `snapshot()` hold one connection
 (per thread) until they end. A connection that broke is dropped by the pool and replaced.
 
+When the database cannot be reached (stopped, failing over, its host gone) every statement
+fails at once with `Unavailable`, which callers answer 503 with Retry-After, while the pool
+reconnects in its own threads; the first statement after it has a connection again clears
+the state. Nothing blocks the event loop for longer than the TCP limits set below.
+
 What differs from SQLite, and is handled here rather than in the modules: `?` placeholders
 (psycopg wants `%s`), integer sums (PostgreSQL gives NUMERIC for SUM of BIGINT, read back
 as int when whole: money and points are never floats), the schema's types (BIGINT for
@@ -13,6 +18,8 @@ advisory lock).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,6 +31,8 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import ReadOnlySqlTransaction
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from central.dbapi import (
@@ -34,6 +43,8 @@ from central.dbapi import (
     Unavailable,
     json_path,
 )
+
+log = logging.getLogger(__name__)
 
 _TYPES = [
     # An integer primary key is SQLite's rowid: numbered by the database unless given.
@@ -172,10 +183,36 @@ class _Result:
         return iter(self.fetchall())
 
 
+# Connection parameters the central sets unless its URL says otherwise. libpq's own
+# defaults wait for ever on a host that vanished without a reset (a lost machine, a network
+# partition): a statement would hold the event loop until the kernel gave up, minutes later.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "5",  # per host, when the URL lists several
+    "keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+    "keepalives_count": "3",  # an answer awaited from a silent server: lost after ~11 s
+    "tcp_user_timeout": "10000",  # ms a sent statement may stay unacknowledged
+}
+# How long a statement waits for a pooled connection once the database is known to be
+# unreachable. The pool reconnects in its own threads meanwhile; waiting the full `timeout`
+# would hold the event loop (and every till's request) that long per statement.
+UNREACHABLE_WAIT_S = 0.1
+# A reconnection attempt gives up after this long and the next statement that finds no
+# connection starts a fresh one. psycopg_pool's default (5 minutes, the waits doubling to
+# two) would bring the central back up to two minutes after the database.
+RECONNECT_GIVE_UP_S = 5.0
+
+
+def with_defaults(url: str) -> dict[str, str]:
+    """The URL's connection parameters, with CONNECTION_DEFAULTS where it sets none."""
+    return {**CONNECTION_DEFAULTS, **conninfo_to_dict(url)}
+
+
 def _neutral(e: Exception) -> DatabaseError:
     if isinstance(e, psycopg.IntegrityError):
         return IntegrityError(str(e))
-    if isinstance(e, psycopg.OperationalError | PoolTimeout):
+    # A standby (or a primary being demoted) refuses writes: another node is, or will soon
+    # be, the primary; as unreachable as a stopped server, for the one asking.
+    if isinstance(e, psycopg.OperationalError | PoolTimeout | ReadOnlySqlTransaction):
         return Unavailable(str(e))
     return DatabaseError(str(e))
 
@@ -189,18 +226,44 @@ class PostgresConnection(Connection):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
                  timeout: float = 30.0) -> None:
         self.url = url
+        self.timeout = timeout
         self._local = threading.local()
+        # Set when a statement found the database unreachable, cleared by one that got a
+        # connection: meanwhile statements wait UNREACHABLE_WAIT_S for one, not `timeout`.
+        self.unreachable = False
         try:
-            self.pool = ConnectionPool(
-                url, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
-                kwargs={"autocommit": True, "row_factory": _row_factory},
-                configure=_configure, name="tillpoint-central")
+            kwargs = {**with_defaults(url), "autocommit": True, "row_factory": _row_factory}
+        except psycopg.Error as e:
+            raise DatabaseError(f"not a PostgreSQL URL: {e}") from None
+        self.pool = ConnectionPool(
+            "", min_size=min_size, max_size=max_size, timeout=timeout, open=True,
+            kwargs=kwargs, configure=_configure, name="tillpoint-central",
+            reconnect_timeout=RECONNECT_GIVE_UP_S)
+        try:
             self.pool.wait(timeout=timeout)
         except (psycopg.Error, PoolTimeout) as e:
+            self.pool.close()
             raise _neutral(e) from e
 
     def _pinned(self) -> psycopg.Connection[Any] | None:
         return getattr(self._local, "conn", None)
+
+    def _borrow(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return self.pool.connection(
+            timeout=UNREACHABLE_WAIT_S if self.unreachable else self.timeout)
+
+    def _failed(self, e: Exception, raw: psycopg.Connection[Any] | None) -> DatabaseError:
+        """The neutral error for `e`; notes the database unreachable if it is."""
+        if isinstance(e, PoolTimeout) or (raw is not None and (raw.broken or raw.closed)):
+            if not self.unreachable:
+                log.error("the database is unreachable: %s", e)
+            self.unreachable = True
+        return _neutral(e)
+
+    def _reached(self) -> None:
+        if self.unreachable:
+            log.warning("the database is reachable again")
+            self.unreachable = False
 
     def _run(self, raw: psycopg.Connection[Any], sql: str, params: Any, many: bool) -> _Result:
         with raw.cursor() as cur:
@@ -212,14 +275,16 @@ class PostgresConnection(Connection):
             return _Result(rows, cur.rowcount)
 
     def _execute(self, sql: str, params: Any, many: bool) -> _Result:
+        raw = self._pinned()
         try:
-            raw = self._pinned()
             if raw is not None:
                 return self._run(raw, sql, params, many)
-            with self.pool.connection() as raw:
-                return self._run(raw, sql, params, many)
+            with self._borrow() as raw:
+                result = self._run(raw, sql, params, many)
         except (psycopg.Error, PoolTimeout) as e:
-            raise _neutral(e) from e
+            raise self._failed(e, raw) from e
+        self._reached()
+        return result
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
         return self._execute(sql, params, many=False)
@@ -229,23 +294,26 @@ class PostgresConnection(Connection):
 
     @property
     def in_transaction(self) -> bool:
+        # UNKNOWN is a broken connection: nothing is left to commit or roll back on it.
         raw = self._pinned()
-        return raw is not None and \
-            raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        return raw is not None and raw.info.transaction_status not in (
+            psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.UNKNOWN)
 
     @contextmanager
     def _holding(self) -> Iterator[None]:
         if self._pinned() is not None:
             raise DatabaseError("a transaction is already open on this thread")
+        raw = None
         try:
-            with self.pool.connection() as raw:
+            with self._borrow() as raw:
                 self._local.conn = raw
                 try:
                     yield
                 finally:
                     self._local.conn = None
+                self._reached()
         except (psycopg.Error, PoolTimeout) as e:
-            raise _neutral(e) from e
+            raise self._failed(e, raw) from e
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -50,10 +50,21 @@ class SQLiteDialect(Dialect):
 DIALECT = SQLiteDialect()
 
 
+# Primary result codes that say "not now" rather than "never": another process holds the
+# file (BUSY, LOCKED), the disk is full or failing (FULL, IOERR), the file cannot be opened
+# or its lock protocol failed (CANTOPEN, PROTOCOL), memory ran out (NOMEM). The statement's
+# transaction is rolled back (SQLite does it itself on FULL and IOERR); freeing the disk or
+# the lock lets the same request succeed, so callers answer 503 and tills resend.
+_NOT_NOW = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM,
+            sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+            sqlite3.SQLITE_PROTOCOL}
+
+
 def _neutral(e: sqlite3.Error) -> DatabaseError:
     if isinstance(e, sqlite3.IntegrityError):
         return IntegrityError(str(e))
-    if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+    code = getattr(e, "sqlite_errorcode", None)
+    if (code is not None and code & 0xFF in _NOT_NOW) or "locked" in str(e):
         return Unavailable(str(e))
     return DatabaseError(str(e))
 

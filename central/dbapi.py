@@ -26,7 +26,9 @@ class IntegrityError(DatabaseError):
 
 
 class Unavailable(DatabaseError):
-    """The database cannot be reached or is shutting down; trying again later may work."""
+    """The database cannot do it now, and later it may: unreachable, shutting down, failing
+    over, read-only, full, locked, an I/O error. The transaction it ended left nothing
+    behind; the web layer answers 503 with Retry-After and the caller tries again."""
 
 
 class Row(Protocol):
@@ -154,17 +156,25 @@ class Connection(ABC):
         try:
             yield self
         finally:
-            self.execute("COMMIT")
+            if self.in_transaction:  # not after a connection lost meanwhile
+                self.execute("COMMIT")
 
     @contextmanager
     def savepoint(self, name: str = "sp") -> Iterator[Connection]:
-        """Part of a transaction that an exception undoes alone (then re-raised)."""
+        """Part of a transaction that an exception undoes alone (then re-raised).
+
+        Code that goes on after a failed part must let `Unavailable` through: the database
+        could not do that part, not judge it, and may have ended the whole transaction."""
         self.execute(f"SAVEPOINT {name}")
         try:
             yield self
         except BaseException:
-            self.execute(f"ROLLBACK TO {name}")
-            self.execute(f"RELEASE {name}")
+            # The database may have ended the whole transaction (SQLite does on a full disk
+            # or an I/O error; a lost connection does on PostgreSQL): then there is nothing
+            # to roll back to, and the error (Unavailable) must end the transaction's work.
+            if self.in_transaction:
+                self.execute(f"ROLLBACK TO {name}")
+                self.execute(f"RELEASE {name}")
             raise
         self.execute(f"RELEASE {name}")
 

@@ -10,7 +10,8 @@ sending, that page traffic was a third of ingest.
 What a till sees does not change: its batch is applied entirely or not at all, a refusal
 rolls back that batch only (its savepoint) and raises its alert, and no answer leaves
 before the commit that holds what it acknowledges. A batch that fails for any other
-reason fails alone; a failed commit fails the whole group, and its tills resend.
+reason fails alone; a failed commit, or a database unavailable midway (full, unreachable:
+no fault of the batch that met it), fails the whole group, and its tills resend.
 
 Everything runs on the event loop with the app's one connection, between requests, as the
 one-batch path did; a group is bounded (MAX_GROUP_ENTRIES) so the loop is never held long.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from central import ingest, ingest_log
-from central.db import Connection
+from central.db import Connection, Unavailable
 from protocol.batches import Batch
 from protocol.card_keys import CardKeyring
 
@@ -115,6 +116,8 @@ class IngestWriter:
                     try:
                         with conn.savepoint("batch"):
                             outcome = ingest.apply(conn, q.batch, q.now, self.keys)
+                    except Unavailable:
+                        raise  # not this batch's fault: the whole group fails, tills resend
                     except Exception as e:
                         if isinstance(e, ingest.BatchRefused):
                             ingest.refusal_alert(conn, q.now, e, q.batch.till_id)

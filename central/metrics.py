@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from central.clock import parse_iso
+from central.db import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,20 @@ class DatabaseCollector:
         self.queue_depth = queue_depth
 
     def collect(self) -> Iterator[Metric]:
+        # Built whole before any is yielded: an outage midway must not give half a scrape.
+        try:
+            figures = list(self._from_database())
+        except Unavailable:
+            figures = []
+        yield GaugeMetricFamily("tillpoint_central_database_up",
+                                "1 if this process's last scrape could read its database",
+                                value=1 if figures else 0)
+        yield from figures
+        yield GaugeMetricFamily("tillpoint_central_ingest_queue_batches",
+                                "Batches verified and waiting for the writer",
+                                value=self.queue_depth())
+
+    def _from_database(self) -> Iterator[Metric]:
         conn = self.read_conn()
         now = self.clock()
         tills = GaugeMetricFamily("tillpoint_central_tills", "Enrolled tills by state",
@@ -116,9 +131,6 @@ class DatabaseCollector:
                 " GROUP BY kind, severity"):
             alerts.add_metric([kind, severity], n)
         yield alerts
-        yield GaugeMetricFamily("tillpoint_central_ingest_queue_batches",
-                                "Batches verified and waiting for the writer",
-                                value=self.queue_depth())
 
 
 def make_app(metrics: CentralMetrics) -> web.Application:

@@ -23,7 +23,7 @@ from typing import Any
 from central import credits, deliveries, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
-from central.db import Connection, Row, transaction
+from central.db import Connection, Row, Unavailable, transaction
 from protocol import rules
 from protocol.wire import InvalidMessage, unpack
 
@@ -144,6 +144,11 @@ def reprice_pending(conn: Connection, now: datetime, limit: int = CHUNK,
             try:
                 with conn.savepoint("entry"):
                     outcome = _reprice_one(conn, cache, r, now)
+            except Unavailable:
+                # The database failed, not the entry: judging it a mismatch would withhold a
+                # customer's points and quarantine the till. The round is rolled back whole
+                # and the job tries again.
+                raise
             except Exception as e:
                 log.exception("re-pricing entry %s of till %s failed", r["seq"], r["till_id"])
                 outcome = _failed(conn, r, f"cannot be re-priced: {type(e).__name__}: {e}",
@@ -202,6 +207,8 @@ def _failed(conn: Connection, r: Row, why: str, now: datetime) -> bool:
     try:
         with conn.savepoint("mismatch"):
             _mismatch(conn, r, why, now)
+    except Unavailable:
+        raise
     except Exception:
         log.exception("withholding entry %s of till %s failed", r["seq"], r["till_id"])
         raise_alert(conn, now, "repricing-mismatch",

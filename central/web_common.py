@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -12,7 +14,7 @@ from aiohttp import web
 from central import auth_failures
 from central.auth_failures import Throttle
 from central.client_source import TrustedProxies, source_of
-from central.db import Connection
+from central.db import Connection, Unavailable
 from central.errors import Refused
 from central.metrics import CentralMetrics
 from central.presence import SmsGateway
@@ -49,6 +51,43 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+# Retry-After while the database is unavailable: spread over a range, so that when it returns
+# the tills (which honour it, agent.retry_policy) do not all arrive in the same second; short,
+# so that they are back within seconds of it.
+RETRY_AFTER_S = (2, 6)
+
+
+class _EveryFewSeconds:
+    """A warning at most every `period` seconds, with how many were left out: an outage
+    answers thousands of requests 503, and the log should say so in a few lines."""
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period = period
+        self._last = -period
+        self._held = 0
+
+    def note(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.period:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        log.warning("answered 503, the database is unavailable (%d more like it): %s",
+                    held, message)
+
+
+_unavailable_log = _EveryFewSeconds()
+
+
+def unavailable_response() -> web.Response:
+    """503 with Retry-After: the database cannot serve now; nothing of the request was kept.
+    Why is in the central's log only: the driver's text names hosts and statements."""
+    wait = random.randint(*RETRY_AFTER_S)
+    return web.json_response(
+        {"error": f"the central's database is unavailable: try again in {wait} s",
+         "retry_after": wait}, status=503, headers={"Retry-After": str(wait)})
+
+
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,6 +101,11 @@ async def errors_middleware(
     except bounds.OutOfBounds as e:
         # Raised wherever a value enters, in handlers and domain code alike.
         return error_response(400, str(e))
+    except Unavailable as e:
+        # Whatever the transaction did was rolled back with it: the caller repeats the same
+        # request later (a till's batch is idempotent), no process restarts.
+        _unavailable_log.note(f"{request.method} {request.path}: {e}")
+        return unavailable_response()
     except web.HTTPException as e:
         if e.status >= 400:
             return error_response(e.status, e.reason)

@@ -28,6 +28,11 @@ from protocol.signing import parse_public_key, public_key_hex
 @pytest.fixture
 async def live_central(aiohttp_client, tmp_path: Path, database: Path | str):
     """A central test server on the real clock: tills sign requests with the real time."""
+    return await start_live_central(aiohttp_client, tmp_path, database)
+
+
+async def start_live_central(aiohttp_client, tmp_path: Path, database: Path | str):
+    """`live_central` on a database of the test's choosing (a server it started itself)."""
     app = make_app(tmp_path / "central", utcnow, reprice_every=None,
                    database=database if isinstance(database, str) else None)
     client = await aiohttp_client(app)
