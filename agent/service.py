@@ -97,10 +97,17 @@ class Agent:
     # -- jobs -----------------------------------------------------------------------------
 
     def wake_push(self) -> None:
-        """Push soon after a receipt, coalescing a burst of receipts into one batch."""
+        """Push soon after a receipt, coalescing a burst of receipts into one batch.
+
+        Only ever brought forward: postponing it on every receipt starved the push of a till
+        that sells without a pause (each receipt moved it another DEBOUNCE_S away, and
+        nothing reached the central until the queue stopped)."""
         job = self.scheduler.get_job("push")
-        if job is not None:
-            job.modify(next_run_time=datetime.fromtimestamp(time.time() + DEBOUNCE_S, UTC))
+        if job is None:
+            return
+        soon = datetime.fromtimestamp(time.time() + DEBOUNCE_S, UTC)
+        if job.next_run_time is None or soon < job.next_run_time:
+            job.modify(next_run_time=soon)
 
     async def push_job(self) -> None:
         if self.sync.backing_off():
