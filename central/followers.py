@@ -25,7 +25,7 @@ import sdnotify
 
 from central import campaign_budgets, customers, db, ledger, metrics, repricing, rulesets
 from central.clock import utcnow
-from central.db import Connection
+from central.db import Connection, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,20 @@ async def run_job(job: Job, conn: Callable[[], Connection],
                   clock: Callable[[], datetime]) -> None:
     """Run `job` every `job.every` seconds until cancelled; while it says there is more to
     do, again at once (after whatever else waits on the event loop)."""
+    waiting_for_db = False
     while True:
         try:
             while job.step(conn(), clock()):
                 await asyncio.sleep(0)
+            if waiting_for_db:
+                log.warning("%s resumed: the database is back", job.name)
+            waiting_for_db = False
+        except Unavailable as e:
+            # Said once per outage, not with a traceback every round: the round was rolled
+            # back whole and the job resumes by itself.
+            if not waiting_for_db:
+                log.warning("%s waits for the database: %s", job.name, e)
+            waiting_for_db = True
         except Exception:
             log.exception("%s failed; trying again later", job.name)
         await asyncio.sleep(job.every)

@@ -281,3 +281,32 @@ async def office_answers_503_promptly(store: StoreHarness) -> None:
         assert resp.status == 503, await resp.text()
         assert RETRY_AFTER_S[0] <= int(resp.headers["Retry-After"]) <= RETRY_AFTER_S[1]
     assert time.monotonic() - started < PROMPT_S
+
+
+async def test_a_background_job_says_once_that_it_waits_for_the_database(caplog):
+    """A job whose rounds meet an unavailable database logs one line for the outage (not a
+    traceback per round) and one when it resumes."""
+    from central.followers import Job, run_job
+
+    outcomes = [db.Unavailable("server closed the connection")] * 5 + [False]
+    ran = asyncio.Event()
+
+    def step(conn: object, now: object) -> bool:
+        if not outcomes:
+            ran.set()
+            return False
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    task = asyncio.create_task(run_job(Job("re-pricing", 0.01, step), lambda: None,
+                                       lambda: None))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(ran.wait(), 10)
+    finally:
+        task.cancel()
+    lines = [r.getMessage() for r in caplog.records if r.name == "central.followers"]
+    assert lines == ["re-pricing waits for the database: server closed the connection",
+                     "re-pricing resumed: the database is back"]
+    assert not [r for r in caplog.records if r.exc_info]
