@@ -145,11 +145,14 @@ async def ruleset(request: web.Request) -> web.Response:
     version = rulesets.current_version(conn)
     if version is None:
         raise ApiError(404, "no rule set has been published")
-    if have == version:
-        return web.Response(status=304)  # sent before, and recorded then
-    blob = request.app[SIGNED_RULESETS].get(conn, version, request.app[SECRETS].signing_key)
     # Recorded: re-pricing honours a version only if it was the newest this till was sent.
+    # On 304 too: a till that holds the newest version says so, and a till that received
+    # it before deliveries were recorded (migration 12) would be refused for selling with
+    # it. Only the newest is ever recorded: claiming `have=N` earns nothing else.
     deliveries.record_ruleset(conn, till_id, version, request.app[CLOCK]())
+    if have == version:
+        return web.Response(status=304)
+    blob = request.app[SIGNED_RULESETS].get(conn, version, request.app[SECRETS].signing_key)
     return web.Response(body=blob, content_type=MSGPACK)
 
 

@@ -46,6 +46,27 @@ __all__ = [
     "transaction",
 ]
 
+def _backfill_deliveries(now: str) -> str:
+    """Migration 20's SQL, with `now` the database's expression for the time (as iso())."""
+    legacy = "EXISTS (SELECT 1 FROM tills WHERE deliveries_recorded_from IS NOT NULL)"
+    return f"""
+    ALTER TABLE tills ADD COLUMN deliveries_recorded_from TEXT;
+    UPDATE tills SET deliveries_recorded_from = {now}
+      WHERE status = 'active' AND enrolled_at < COALESCE(
+        (SELECT MIN(d.delivered_at) FROM (SELECT delivered_at FROM till_rulesets
+                                          UNION ALL SELECT delivered_at FROM till_views) d),
+        '9');
+    INSERT INTO till_rulesets (till_id, version, delivered_at)
+      SELECT t.id, r.version, t.deliveries_recorded_from FROM tills t, rulesets r
+      WHERE t.deliveries_recorded_from IS NOT NULL
+        AND r.version = (SELECT MAX(version) FROM rulesets)
+      ON CONFLICT DO NOTHING;
+    UPDATE customers SET change_seq = change_seq + 1
+      + (SELECT value FROM counters WHERE name = 'customer_change') WHERE {legacy};
+    UPDATE counters SET value = 2 * value + 1 WHERE name = 'customer_change' AND {legacy};
+    """
+
+
 MIGRATIONS: list[str | PerDialect] = [
     # 1: the walking skeleton's schema
     """
@@ -427,6 +448,16 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE INDEX adjustment_approvals_status ON adjustment_approvals(status, id);
     """,
+    # 20: tills that synced before migration 12 recorded deliveries (central.deliveries)
+    # hold a rule set and views of customers the central has no record of sending: such a
+    # till was quarantined on its next member sale. They are marked with the time recording
+    # began for them; each is recorded as holding the newest rule set (a till asking with
+    # `have=N` for the newest N gets 304 and nothing else); and every customer is marked
+    # changed once, so every till receives, and the central records, a view of each.
+    PerDialect(sqlite=_backfill_deliveries(
+        "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"),
+        postgresql=_backfill_deliveries(
+            """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')""")),
 ]
 
 
@@ -459,16 +490,19 @@ def connect(target: Path | str) -> Connection:
     return conn
 
 
-def migrate(conn: Connection) -> int:
+def migrate(conn: Connection, upto: int | None = None) -> int:
     """Apply the migrations this database lacks, each in its own transaction under the
     migration lock, reading the version under that lock: a second process that started at
-    the same time finds the work done. Returns how many this call applied."""
+    the same time finds the work done. Returns how many this call applied.
+
+    `upto`: stop at that version (tests build a database as an older central left it)."""
+    last = len(MIGRATIONS) if upto is None else min(upto, len(MIGRATIONS))
     applied = 0
     while True:
         with conn.transaction():
             conn.dialect.lock_migrations(conn)
             version = conn.dialect.schema_version(conn)
-            if version >= len(MIGRATIONS):
+            if version >= last:
                 return applied
             for statement in statements(conn.dialect.script(MIGRATIONS[version])):
                 conn.execute(statement)

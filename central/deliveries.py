@@ -27,16 +27,24 @@ MAX_VIEWS_READ = 200  # a bound on one check's work, however busy the customer
 VIEWS_KEPT_FOR = timedelta(days=30)
 # The till's clock against the central's, when comparing a sale with a delivery.
 CLOCK_TOLERANCE = timedelta(minutes=5)
+# How long after deliveries began to be recorded for a till that synced before (migration
+# 20) a view with no record is taken as sent: time for even a till offline across the
+# upgrade to pull again.
+LEGACY_GRACE = timedelta(days=1)
 VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purchases",
                "qualifying_spend", "available", "pending")
 
 
 def record_ruleset(conn: Connection, till_id: str, version: int, now: datetime) -> None:
-    conn.execute(
-        "INSERT INTO till_rulesets (till_id, version, delivered_at) VALUES (?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
-        (till_id, version, iso(now)),
-    )
+    """Record the first delivery of `version` to the till; a repeat (every pull that gets
+    304) reads and writes nothing, so it never waits behind ingest for SQLite's lock."""
+    if conn.execute("SELECT 1 FROM till_rulesets WHERE till_id = ? AND version = ?",
+                    (till_id, version)).fetchone() is None:
+        conn.execute(
+            "INSERT INTO till_rulesets (till_id, version, delivered_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (till_id, version, iso(now)),
+        )
 
 
 def record_views(conn: Connection, till_id: str, customers: list[dict[str, Any]],
@@ -113,9 +121,23 @@ def view_refusal(conn: Connection, till_id: str, customer: rules.Customer,
                 break
         views.append(json.loads(r["view"]))
     if not views:
+        if _before_records_grace(conn, till_id, sold_at):
+            return None
         return "a view of the customer the central never sent to this till"
     reasons = [_unbacked(customer, v, refunded) for v in views]
     return None if None in reasons else reasons[0]
+
+
+def _before_records_grace(conn: Connection, till_id: str, sold_at: datetime) -> bool:
+    """A till that synced before views were recorded holds views of customers the central
+    has no record of sending. Migration 20 marked every customer changed, so such a till
+    receives (and the central records) a view of each at its next pulls; until then, and for
+    LEGACY_GRACE at most, its view of a customer with none recorded is taken as sent. The
+    grace is bounded in time so a stolen key cannot keep a till on it by never pulling."""
+    row = conn.execute("SELECT deliveries_recorded_from FROM tills WHERE id = ?",
+                       (till_id,)).fetchone()
+    return (row is not None and row[0] is not None
+            and sold_at <= parse_iso(row[0]) + LEGACY_GRACE)
 
 
 def sent_birthday(conn: Connection, till_id: str, customer_id: str,
@@ -127,6 +149,12 @@ def sent_birthday(conn: Connection, till_id: str, customer_id: str,
         " ORDER BY id DESC LIMIT 1",
         (till_id, customer_id, iso(sold_at + CLOCK_TOLERANCE))).fetchone()
     if row is None:
+        if _before_records_grace(conn, till_id, sold_at):
+            # The view taken as sent (view_refusal): the birthday the central holds.
+            held = conn.execute("SELECT birthday FROM customers WHERE id = ?",
+                                (customer_id,)).fetchone()
+            return (rules.birthday_from_wire(rules.month_day(date.fromisoformat(held[0])))
+                    if held and held[0] else None)
         return None
     try:
         return rules.birthday_from_wire(json.loads(row["view"]).get("birthday"))
