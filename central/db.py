@@ -458,6 +458,22 @@ MIGRATIONS: list[str | PerDialect] = [
         "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"),
         postgresql=_backfill_deliveries(
             """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')""")),
+    # 21: what returns gave back and took back of each sale (central.returns.backed), so a
+    # return is bounded by the central's record of its sale, not the till's word; returns
+    # already ingested were applied as claimed, and are counted so.
+    """
+    ALTER TABLE sale_returns ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sale_returns ADD COLUMN clawed_back INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO sale_returns (receipt_id, returned)
+      SELECT DISTINCT original_receipt_id, '{}' FROM receipts
+      WHERE kind = 'return' AND original_receipt_id IS NOT NULL
+      ON CONFLICT DO NOTHING;
+    UPDATE sale_returns SET
+      refunded = (SELECT COALESCE(SUM(refund), 0) FROM receipts
+                  WHERE kind = 'return' AND original_receipt_id = sale_returns.receipt_id),
+      clawed_back = (SELECT COALESCE(SUM(clawback), 0) FROM receipts
+                     WHERE kind = 'return' AND original_receipt_id = sale_returns.receipt_id);
+    """,
 ]
 
 

@@ -102,9 +102,13 @@ def _judge(conn: Connection, cache: RuleSets, till_id: str, entry: dict[str, Any
     customer = dataclasses.replace(
         customer, birthday_within=None,
         birthday=deliveries.sent_birthday(conn, till_id, customer.id, sold_at))
+    # What this till's returns gave back, as the ledger booked it (central.returns.backed),
+    # not as the till claimed it: a claimed refund must not widen the balance honoured.
     refunded = conn.execute(
-        "SELECT COALESCE(SUM(refund), 0) FROM receipts WHERE till_id = ? AND customer_id = ?"
-        " AND kind = 'return'", (till_id, customer.id)).fetchone()[0]
+        "SELECT COALESCE(SUM(l.points), 0) FROM ledger l JOIN receipts r"
+        " ON r.till_id = l.till_id AND r.receipt_id = l.receipt_id AND r.kind = 'return'"
+        " WHERE l.customer_id = ? AND l.till_id = ? AND l.kind = 'refund'",
+        (customer.id, till_id)).fetchone()[0]
     if why := deliveries.view_refusal(conn, till_id, customer, sold_at, refunded):
         return Verdict(False, f"the till priced with {why}, which the central never gave it")
     return check_entry(entry, cache.get(entry["ruleset_version"]), customer, sold_at)

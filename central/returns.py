@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,6 +92,59 @@ def release(conn: Connection, till_id: str, lease: str) -> bool:
     cur = conn.execute("UPDATE return_leases SET status = 'released' WHERE id = ?"
                        " AND till_id = ? AND status = 'open'", (lease, till_id))
     return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Backed:
+    """What of a return's refund and clawback the central's record of the sale backs."""
+
+    refund: int
+    clawback: int
+    problem: str | None = None  # what the till claimed beyond it, if anything
+
+
+def backed(conn: Connection, e: JournalEntry) -> Backed:
+    """Bound a return's points by the central's own record of its sale, not the till's word:
+    the sale must exist and be the same customer's; the refund gives back at most what the
+    ledger debited for it, less what the central or earlier returns gave back; the clawback
+    takes at most what the sale earned, less earlier clawbacks. A till that claims more is
+    a till with a bug or a stolen key minting points (or draining another customer's)."""
+    assert e.original_receipt_id is not None and e.customer_id is not None
+    original = e.original_receipt_id
+    found = sale(conn, original)
+    if found is None or found[1].customer_id != e.customer_id:
+        refundable = clawable = 0
+        whose = ("no sale the central holds" if found is None
+                 else "another customer's sale")
+    else:
+        # Its redemption less what the central gave back of it (central.credits.give_back,
+        # which books the refund under the sale's own receipt id).
+        spent = conn.execute(
+            "SELECT COALESCE(-SUM(points), 0) FROM ledger WHERE customer_id = ?"
+            " AND receipt_id = ? AND kind IN ('redeem', 'refund')",
+            (e.customer_id, original)).fetchone()[0]
+        row = conn.execute("SELECT refunded, clawed_back FROM sale_returns"
+                           " WHERE receipt_id = ?", (original,)).fetchone()
+        before_refunded, before_clawed = (row[0], row[1]) if row else (0, 0)
+        refundable = max(0, int(spent) - before_refunded)
+        clawable = max(0, found[1].earned - before_clawed)
+        whose = f"sale {original}"
+    refund, clawback = min(e.refund, refundable), min(e.clawback, clawable)
+    if (refund, clawback) == (e.refund, e.clawback):
+        return Backed(refund, clawback)
+    return Backed(refund, clawback, (
+        f"return {e.receipt_id} claims a refund of {e.refund} and a clawback of {e.clawback}"
+        f" for {whose}; the central's record backs {refundable} and {clawable}"))
+
+
+def count_points(conn: Connection, original: str, refund: int, clawback: int) -> None:
+    """Add what a return gave back and took back to its sale's tally (inside ingest)."""
+    conn.execute(
+        "INSERT INTO sale_returns (receipt_id, returned, refunded, clawed_back)"
+        " VALUES (?, '{}', ?, ?) ON CONFLICT (receipt_id) DO UPDATE SET"
+        " refunded = sale_returns.refunded + excluded.refunded,"
+        " clawed_back = sale_returns.clawed_back + excluded.clawed_back",
+        (original, refund, clawback))
 
 
 def record(conn: Connection, till_id: str, entries: list[JournalEntry],

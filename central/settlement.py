@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from central import ledger, rulesets, tiers
+from central import ledger, quarantine, returns, rulesets, tiers
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from central.db import Connection, Row
@@ -102,7 +102,15 @@ def _apply_entry(conn: Connection, book: ledger.BatchLedger, till_id: str,
         # read at all.
         book.earn_provisional(e.customer_id, e.earned, src)
     if e.kind == "return" and e.original_receipt_id:
-        if e.refund:
-            book.refund(e.customer_id, e.refund, e.original_receipt_id, src)
-        if e.clawback:
-            book.clawback(e.customer_id, e.clawback, e.original_receipt_id, src)
+        allowed = returns.backed(conn, e)
+        if allowed.problem:
+            # Journalled as sent; only what the sale backs moves points. The till is
+            # quarantined as for a sale that re-prices otherwise (central.repricing).
+            raise_alert(conn, now, "return-beyond-sale", allowed.problem,
+                        severity="critical", till_id=till_id, customer_id=e.customer_id)
+            quarantine.quarantine(conn, till_id, allowed.problem, now)
+        if allowed.refund:
+            book.refund(e.customer_id, allowed.refund, e.original_receipt_id, src)
+        if allowed.clawback:
+            book.clawback(e.customer_id, allowed.clawback, e.original_receipt_id, src)
+        returns.count_points(conn, e.original_receipt_id, allowed.refund, allowed.clawback)
