@@ -36,7 +36,7 @@ from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
 from protocol import app_codes, bounds
 from protocol import presence as proofs
-from protocol.card_keys import CardKeyring
+from protocol.card_keys import CardKeyError, CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
 from protocol.rules import InputError
 
@@ -364,6 +364,42 @@ async def presence_sms(request: web.Request) -> web.Response:
     till.checkout.presence.sms_sent[customer_id] = sent["challenge"]
     return web.json_response({"customer_id": customer_id, "sent": True,
                               "expires_at": sent["expires_at"]})
+
+
+@routes.post("/pos/v1/cards/relink")
+async def relink_card(request: web.Request) -> web.Response:
+    """Online only: a card whose key retired, linked again to the customer of this checkout.
+    The customer proves the phone on the account first (/pos/v1/presence/sms, then
+    /pos/v1/presence/code with the SMS code), then presents the card at the reader."""
+    till = request.app[TILL]
+    body = await _body(request)
+    customer_id = _present_customer(till, body)
+    if till.sms is None:
+        raise CheckoutError(503, "linking a card again needs the central")
+    present = till.checkout.presence.of(customer_id)
+    if present is None or present.method != "sms":
+        raise CheckoutError(409, "the customer proves the phone on the account first: an SMS"
+                                 " code (/pos/v1/presence/sms, then /pos/v1/presence/code)")
+    card = till.last_card.take()
+    if card is None:
+        raise CheckoutError(404, "no card presented at the reader")
+    if customers.by_tokens(till.checkout.db, list(card.tokens)) is not None:
+        raise CheckoutError(409, f"card ****{card.last4} is linked already: identify it")
+    try:
+        version = till.app_keys().newest.version  # the key the reader's newest token is under
+        await till.sms.relink_card(present.proof["challenge"], card.token, version,
+                                   card.last4)
+    except CardKeyError as e:
+        raise CheckoutError(503, str(e)) from None
+    except CentralError as e:
+        if e.status in (404, 409, 410):
+            raise CheckoutError(e.status, _central_says(e)) from None
+        raise CheckoutError(503, f"the central cannot link the card now ({e})") from None
+    # The SMS code is used up; the card itself, just presented, keeps the customer present.
+    till.checkout.presence.shown(customer_id, proofs.card(list(card.tokens)))
+    await till.refresh_customers()  # the central sends the card with the customer
+    return web.json_response({"customer_id": customer_id, "card_last4": card.last4,
+                              "linked": True, "present": "card"})
 
 
 # A POS request slower than this is logged: the cashier waited, store IT should see why.

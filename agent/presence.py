@@ -152,3 +152,14 @@ class SmsDesk:
         await self.client.request("POST", "/sync/v1/presence/sms/check",
                                   json.dumps({"challenge": challenge, "code": code}).encode(),
                                   content_type="application/json")
+
+    async def relink_card(self, challenge: str, token: str, key_version: int,
+                          last4: str) -> None:
+        """Link a card whose key retired to the customer who proved their phone with the
+        SMS code of `challenge` (central.card_relink), which it uses up; CentralError with
+        the central's reason otherwise."""
+        await self.client.request(
+            "POST", "/sync/v1/cards/relink",
+            json.dumps({"challenge": challenge, "token": token, "key_version": key_version,
+                        "last4": last4}).encode(),
+            content_type="application/json")

@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from central import (
+    card_relink,
     deliveries,
     deltas,
     ingest,
@@ -34,6 +35,7 @@ from central.web_common import (
 )
 from protocol import bounds
 from protocol.card_keys import encode_for_till
+from protocol.cards import is_card_token
 from protocol.request_auth import HEADER_TILL, verify_request
 from protocol.signing import BadSignature, public_key_hex
 
@@ -271,6 +273,32 @@ async def presence_sms(request: web.Request) -> web.Response:
         raise ApiError(502, f"the SMS could not be sent: {e}") from None
     return web.json_response({"challenge": challenge.id,
                               "expires_at": challenge.expires_at.isoformat()})
+
+
+@routes.post("/sync/v1/cards/relink")
+async def relink_card(request: web.Request) -> web.Response:
+    """A card whose key retired, linked again at this till: the customer proved the phone on
+    the account with an SMS code this till checked, and presented the card
+    (central.card_relink)."""
+    till_id = await _calling_till(request)
+    body = await json_body(request)
+    challenge = field(body, "challenge", str, max_len=64)
+    token = field(body, "token", str, max_len=64)
+    if not is_card_token(token):
+        raise ApiError(400, "field 'token' must be a card token (protocol.cards)")
+    key_version = field(body, "key_version", int, within=bounds.COUNTER)
+    last4 = field(body, "last4", str, max_len=4)
+    if len(last4) != 4 or not last4.isascii() or not last4.isdigit():
+        raise ApiError(400, "field 'last4' must be the card's last four digits")
+    conn = request.app[DB]
+    try:
+        with transaction(conn):
+            customer_id = card_relink.relink(conn, till_id, challenge, token, key_version,
+                                             last4, request.app[SECRETS].card_keys,
+                                             request.app[CLOCK]())
+    except Refused as e:
+        raise ApiError(e.status, str(e)) from None
+    return web.json_response({"customer_id": customer_id, "card_last4": last4})
 
 
 @routes.post("/sync/v1/presence/sms/check")
