@@ -296,8 +296,10 @@ def test_sync_return_reserve(central: Central) -> None:
 @pytest.mark.parametrize(("path", "base"), [
     ("/sync/v1/reports", {"kind": "typed-card-limit", "count": 1, "misses": 0}),
     ("/sync/v1/presence/sms/check", {"challenge": "0" * 32, "code": "123456"}),
+    ("/sync/v1/cards/relink", {"challenge": "0" * 32, "token": "ct_" + "0" * 32,
+                               "key_version": 1, "last4": "0019"}),
 ])
-def test_sync_till_reports_and_sms_checks(central: Central, path: str, base: dict) -> None:
+def test_sync_reports_sms_checks_and_card_relinks(central: Central, path: str, base: dict) -> None:
     @FUZZ
     @given(where=new_field(base), value=HOSTILE)
     def one(where: tuple, value: Any) -> None:
