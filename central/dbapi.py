@@ -10,11 +10,14 @@ exceptions below, so no module imports a driver.
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+S = TypeVar("S")
 
 
 class DatabaseError(Exception):
@@ -132,11 +135,16 @@ class Connection(ABC):
         On SQLite it takes the write lock at once (BEGIN IMMEDIATE), so two writers never
         both read-then-write the same balance."""
         self.execute(self._BEGIN_WRITE)
+        work = _open_commit_work(self)
         try:
             yield self
+            for state, do in work.values():
+                do(self, state)
         except BaseException:
             self._rollback()
             raise
+        finally:
+            _close_commit_work(self)
         try:
             self.execute("COMMIT")
         except BaseException:
@@ -148,6 +156,24 @@ class Connection(ABC):
         # a ROLLBACK then would hide the error that ended it.
         if self.in_transaction:
             self.execute("ROLLBACK")
+
+    def at_commit(self, name: str, state: Callable[[], S],
+                  work: Callable[[Connection, S], None]) -> S | None:
+        """Work to do as the open transaction's last writes, just before its COMMIT:
+        `work(conn, s)` runs once, with the state `s` that `state()` made at the first
+        call by this `name` and that every caller added to. None outside a transaction.
+
+        For marks taken from a counter that must become visible in the order of commits:
+        its row is then locked only from the end of the transaction to the COMMIT, so
+        concurrent transactions overlap in everything but their commits. What a savepoint
+        that rolled back added stays in the state: such work must tolerate a little more
+        than was kept."""
+        pending = _commit_work(self)
+        if pending is None:
+            return None
+        if name not in pending:
+            pending[name] = (state(), work)
+        return pending[name][0]
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -177,6 +203,27 @@ class Connection(ABC):
                 self.execute(f"RELEASE {name}")
             raise
         self.execute(f"RELEASE {name}")
+
+
+# The open transactions' work at commit: per thread (a PostgreSQL connection's transactions
+# are per thread), per connection.
+_COMMIT_WORK = threading.local()
+
+
+def _commit_work(conn: Connection) -> dict[str, tuple[Any, Callable]] | None:
+    return getattr(_COMMIT_WORK, "by_conn", {}).get(id(conn))
+
+
+def _open_commit_work(conn: Connection) -> dict[str, tuple[Any, Callable]]:
+    if not hasattr(_COMMIT_WORK, "by_conn"):
+        _COMMIT_WORK.by_conn = {}
+    work: dict[str, tuple[Any, Callable]] = {}
+    _COMMIT_WORK.by_conn[id(conn)] = work
+    return work
+
+
+def _close_commit_work(conn: Connection) -> None:
+    _COMMIT_WORK.by_conn.pop(id(conn), None)
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from central.clock import iso, parse_iso
-from central.db import Connection, Row, next_counter, transaction
+from central.db import Connection, Row, transaction
 from protocol import balances
 
 ENTRY_KINDS = ("earn", "activate", "redeem", "clawback", "refund", "expire", "adjust", "bonus")
@@ -72,30 +72,38 @@ def _record(
 
 def touch(conn: Connection, customer_id: str) -> None:
     """Mark the customer changed, so tills pull the new balance with their next delta."""
-    conn.execute(
-        "UPDATE customers SET change_seq = ? WHERE id = ?",
-        (next_counter(conn, "customer_change"), customer_id),
-    )
+    touch_many(conn, [customer_id])
 
 
-def touch_many(conn: Connection, customer_ids: list[str]) -> None:
-    """touch() for many customers with one counter update: a batch marks each once."""
-    if not customer_ids:
+def touch_many(conn: Connection, customer_ids: Iterable[str]) -> None:
+    """Mark customers changed (touch()), each once however often a transaction touches it.
+
+    Tills read changes in the order of these marks (`change_seq > cursor`, central.deltas),
+    so the marks must become visible in that order: they are taken from the
+    `customer_change` counter as the transaction's last writes (Connection.at_commit), and
+    its row stays locked only from there to the COMMIT. Ingest transactions of several
+    central processes overlap in everything but that, as with the ingest sequence
+    (central.ingest_log). A customer touched in a savepoint that rolled back is marked all
+    the same: a till pulls them once more, unchanged."""
+    ids = list(customer_ids)
+    if not ids:
         return
-    first = reserve_change_seqs(conn, len(customer_ids))
-    conn.executemany(
-        "UPDATE customers SET change_seq = ? WHERE id = ?",
-        [(first + i, c) for i, c in enumerate(customer_ids)],
-    )
+    pending = conn.at_commit("customer-change", set, _mark_changed)
+    if pending is None:  # no transaction open: one of its own
+        with transaction(conn):
+            touch_many(conn, ids)
+        return
+    pending.update(ids)
 
 
-def reserve_change_seqs(conn: Connection, count: int) -> int:
-    """Take `count` consecutive change marks for touching customers; returns the first."""
-    conn.execute(
-        "UPDATE counters SET value = value + ? WHERE name = 'customer_change'", (count,)
-    )
-    last = conn.execute("SELECT value FROM counters WHERE name = 'customer_change'").fetchone()[0]
-    return int(last) - count + 1
+def _mark_changed(conn: Connection, customer_ids: set[str]) -> None:
+    ordered = sorted(customer_ids)  # rows in id order, as lock_customers takes them
+    last = int(conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'customer_change' RETURNING value",
+        (len(ordered),)).fetchone()[0])
+    first = last - len(ordered) + 1
+    conn.executemany("UPDATE customers SET change_seq = ? WHERE id = ?",
+                     [(first + i, c) for i, c in enumerate(ordered)])
 
 
 def existing_customers(conn: Connection, customer_ids: list[str]) -> set[str]:

@@ -68,17 +68,14 @@ def _count_purchases(row: Row, entries: list[JournalEntry],
 
 
 def _update_customers(conn: Connection, counted: list[tuple]) -> None:
-    """Write the counters and mark each customer changed (ledger.touch_many's numbering)
-    in one statement per customer, instead of one for the counters and one for the mark."""
+    """Write the counters, and mark each customer changed: the mark is taken at the end of
+    the ingest transaction (ledger.touch_many), so concurrent ingest does not queue on it."""
     if not counted:
         return
-    first = ledger.reserve_change_seqs(conn, len(counted))
     conn.executemany(
         "UPDATE customers SET tier = ?, window_start = ?, window_spend = ?,"
-        " purchases = purchases + ?, change_seq = ? WHERE id = ?",
-        [(tier, start, spend, bought, first + i, cid)
-         for i, (tier, start, spend, bought, cid) in enumerate(counted)],
-    )
+        " purchases = purchases + ? WHERE id = ?", counted)
+    ledger.touch_many(conn, [c[-1] for c in counted])
 
 
 def _apply_entry(conn: Connection, book: ledger.BatchLedger, till_id: str,

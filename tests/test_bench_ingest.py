@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import ingest
+from bench.fanout import fanout
 from bench.scratch_database import scratch_database
 from tests.databases import SERVER, require_postgres
 
@@ -35,3 +36,25 @@ def test_the_bench_leaves_no_schema_behind_and_refuses_a_path():
                          (schema,)).fetchone() is None
     with pytest.raises(SystemExit, match="postgresql://"), scratch_database("/tmp/x.db"):
         pass
+
+
+@pytest.mark.parametrize("mode", ["inline", "process"])
+def test_the_ingest_bench_runs_the_followers_and_they_repriced_every_sale(mode):
+    got = ingest.throughput(tills=3, per_till=4, batch=4, customers=10, seed=5,
+                            followers_mode=mode)
+    assert got["followers"] == mode and got["receipts"] == 12
+    # The tills' views were delivered, so every member's sale re-priced as the till did.
+    assert got["repricing_mismatches"] == 0
+    assert 0 <= got["repricing_behind_at_end"] <= 12 and got["followers_caught_up_s"] >= 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_fanout_bench_serves_every_change_to_every_till(kind):
+    if kind == "postgresql":
+        require_postgres()
+    got = fanout(members=300, tills=20, pulls=3, database=SERVER if kind == "postgresql"
+                 else None)
+    # 20 tills, a receipt a minute each, 60 % members: 6 customers changed per 30 s pull
+    # (fanout() checks each pull carried all of them).
+    assert got["changed_per_pull"] == 6 and got["pulls_timed"] == 3
+    assert got["pull_cpu_ms"] > 0 and got["central_cores_for_fanout"] >= 0

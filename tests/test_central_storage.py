@@ -237,3 +237,66 @@ def test_a_customer_locked_by_one_transaction_waits_for_it_in_another():
         finally:
             for c in (first, second, watcher):
                 c.close()
+
+
+def _marks(conn: db.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT id, change_seq FROM customers").fetchall())
+
+
+def test_customers_are_marked_changed_at_the_commit_once_each(database: Path | str):
+    """Tills pull changes in the order of the marks: a transaction takes them at its end,
+    each customer once however often it was touched, and none if it rolled back."""
+    from central import ledger
+
+    conn = db.connect(database)
+    try:
+        conn.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ''), ('c2', ''),"
+                     " ('c3', '')")
+        ledger.touch(conn, "c3")  # outside a transaction: a transaction of its own
+        assert _marks(conn) == {"c1": 0, "c2": 0, "c3": 1}
+        with conn.transaction():
+            ledger.touch(conn, "c2")
+            ledger.touch_many(conn, ["c1", "c2"])
+            assert _marks(conn) == {"c1": 0, "c2": 0, "c3": 1}  # not yet
+        assert _marks(conn) == {"c1": 2, "c2": 3, "c3": 1}  # in id order, once each
+        try:
+            with conn.transaction():
+                ledger.touch(conn, "c1")
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        assert _marks(conn) == {"c1": 2, "c2": 3, "c3": 1}
+        with conn.transaction():
+            ledger.touch(conn, "c3")
+        assert _marks(conn)["c3"] == 4  # nothing was taken by the rolled-back one
+    finally:
+        conn.close()
+
+
+def test_a_transaction_that_touched_a_customer_does_not_hold_up_another():
+    """Several central processes ingest at once: one ingest transaction touching its
+    customers does not make another wait on the change counter until it commits; the marks
+    still come out in the order of the commits."""
+    from central import ledger
+
+    with postgres_schema() as url:
+        first, second = db.connect(url), db.connect(url)
+        try:
+            first.execute("INSERT INTO customers (id, created_at) VALUES ('c1', ''), ('c2', '')")
+            done = threading.Event()
+            with first.transaction():
+                ledger.touch(first, "c1")
+
+                def other() -> None:
+                    with second.transaction():
+                        ledger.touch(second, "c2")
+                    done.set()
+
+                thread = threading.Thread(target=other)
+                thread.start()
+                assert done.wait(30), "the second transaction waited for the first"
+            thread.join(timeout=30)
+            assert _marks(second) == {"c2": 1, "c1": 2}  # committed first, marked first
+        finally:
+            for c in (first, second):
+                c.close()
