@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -91,6 +93,57 @@ def _read(unpacker: msgpack.Unpacker, data: bytes, depth: int, path: tuple[str, 
     if is_array:
         return [_read(unpacker, data, depth - 1) for _ in range(unpacker.read_array_header())]
     return unpacker.unpack()
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_JSON = json.JSONDecoder()
+
+
+def json_in_steps(data: bytes | str, depth: int = 2) -> Any:
+    """json.loads(), one small value per call to the decoder: objects and arrays down to
+    `depth` are read item by item. For a worker thread decoding a customer page of a
+    thousand members: one json.loads holds the interpreter, and the event loop with it,
+    for as long as the whole page takes. Raises ValueError (json.JSONDecodeError) for
+    what json.loads refuses."""
+    text = data.decode() if isinstance(data, bytes) else data
+    value, end = _json_value(text, _skip(text, 0), depth)
+    if _skip(text, end) != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _skip(text: str, at: int) -> int:
+    return _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+
+
+def _json_value(text: str, at: int, depth: int) -> tuple[Any, int]:
+    opening = text[at:at + 1]
+    if depth <= 0 or opening not in ("{", "["):
+        return _JSON.raw_decode(text, at)
+    closing = "}" if opening == "{" else "]"
+    out: Any = {} if opening == "{" else []
+    at = _skip(text, at + 1)
+    if text.startswith(closing, at):
+        return out, at + 1
+    while True:
+        if opening == "{":
+            if not text.startswith('"', at):
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes",
+                                           text, at)
+            key, at = _JSON.raw_decode(text, at)
+            at = _skip(text, at)
+            if not text.startswith(":", at):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, at)
+            out[key], at = _json_value(text, _skip(text, at + 1), depth - 1)
+        else:
+            item, at = _json_value(text, at, depth - 1)
+            out.append(item)
+        at = _skip(text, at)
+        if text.startswith(closing, at):
+            return out, at + 1
+        if not text.startswith(",", at):
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+        at = _skip(text, at + 1)
 
 
 def _item_bytes(unpacker: msgpack.Unpacker, data: bytes) -> bytes:

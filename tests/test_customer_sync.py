@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import customers
+from agent import customers, sync
 from agent.store import get_meta, open_store
 from central import deltas
 from protocol import bounds
@@ -105,18 +106,27 @@ async def test_pages_are_pulled_one_pull_at_a_time(
     till = LocalTill(await enrol(live_central), tmp_path / "till.db")
     ids = await add_customers(live_central, 5)
     asked: list[str] = []
-    real = till.client.json
+    decoded_in: list[threading.Thread] = []
+    real = till.client.request
+    real_decode = sync.json_in_steps
 
-    async def json_(method, path, *a, **kw):
+    async def request(method, path, *a, **kw):
         asked.append(path)
         return await real(method, path, *a, **kw)
 
-    till.client.json = json_  # type: ignore[method-assign]
+    def decode(data):
+        decoded_in.append(threading.current_thread())
+        return real_decode(data)
+
+    till.client.request = request  # type: ignore[method-assign]
+    monkeypatch.setattr(sync, "json_in_steps", decode)
     try:
         # A POS asking about a card while a pull runs joins it: pages are fetched once.
         counts = await asyncio.gather(till.sync.pull_customers(), till.sync.pull_customers())
         assert counts == [5, 5]
         assert len(asked) == 3 and len(set(asked)) == 3
+        # Each page decoded in a worker thread, a member at a time (protocol.wire).
+        assert len(decoded_in) == 3 and threading.main_thread() not in decoded_in
         progress = till.sync.state.customers
         assert progress["caught_up"] and progress["received"] == 5
         assert "initial_sync_s" in progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,7 +14,7 @@ from protocol.batches import decode_batch
 from protocol.cards import card_token, is_card_token, luhn_valid, normalize_card_number
 from protocol.request_auth import sign_request, verify_request
 from protocol.signing import BadSignature
-from protocol.wire import InvalidMessage, pack, unpack, unpack_in_steps
+from protocol.wire import InvalidMessage, json_in_steps, pack, unpack, unpack_in_steps
 from tests.till_double import TestTill
 
 
@@ -144,3 +145,28 @@ def test_unpack_in_steps_can_leave_an_arrays_items_encoded() -> None:
     for bad in (data[:-3], data + b"\x00"):
         with pytest.raises(InvalidMessage):
             unpack_in_steps(bad, encoded=("doc", "campaigns"))
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_JSON_VALUES, depth=st.integers(0, 3), indent=st.sampled_from([None, 1]))
+def test_json_in_steps_reads_what_json_loads_reads(value, depth, indent) -> None:
+    text = json.dumps(value, indent=indent)
+    assert json_in_steps(text, depth) == json.loads(text)
+    assert json_in_steps(f" {text} ".encode(), depth) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1,}', '{"a" 1}', '[1 2]', '{"a": [1, 2]', '{1: 2}',
+                                  '{"a": 1} x', '', '[1,]', '{"a": tru}'])
+def test_json_in_steps_refuses_what_json_loads_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        json_in_steps(text)
