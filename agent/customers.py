@@ -9,7 +9,6 @@ from datetime import date, datetime
 import sqlite_utils
 
 from agent import campaign_allowances
-from agent.journal import epoch
 from agent.store import without_fsync
 from protocol import balances
 from protocol.rules import birthday_from_wire
@@ -36,29 +35,32 @@ def by_token(db: sqlite_utils.Database, token: str) -> str | None:
 
 
 def by_tokens(db: sqlite_utils.Database, tokens: list[str] | tuple[str, ...]) -> str | None:
-    """The first of a card's tokens (newest key first) that a cached customer holds."""
-    for token in tokens:
-        found = by_token(db, token)
-        if found is not None:
-            return found
-    return None
+    """The first of a card's tokens (newest key first) that a cached customer holds: one
+    query for all of them, as identifying a card is on the POS's clock."""
+    if not tokens:
+        return None
+    found = dict(db.execute(
+        f"SELECT token, customer_id FROM cards WHERE token IN ({','.join('?' * len(tokens))})",
+        list(tokens)).fetchall())
+    return next((found[t] for t in tokens if t in found), None)
 
 
 def view(db: sqlite_utils.Database, customer_id: str,
          now: datetime | None = None) -> CustomerView | None:
     """The customer as this till can know them at `now` (the stored figures without it)."""
     row = db.execute(
-        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile, lots"
-        " FROM customers WHERE id = ?", [customer_id]
+        "SELECT tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile, lots,"
+        " (SELECT value FROM meta WHERE key = 'epoch') FROM customers WHERE id = ?",
+        [customer_id]
     ).fetchone()
     if row is None:
         return None
-    tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile_json, lots = row
+    (tier, segments, available, pending, debt, as_of_epoch, as_of_seq, profile_json, lots,
+     current) = row
     profile = json.loads(profile_json)
     # Entries the central had not applied when it sent this balance still count here. An
     # older epoch's entries are all in the central's figures, or were carried into the
-    # current epoch when it began (agent.epochs).
-    current = epoch(db)
+    # current epoch when it began (agent.epochs): `current`, read with the row.
     since = as_of_seq if as_of_epoch == current else 0
     mine = db.execute(
         "SELECT seq, kind, receipt_id, earned, redeemed, clawback, refund, at, body"
@@ -82,7 +84,8 @@ def view(db: sqlite_utils.Database, customer_id: str,
         pending=pending,
         debt=debt,
         birthday=birthday_from_wire(profile.get("birthday")),
-        offers=frozenset(profile.get("offers", ())) | _unused_granted(db, customer_id, profile),
+        offers=frozenset(profile.get("offers", ())) | _unused_granted(db, customer_id, profile,
+                                                                      current),
         purchases=profile.get("purchases", 0) + sales,
         # The central's figure: an upgrade earned by this till's own unsynced receipts
         # shows once they are synced (the engine already counts the receipt being priced).
@@ -134,7 +137,7 @@ PROFILE = ("birthday", "offers", "granted_offers", "purchases", "qualifying_spen
 
 
 def _unused_granted(db: sqlite_utils.Database, customer_id: str,
-                    profile: dict) -> frozenset[str]:
+                    profile: dict, epoch_: str) -> frozenset[str]:
     """Offers a purchase earned (good for one purchase), less those this till's receipts used
     that the central had not counted when it sent them: a till must not honour one twice.
 
@@ -143,7 +146,6 @@ def _unused_granted(db: sqlite_utils.Database, customer_id: str,
     granted = frozenset(profile.get("granted_offers", ()))
     if not granted:
         return granted
-    epoch_ = epoch(db)
     counted, counted_epoch = db.execute(
         "SELECT allowances_seq, as_of_epoch FROM customers WHERE id = ?", [customer_id]
     ).fetchone()

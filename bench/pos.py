@@ -18,7 +18,10 @@ Printed:
 - `longest_stall_ms`: the longest the agent's event loop was kept from running during the
   pulls (the agent measures it itself, `status.loop`);
 - `identify_p99_ms`: POST /pos/v1/identify of a card presented at the reader;
-- `agent_rss_mb`: the agent's resident memory at the end (`agent_peak_rss_mb` its peak).
+- `agent_rss_mb`: the agent's resident memory at the end (`agent_peak_rss_mb` its peak);
+- `agent_cpu_s_to_synced`, `agent_cpu_s_during_pull`: the agent's CPU seconds from its start
+  until it held every member, and during the pulls: on a shared machine, the figure to
+  compare two versions by.
 
 Latencies are wall-clock as the POS sees them, over a kept-alive HTTP connection on the
 loopback, so they include the client's and the HTTP stack's share on a busy machine.
@@ -134,6 +137,12 @@ def _pct(values: list[float], p: int) -> float | None:
     return round(s[min(len(s) - 1, len(s) * p // 100)], 2)
 
 
+def _cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user and system): the work, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> tuple[float, float]:
     fields = dict(line.split(":", 1) for line in
                   Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -221,6 +230,7 @@ async def run(members: int, campaigns: int, rounds: int, pull_seconds: float, ev
                     await asyncio.sleep(0.05)
                     if time.perf_counter() - started > 1800:
                         raise RuntimeError("initial customer sync took over 30 minutes")
+                sync_cpu_s = _cpu_s(pid)
                 sync_s = (await pos.status())["sync"]["customers"]["initial_sync_s"]
                 held = (await pos.status())["sync"]["customers"]["received"]
 
@@ -251,6 +261,7 @@ async def run(members: int, campaigns: int, rounds: int, pull_seconds: float, ev
                             await asyncio.wait_for(stop.wait(), every)
 
                 window_start = time.monotonic()
+                cpu_before_pulls = _cpu_s(pid)
                 changes = asyncio.create_task(central_changes())
                 during = []
                 deadline = time.perf_counter() + pull_seconds
@@ -260,6 +271,7 @@ async def run(members: int, campaigns: int, rounds: int, pull_seconds: float, ev
                     during.append(ms)
                 stop.set()
                 await changes
+                pull_cpu_s = _cpu_s(pid) - cpu_before_pulls
                 status = await pos.status()
                 stalls = [ms for at, ms in status["loop"]["stalls"] if at >= window_start]
                 rss, peak = _rss_mb(pid)
@@ -272,6 +284,10 @@ async def run(members: int, campaigns: int, rounds: int, pull_seconds: float, ev
         "price_p50_during_pull_ms": _pct(during, 50),
         "longest_stall_ms": max(stalls, default=0.0),
         "initial_customer_sync_s": sync_s, "members_held": held,
+        # The agent's CPU seconds (start and first sync; the pulls): what a change costs,
+        # whatever else the machine was running.
+        "agent_cpu_s_to_synced": round(sync_cpu_s, 1),
+        "agent_cpu_s_during_pull": round(pull_cpu_s, 1),
         "pos_api_up_s": round(api_up_s, 2),
         "price_during_initial_sync_p99_ms": _pct(during_sync, 99),
         "identify_p99_ms": _pct(identify, 99), "identify_p50_ms": _pct(identify, 50),
