@@ -18,7 +18,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tzlocal import get_localzone
 
-from agent import epochs, identity, journal, listening, metrics
+from agent import epochs, identity, journal, listening
 from agent.card_keys import TillCardKeys
 from agent.card_lookup import GuessingReport
 from agent.central_client import CentralClient, CentralError
@@ -271,6 +271,10 @@ class Agent:
         port = runner.addresses[0][1]
         metrics_port = None
         if self.cfg.metrics_port is not None:
+            # Imported only here: prometheus_client is 3.5 MB of a till's memory, for a port
+            # most stores never open.
+            from agent import metrics
+
             served = await metrics.serve(self, "127.0.0.1", self.cfg.metrics_port)
             if served:
                 self.metrics_runner, metrics_port = served
