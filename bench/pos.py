@@ -13,8 +13,9 @@ Printed:
 - `pos_api_up_s`: from the agent's start until its POS API answers;
 - `price_during_initial_sync_p99_ms`: pricing while that sync runs;
 - `price_p99_ms`: a 30-line member receipt, POST /pos/v1/price, quiet;
-- `price_p99_during_pull_ms`: the same while the central publishes a new rule set and
-  changes `--changed` members every `--every` seconds, and the agent pulls every second;
+- `price_p99_during_pull_ms`: the same while the central publishes a new rule set (one
+  campaign changed) and changes `--changed` members every `--every` seconds, and the agent
+  pulls every second;
 - `longest_stall_ms`: the longest the agent's event loop was kept from running during the
   pulls (the agent measures it itself, `status.loop`);
 - `identify_p99_ms`: POST /pos/v1/identify of a card presented at the reader;
@@ -248,10 +249,14 @@ async def run(members: int, campaigns: int, rounds: int, pull_seconds: float, ev
                 stop = asyncio.Event()
                 published = 0
 
+                # Each new version changes one campaign, as head office's edits do. (Made
+                # afresh each time, every campaign's window would move by the seconds
+                # between versions: a version of 10,000 changed campaigns.)
+                doc = live_doc(campaigns, seed)
+
                 async def central_changes() -> None:
                     nonlocal published
                     while not stop.is_set():
-                        doc = live_doc(campaigns, seed)
                         doc["campaigns"][1]["priority"] = 1 + published % 900
                         await store.office("PUT", "/api/v1/ruleset",
                                            {"doc": doc, "actor": "bench"}, ok=(201,))
