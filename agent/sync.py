@@ -337,7 +337,7 @@ class SyncClient:
         checkpointing: asyncio.Future[None] | None = None
         try:
             while True:
-                delta = await fetch
+                delta, answered_at = await fetch
                 if delta.get("more"):
                     # The next page comes while this one is stored: the central builds it
                     # on the other core.
@@ -346,6 +346,9 @@ class SyncClient:
                         many_pages = True
                         self.db.execute("PRAGMA wal_autocheckpoint=0")
                 await self._apply(delta)
+                # Stored: what the central had when it answered is what the till holds now
+                # (a status reader takes this as "a pull after my change is in").
+                self.state.last_pull_ok = answered_at
                 count += len(delta["customers"])
                 progress["received"] = progress.get("received", 0) + len(delta["customers"])
                 if many_pages and (checkpointing is None or checkpointing.done()):
@@ -365,17 +368,18 @@ class SyncClient:
             progress["initial_sync_s"] = round(time.monotonic() - started, 2)
         return count
 
-    async def _fetch_customers(self, cursor: int) -> dict:
+    async def _fetch_customers(self, cursor: int) -> tuple[dict, float]:
+        """A page, and when the central answered it (unix time)."""
         try:
             data, _ = await self.client.request("GET", f"/sync/v1/customers?since={cursor}")
         except CentralError as e:
             self._failed(e)
             raise
+        answered_at = time.time()
         self._succeeded()
-        self.state.last_pull_ok = time.time()
         # A page of a thousand members decoded in one call would hold the POS API for
         # tens of milliseconds: one member at a time, in a worker thread.
-        return await asyncio.to_thread(json_in_steps, data)
+        return await asyncio.to_thread(json_in_steps, data), answered_at
 
     async def _apply(self, delta: dict) -> None:
         """A page in chunks, yielding to the POS API between them. A chunk's size follows
