@@ -87,7 +87,7 @@ async def test_the_till_holds_a_refused_batch_says_so_and_offers_it_rarely(
     sent = 0
     real_request = till.client.request
 
-    async def counted(method, path, data=None):
+    async def counted(method, path, data=b""):  # as CentralClient.request
         nonlocal sent
         sent += path == "/sync/v1/batches"
         return await real_request(method, path, data)
@@ -137,7 +137,7 @@ async def test_the_till_holds_a_batch_the_central_refuses(live_central, tmp_path
     refuse = True
     calls = 0
 
-    async def stricter(method, path, data=None):
+    async def stricter(method, path, data=b""):  # as CentralClient.request
         nonlocal calls
         if path == "/sync/v1/batches":
             calls += 1
