@@ -325,5 +325,8 @@ class PostgresConnection(Connection):
         with self._holding(), super().snapshot():
             yield self
 
+    def pool_stats(self) -> dict[str, int]:
+        return self.pool.get_stats()
+
     def close(self) -> None:
         self.pool.close()

@@ -124,6 +124,11 @@ class Connection(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's figures for monitoring (psycopg_pool's names); none where
+        there is no pool (SQLite: one connection per process)."""
+        return {}
+
     # What opens a writing transaction and a consistent read, in this database's words.
     _BEGIN_WRITE = "BEGIN"
     _BEGIN_SNAPSHOT = "BEGIN"

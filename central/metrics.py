@@ -21,10 +21,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from central.clock import parse_iso
 from central.db import Unavailable
+from central.dbapi import Connection
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class CentralMetrics:
     def timed_batch(self) -> BatchTimer:
         return BatchTimer(self)
 
-    def watch(self, read_conn: Callable[[], object], clock: Callable[[], datetime],
+    def watch(self, read_conn: Callable[[], Connection], clock: Callable[[], datetime],
               queue_depth: Callable[[], int]) -> None:
         self.registry.register(DatabaseCollector(read_conn, clock, queue_depth))
 
@@ -75,7 +76,7 @@ class BatchTimer:
 
 
 class DatabaseCollector:
-    def __init__(self, read_conn: Callable[[], object], clock: Callable[[], datetime],
+    def __init__(self, read_conn: Callable[[], Connection], clock: Callable[[], datetime],
                  queue_depth: Callable[[], int]) -> None:
         self.read_conn = read_conn
         self.clock = clock
@@ -100,7 +101,7 @@ class DatabaseCollector:
         now = self.clock()
         tills = GaugeMetricFamily("tillpoint_central_tills", "Enrolled tills by state",
                                   labels=["state"])
-        for state, n in conn.execute(  # type: ignore[attr-defined]
+        for state, n in conn.execute(
                 "SELECT CASE WHEN quarantined_at IS NOT NULL AND status = 'active'"
                 " THEN 'quarantined' ELSE status END, COUNT(*) FROM tills GROUP BY 1"):
             tills.add_metric([state], n)
@@ -111,7 +112,7 @@ class DatabaseCollector:
         acked = GaugeMetricFamily("tillpoint_central_till_acked_seq",
                                   "Each till's acknowledged journal position",
                                   labels=["till_id", "store"])
-        for till_id, store, last_sync, seq in conn.execute(  # type: ignore[attr-defined]
+        for till_id, store, last_sync, seq in conn.execute(
                 "SELECT id, store, last_sync_at, acked_seq FROM tills WHERE status = 'active'"):
             if last_sync:
                 age.add_metric([till_id, store],
@@ -119,18 +120,44 @@ class DatabaseCollector:
             acked.add_metric([till_id, store], seq)
         yield age
         yield acked
-        version = conn.execute(  # type: ignore[attr-defined]
+        version = conn.execute(
             "SELECT MAX(version) FROM rulesets").fetchone()[0]
         yield GaugeMetricFamily("tillpoint_central_ruleset_version",
                                 "Newest rule-set version published", value=version or 0)
         alerts = GaugeMetricFamily("tillpoint_central_alerts_open",
                                    "Alerts not yet acknowledged, by kind and severity",
                                    labels=["kind", "severity"])
-        for kind, severity, n in conn.execute(  # type: ignore[attr-defined]
+        for kind, severity, n in conn.execute(
                 "SELECT kind, severity, COUNT(*) FROM alerts WHERE acked_at IS NULL"
                 " GROUP BY kind, severity"):
             alerts.add_metric([kind, severity], n)
         yield alerts
+        yield from pool_metrics(conn.pool_stats())
+
+
+def pool_metrics(stats: dict[str, int]) -> Iterator[Metric]:
+    """This process's database pool: how full it is and how long requests wait for it (a
+    pool that is always empty with requests waiting is the first sign of a slow database)."""
+    if not stats:
+        return
+    pool = GaugeMetricFamily("tillpoint_central_db_pool_connections",
+                             "Database connections of this process's pool", labels=["state"])
+    size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+    pool.add_metric(["open"], size)
+    pool.add_metric(["in_use"], size - available)
+    pool.add_metric(["max"], stats.get("pool_max", 0))
+    yield pool
+    yield GaugeMetricFamily("tillpoint_central_db_pool_requests_waiting",
+                            "Requests waiting now for a database connection",
+                            value=stats.get("requests_waiting", 0))
+    waited = CounterMetricFamily("tillpoint_central_db_pool_wait_seconds",
+                                 "Time requests waited for a connection, in all")
+    waited.add_metric([], stats.get("requests_wait_ms", 0) / 1000)
+    yield waited
+    lost = CounterMetricFamily("tillpoint_central_db_pool_connections_lost",
+                               "Connections the pool found broken and replaced")
+    lost.add_metric([], stats.get("connections_lost", 0) + stats.get("returns_bad", 0))
+    yield lost
 
 
 def make_app(metrics: CentralMetrics) -> web.Application:

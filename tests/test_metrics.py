@@ -66,6 +66,34 @@ async def test_the_central_counts_batches_and_reads_tills_and_alerts(
             (("kind", "overspend"), ("severity", "warning"))) not in got  # acknowledged
 
 
+def test_the_central_tells_how_full_its_database_pool_is(database):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from central import db
+
+    conn = db.connect(database)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.DatabaseCollector(lambda: conn, utcnow, lambda: 0))
+
+    def scrape() -> dict:
+        return samples(generate_latest(registry).decode())
+
+    try:
+        with db.transaction(conn):  # holds one pooled connection while it is read
+            during = scrape()
+        after = scrape()
+    finally:
+        conn.close()
+    in_use = ("tillpoint_central_db_pool_connections", (("state", "in_use"),))
+    if isinstance(database, str):  # PostgreSQL, through psycopg_pool
+        assert during[in_use] == 1 and after[in_use] == 0
+        assert after[("tillpoint_central_db_pool_connections", (("state", "max"),))] == 4
+        assert after[("tillpoint_central_db_pool_requests_waiting", ())] == 0
+        assert ("tillpoint_central_db_pool_wait_seconds_total", ()) in after
+    else:  # SQLite has no pool: no figures rather than made-up ones
+        assert not any(name.startswith("tillpoint_central_db_pool") for name, _ in after)
+
+
 async def test_the_agent_serves_metrics_on_the_loopback_without_the_pos_secret(tmp_path):
     async with StoreHarness(tmp_path) as store:
         await store.start_central()
