@@ -13,17 +13,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_plays_a_day_and_the_ledger_matches_the_journals(tmp_path):
+    # The size the README's command runs (its defaults): a smaller day once hid a till limit
+    # (typed card numbers a minute) that the README's demo ran into.
     out = subprocess.run(
-        [sys.executable, "-m", "tillpoint", "demo", "--json", "--receipts", "30", "--tills", "2",
-         "--members", "5", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "tillpoint", "demo", "--json", "--dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout)
-    assert summary["receipts"] == 30
+    assert summary["receipts"] == 100 and summary["tills"] == 2
     assert summary["ledger_matches_journals"] is True
     assert summary["returns"] >= 1 and summary["points_redeemed"] > 0
-    assert 0 < summary["members"] <= 5
+    assert summary["returns_at_another_till"] >= 1
+    assert 0 < summary["members"] <= 20
     assert summary["non_member_receipts"] > 0
     # Points were spent only with the customer present (card at the reader or the app's
     # code), and the central found every proof good.
