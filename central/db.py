@@ -474,6 +474,41 @@ MIGRATIONS: list[str | PerDialect] = [
       clawed_back = (SELECT COALESCE(SUM(clawback), 0) FROM receipts
                      WHERE kind = 'return' AND original_receipt_id = sale_returns.receipt_id);
     """,
+    # 22: the figures KPIs are read from, kept up by a follower of the journal
+    # (central.kpi_counts); days are the store's calendar days, YYYY-MM-DD
+    """
+    CREATE TABLE kpi_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
+    INSERT INTO kpi_accounting VALUES ('journal', 0);
+    CREATE TABLE kpi_days (
+        day TEXT NOT NULL, store TEXT NOT NULL, member INTEGER NOT NULL, tier TEXT NOT NULL,
+        sales INTEGER NOT NULL, revenue INTEGER NOT NULL, returns INTEGER NOT NULL,
+        returned INTEGER NOT NULL, earned INTEGER NOT NULL, redeemed INTEGER NOT NULL,
+        clawback INTEGER NOT NULL, refund INTEGER NOT NULL,
+        PRIMARY KEY (day, store, member, tier)
+    );
+    CREATE TABLE kpi_segment_days (
+        day TEXT NOT NULL, store TEXT NOT NULL, segment TEXT NOT NULL,
+        sales INTEGER NOT NULL, revenue INTEGER NOT NULL, returns INTEGER NOT NULL,
+        returned INTEGER NOT NULL, earned INTEGER NOT NULL, redeemed INTEGER NOT NULL,
+        clawback INTEGER NOT NULL, refund INTEGER NOT NULL,
+        PRIMARY KEY (day, store, segment)
+    );
+    CREATE TABLE kpi_member_days (
+        day TEXT NOT NULL, store TEXT NOT NULL, customer_id TEXT NOT NULL,
+        sales INTEGER NOT NULL, revenue INTEGER NOT NULL,
+        PRIMARY KEY (day, store, customer_id)
+    );
+    CREATE TABLE kpi_members (
+        customer_id TEXT PRIMARY KEY, first_day TEXT, last_day TEXT, revenue INTEGER NOT NULL
+    );
+    CREATE INDEX kpi_members_first ON kpi_members(first_day);
+    CREATE INDEX kpi_member_days_customer ON kpi_member_days(customer_id, day);
+    CREATE TABLE kpi_points (
+        at TEXT PRIMARY KEY, outstanding INTEGER NOT NULL, expired INTEGER NOT NULL,
+        redeemed INTEGER NOT NULL
+    );
+    CREATE INDEX ledger_kind_at ON ledger(kind, at, points);
+    """,
 ]
 
 

@@ -64,6 +64,9 @@ class PostgresDialect(Dialect):
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})"
 
+    def least(self, a: str, b: str) -> str:
+        return f"LEAST({a}, {b})"
+
     def translate_ddl(self, script: str) -> str:
         for pattern, replacement in _TYPES:
             script = pattern.sub(replacement, script)

@@ -30,6 +30,9 @@ class SQLiteDialect(Dialect):
     def greatest(self, a: str, b: str) -> str:
         return f"MAX({a}, {b})"
 
+    def least(self, a: str, b: str) -> str:
+        return f"MIN({a}, {b})"
+
     def schema_version(self, conn: Connection) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 

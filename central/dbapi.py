@@ -72,6 +72,10 @@ class Dialect(ABC):
     def greatest(self, a: str, b: str) -> str:
         """An expression: the larger of two values."""
 
+    @abstractmethod
+    def least(self, a: str, b: str) -> str:
+        """An expression: the smaller of two values."""
+
     def script(self, step: str | PerDialect) -> str:
         """A migration step's SQL for this database."""
         if isinstance(step, PerDialect):

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import sdnotify
 
-from central import campaign_budgets, customers, db, ledger, metrics, repricing, rulesets
+from central import (
+    campaign_budgets,
+    customers,
+    db,
+    kpi_counts,
+    ledger,
+    metrics,
+    repricing,
+    rulesets,
+)
 from central.clock import utcnow
 from central.db import Connection, Unavailable
 
@@ -34,6 +43,8 @@ TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes
 # Reads replay the clock themselves (ledger.balance); the job only writes back what it did
 # and wakes tills' deltas, so a minute late is fine.
 MATURING_INTERVAL_S = 60.0
+# The liability KPI reads the newest of these; each is one pass over the ledger.
+POINTS_SNAPSHOT_INTERVAL_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -54,11 +65,19 @@ def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S) -> list[
         # meanwhile by subtracting their own grants (central.campaign_budgets).
         Job("campaign budgets", reprice_every,
             lambda c, now: campaign_budgets.account_pending(c) > 0),
+        Job("KPI figures", reprice_every,
+            lambda c, now: kpi_counts.count_pending(c, cache) > 0),
+        Job("points outstanding", POINTS_SNAPSHOT_INTERVAL_S, _snapshot_points),
         Job("maturing lots", MATURING_INTERVAL_S,
             lambda c, now: ledger.mature_due(c, now) > 0),
         Job("tier windows", TIER_ROLLOVER_INTERVAL_S,
             lambda c, now: customers.roll_tier_windows(c, now) > 0),
     ]
+
+
+def _snapshot_points(conn: Connection, now: datetime) -> bool:
+    kpi_counts.snapshot_points(conn, now)
+    return False  # one pass, then wait for the next interval
 
 
 async def run_job(job: Job, conn: Callable[[], Connection],

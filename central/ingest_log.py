@@ -49,9 +49,11 @@ class Page:
     upto: int
 
 
-def entries_after(conn: Connection, cursor: int, limit: int, columns: str) -> Page:
+def entries_after(conn: Connection, cursor: int, limit: int, columns: str,
+                  join: str = "") -> Page:
     """The journal entries of the next batches after `cursor`: whole batches, about
-    `limit` entries (more if one batch alone is bigger). `columns` are of `journal j`."""
+    `limit` entries (more if one batch alone is bigger). `columns` are of `journal j`, or
+    of what `join` adds to it."""
     batches = conn.execute(
         "SELECT ingest_seq, last_seq - first_seq + 1 AS n FROM ingest_log"
         " WHERE ingest_seq > ? ORDER BY ingest_seq LIMIT ?", (cursor, limit)).fetchall()
@@ -64,7 +66,7 @@ def entries_after(conn: Connection, cursor: int, limit: int, columns: str) -> Pa
         upto, taken = b["ingest_seq"], taken + b["n"]
     rows = conn.execute(
         f"SELECT {columns} FROM ingest_log l JOIN journal j ON j.till_id = l.till_id"
-        " AND j.epoch = l.epoch AND j.seq BETWEEN l.first_seq AND l.last_seq"
+        f" AND j.epoch = l.epoch AND j.seq BETWEEN l.first_seq AND l.last_seq {join}"
         " WHERE l.ingest_seq > ? AND l.ingest_seq <= ? ORDER BY l.ingest_seq, j.seq",
         (cursor, upto)).fetchall()
     return Page(rows, upto)

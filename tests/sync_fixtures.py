@@ -71,7 +71,8 @@ class LocalTill:
         self.sync = SyncClient(self.db, self.client, **sync_kw)
 
     def sell(self, customer_id: str | None = None, *, redeemed: int = 0, earned: int = 0,
-             at: datetime | None = None) -> JournalEntry:
+             at: datetime | None = None, total: int = 10000,
+             ruleset_version: int = 1) -> JournalEntry:
         at = at or datetime.now(UTC)
         lots = [{"points": earned, "activates": at.isoformat(),
                  "expires": "9999-12-31T00:00:00+00:00"}] if earned else []
@@ -79,8 +80,17 @@ class LocalTill:
             return journal.append(self.db, JournalEntry(
                 seq=0, epoch="", prev_hash="", kind="sale", receipt_id=new_receipt_id(at),
                 at=at.isoformat(timespec="seconds"), store=self.ident.store,
-                customer_id=customer_id, ruleset_version=1, total=10000, fiscal_doc=0,
-                earned=earned, redeemed=redeemed, lots=lots))
+                customer_id=customer_id, ruleset_version=ruleset_version, total=total,
+                fiscal_doc=0, earned=earned, redeemed=redeemed, lots=lots))
+
+    def take_back(self, sale: JournalEntry, *, at: datetime, total: int) -> JournalEntry:
+        """A return of goods (no points) from `sale`, journalled as checkout does."""
+        with self.db.atomic():
+            return journal.append(self.db, JournalEntry(
+                seq=0, epoch="", prev_hash="", kind="return", receipt_id=new_receipt_id(at),
+                at=at.isoformat(timespec="seconds"), store=self.ident.store,
+                customer_id=sale.customer_id, ruleset_version=sale.ruleset_version,
+                total=total, fiscal_doc=0, original_receipt_id=sale.receipt_id))
 
     def backup(self, to: Path) -> None:
         """A copy of the database as a backup tool would take it."""

@@ -46,6 +46,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/alerts"): {A, Y, U},
     ("POST", "/api/v1/alerts/{id}/ack"): {A, Y},
     ("GET", "/api/v1/summary"): {A, M, N, Y, U},
+    ("GET", "/api/v1/kpis"): {A, M, N, Y, U},
     ("GET", "/api/v1/offline-caps"): {A, Y, N, U},
     ("PUT", "/api/v1/offline-caps"): {A, Y},
     ("GET", "/api/v1/repricing"): {A, Y, N, U},
