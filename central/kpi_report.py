@@ -9,7 +9,7 @@ people outside the programme are not tracked, so frequency and churn are members
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -122,7 +122,10 @@ def _sums(conn: Connection, p: Period, stores: list[str] | None) -> dict[int, di
 def _receipts(conn: Connection, p: Period, stores: list[str] | None) -> dict[str, Any]:
     s = _sums(conn, p, stores)
     members, others = s[1], s[0]
-    everyone = {k: members[k] + others[k] for k in members}
+    # A tier's or segment's share is of all receipts; its "others" are nobody's.
+    whole = s if p.tier is None and p.segment is None else _sums(
+        conn, replace(p, tier=None, segment=None), stores)
+    everyone = {k: whole[1][k] + whole[0][k] for k in members}
     return {
         "receipts": {
             "definition": "sales receipts in the period (returns counted apart, on the day"
@@ -132,7 +135,8 @@ def _receipts(conn: Connection, p: Period, stores: list[str] | None) -> dict[str
             "others": {k: others[k] for k in ("sales", "revenue", "returns", "returned")},
         },
         "participation": {
-            "definition": "members' share of sales receipts and of revenue, in basis points",
+            "definition": "members' share (with a tier or segment: that tier's or"
+                          " segment's) of all sales receipts and of revenue, in basis points",
             "receipts_bp": share(members["sales"], everyone["sales"]),
             "revenue_bp": share(members["revenue"], everyone["revenue"]),
         },

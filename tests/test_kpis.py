@@ -99,6 +99,9 @@ async def test_kpis_count_each_receipt_on_its_stores_day_and_compare_members_wit
         assert students["receipts"]["members"]["sales"] == 2
         assert students["receipts"]["members"]["revenue"] == 22000
         assert students["members"]["buying"] == 1
+        # Ann's share of the month's sales: 2 of 4 receipts, 22000 of 35000 kopecks.
+        assert students["participation"] == {**students["participation"],
+                                              "receipts_bp": 5000, "revenue_bp": 6285}
 
         # December: nobody bought; November's two buyers have churned.
         december = await kpis(live_central, **{"from": "2026-12-01", "to": "2026-12-30"})
