@@ -184,8 +184,9 @@ def till_allowances(conn: Connection, till_id: str, current: dict[str, Budget],
     total, so tills together never overshoot it, online or not. Each sync renews the
     calling till's lease from what no other till holds: an even part of it, or twice what
     this till granted since its last lease if that is more. So a till that sells gets the
-    most, an idle till's part halves at each of its syncs, and an offline till's part comes
-    back to the others when its lease expires: the whole budget can be granted.
+    most, an idle till's part halves at each of its syncs (down to nothing), and an offline
+    till's part comes back to the others when its lease expires: the whole budget can be
+    granted, its last points included.
 
     `per_customer` with its period and the current period's key lets a till compute a
     fresh allowance for customers it has no figure for, and notice when its figure for a
@@ -212,8 +213,9 @@ def till_allowances(conn: Connection, till_id: str, current: dict[str, Budget],
         " AND u.campaign_id = l.campaign_id"
         " WHERE l.till_id <> ? AND l.expires_at > ? GROUP BY l.campaign_id",
         (till_id, iso(now)), capped)
-    previous = _by_campaign(conn, "SELECT campaign_id, used_at_issue FROM campaign_leases"
-                            " WHERE till_id = ?", (till_id,), capped)
+    previous = {cid: (limit, at_issue) for cid, limit, at_issue in conn.execute(
+        "SELECT campaign_id, till_limit, used_at_issue FROM campaign_leases WHERE till_id = ?",
+        (till_id,)) if cid in current}
     expires = iso(now + LEASE_TTL)
     out: dict[str, dict[str, Any]] = {}
     leases: list[tuple[str, str, int, int, str]] = []
@@ -222,8 +224,14 @@ def till_allowances(conn: Connection, till_id: str, current: dict[str, Budget],
         if b.total is not None:
             free = max(0, b.total - used.get(campaign_id, 0) - held.get(campaign_id, 0))
             granted = mine.get(campaign_id, 0)
-            recent = granted - previous.get(campaign_id, granted)
-            remaining = min(free, max(free // tills, 2 * recent))
+            limit, at_issue = previous.get(campaign_id, (granted, granted))
+            recent = granted - at_issue
+            # A till that left its lease untouched gets a part rounded down, so it shrinks
+            # to nothing; one that sold or held nothing, rounded up: rounded down, the last
+            # few points (fewer than there are tills) would never be lent to anyone.
+            idle = recent == 0 and limit > granted
+            share = free // tills if idle else -(-free // tills)
+            remaining = min(free, max(share, 2 * recent))
             leases.append((till_id, campaign_id, granted + remaining, granted, expires))
         out[campaign_id] = {
             "till_remaining": remaining,
