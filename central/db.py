@@ -501,8 +501,8 @@ MIGRATIONS: list[str | PerDialect] = [
     CREATE TABLE kpi_members (
         customer_id TEXT PRIMARY KEY, first_day TEXT, last_day TEXT, revenue INTEGER NOT NULL
     );
-    CREATE INDEX kpi_members_first ON kpi_members(first_day);
-    CREATE INDEX kpi_member_days_customer ON kpi_member_days(customer_id, day);
+    CREATE INDEX kpi_members_first ON kpi_members(first_day, revenue);
+    CREATE INDEX kpi_member_days_store ON kpi_member_days(store, day, customer_id);
     CREATE TABLE kpi_points (
         at TEXT PRIMARY KEY, outstanding INTEGER NOT NULL, expired INTEGER NOT NULL,
         redeemed INTEGER NOT NULL

@@ -177,21 +177,22 @@ def _distinct_members(conn: Connection, p: Period, stores: list[str] | None,
 
 def _members(conn: Connection, p: Period, stores: list[str] | None) -> dict[str, Any]:
     s = _sums(conn, p, stores)[1]
-    buying = _distinct_members(conn, p, stores, p.start)
     active_from = p.end - timedelta(days=p.active_days - 1)
     active = _distinct_members(conn, p, stores, active_from)
+    # One pass over this period and the one before: each member's first and last day in
+    # them tells who bought now (buying), then (earlier), and then but not now (churned).
     before = p.previous()
-    earlier = _distinct_members(conn, before, stores, before.start)
-    # Churned: bought in the previous period and not in this one.
-    where_now, args_now = _where(p, stores, "n")
-    where_then, args_then = _where(before, stores, "d")
+    where, args = _where(p, stores, "d", before.start)
     extra, more = _member_filter(p)
     join = " JOIN customers c ON c.id = d.customer_id" if extra else ""
-    churned = int(conn.execute(
-        f"SELECT COUNT(DISTINCT d.customer_id) FROM kpi_member_days d{join}"
-        f" WHERE {where_then}{extra} AND NOT EXISTS (SELECT 1 FROM kpi_member_days n"
-        f"  WHERE n.customer_id = d.customer_id AND {where_now})",
-        (*args_then, *more, *args_now)).fetchone()[0])
+    now = p.start.isoformat()
+    buying, earlier, churned = (int(v or 0) for v in conn.execute(
+        "SELECT SUM(CASE WHEN last_day >= ? THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN first_day < ? THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN last_day < ? THEN 1 ELSE 0 END)"
+        " FROM (SELECT d.customer_id, MIN(d.day) AS first_day, MAX(d.day) AS last_day"
+        f"  FROM kpi_member_days d{join} WHERE {where}{extra} GROUP BY d.customer_id) AS m",
+        (now, now, now, *args, *more)).fetchone())
     ltv = conn.execute("SELECT COUNT(*), COALESCE(SUM(revenue), 0) FROM kpi_members"
                        " WHERE first_day <= ?", (p.end.isoformat(),)).fetchone()
     return {
