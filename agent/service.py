@@ -16,7 +16,6 @@ from typing import Any
 import sdnotify
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from tzlocal import get_localzone
 
 from agent import epochs, identity, journal, listening
 from agent.card_keys import TillCardKeys
@@ -33,6 +32,7 @@ from agent.pos_auth import PosSecret, PosSecretError, write_pos_secret
 from agent.presence import SmsDesk
 from agent.returns_desk import ReturnsDesk
 from agent.rules_cache import RulesCache
+from agent.shift_schedule import ShiftCloseSchedule
 from agent.store import open_store
 from agent.sync import SyncClient
 from agent.taxes import StoreVat
@@ -92,6 +92,7 @@ class Agent:
         self.till: Till | None = None  # what the POS API serves, once started
         self._reconciled_connection: float | None = None  # printer.connected_at last settled
         self.loop_watch = LoopWatch()
+        self.shift_schedule: ShiftCloseSchedule | None = None
         self._background: list[asyncio.Task] = []
 
     # -- jobs -----------------------------------------------------------------------------
@@ -121,6 +122,8 @@ class Agent:
         await self.send_guessing_report()  # one that failed before
         with contextlib.suppress(CentralError):
             await self.pull_rules_and_keys()
+            if self.shift_schedule is not None:
+                self.shift_schedule.refresh()  # a new rule set may move the store's zone
             if not self.sync.customers_pulling():  # a long first sync goes on by itself
                 await self.sync.pull_customers()
 
@@ -251,11 +254,11 @@ class Agent:
         # Receipts printed while the disk was full: journalled as soon as there is space.
         self.scheduler.add_job(self.checkout.retry_held, "interval", seconds=1,
                                id="held_receipts", max_instances=1, coalesce=True)
-        if self.cfg.shift_close_at:
-            hour, minute = (int(x) for x in self.cfg.shift_close_at.split(":"))
-            self.scheduler.add_job(self.scheduled_shift_close, "cron", hour=hour,
-                                   minute=minute, id="shift_close",
-                                   timezone=get_localzone())  # the store's wall clock
+        if self.cfg.shift_close_at:  # on the store's wall clock (agent.shift_schedule)
+            self.shift_schedule = ShiftCloseSchedule(
+                self.scheduler, self.scheduled_shift_close, self.cfg.shift_close_at,
+                self.rules, self.identity.store)
+            self.shift_schedule.refresh()
         self.scheduler.start()
         if await self.printer.wait_connected(timeout=5.0):
             await self.reconcile_job()
