@@ -3,6 +3,7 @@
     python -m bench.ingest --json
     python -m bench.ingest --json --database postgresql://postgres@127.0.0.1:5432/postgres
     python -m bench.ingest --json --followers process   # (or inline, or none)
+    python -m bench.ingest --json --http [--processes N] [--database URL]   # bench.ingest_http
     python -m bench.ingest --json --fanout [--fanout-members 5000000]   # see bench.fanout
 
 `--database` runs on PostgreSQL (in a schema of its own, dropped afterwards) instead of a
@@ -33,7 +34,7 @@ that until re-pricing and budgets had done every entry.
 catch_up_s: one till back after 7 days offline with 5,000 receipts, from reconnect to fully
 acknowledged: a real central process, the agent's own sync client, real HTTP.
 
-The figures are also written to bench/results/ingest.json.
+The figures are also written to bench/results/ingest.json (with --http, ingest_http.json).
 """
 
 from __future__ import annotations
@@ -52,58 +53,28 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import ingest_data
 from bench.catch_up import catch_up
 from bench.fanout import fanout
+from bench.ingest_http import through_http
 from bench.scratch_database import scratch_database
 from central import (
     campaign_budgets,
     db,
-    deliveries,
     followers,
-    ledger,
     repricing,
-    rulesets,
 )
-from central.clock import iso, utcnow
+from central.clock import utcnow
 from central.ingest_writer import IngestWriter
-from protocol.signing import public_key_hex
 from tillpoint.processes import tillpoint_cmd
 
 FOLLOWER_MODES = ("none", "inline", "process")
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
-
-
-def _setup(conn: db.Connection, tills: int, customers: int, rng: random.Random) -> tuple[
-        list[ingest_data.SimTill], list[str]]:
-    now = ingest_data.now()
-    sims = []
-    delivered = now - timedelta(days=1)
-    rulesets.ensure_default(conn, delivered)  # the tills priced with it (version 1)
-    with db.transaction(conn):
-        for i in range(tills):
-            key = Ed25519PrivateKey.generate()
-            sim = ingest_data.SimTill(f"till_{i:05d}", key)
-            conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(now)))
-            deliveries.record_ruleset(conn, sim.till_id, 1, delivered)
-            sims.append(sim)
-        ids = [f"cus_{i:08d}" for i in range(customers)]
-        conn.executemany("INSERT INTO customers (id, created_at) VALUES (?, ?)",
-                         [(c, iso(now)) for c in ids])
-        for c in ids:
-            if rng.random() < 0.9:  # most members hold a welcome bonus; a few spend into debt
-                ledger.earn(conn, c, 500, now - timedelta(days=30), now + timedelta(days=300),
-                            now - timedelta(days=30), ledger.Source(reason="welcome"),
-                            kind="bonus")
-    return sims, ids
+RESULTS_HTTP = RESULTS.with_name("ingest_http.json")
 
 
 def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int,
@@ -111,18 +82,7 @@ def throughput(tills: int, per_till: int, batch: int, customers: int, seed: int,
     rng = random.Random(seed)
     with scratch_database(database) as target:
         conn = db.connect(target)
-        sims, ids = _setup(conn, tills, customers, rng)
-        now = ingest_data.now()
-        tpls = ingest_data.templates(rng, now - timedelta(hours=1))
-        rounds: list[list[bytes]] = []
-        for sim in sims:
-            ingest_data.fill(sim, rng, tpls, ids, per_till, now - timedelta(hours=1),
-                             timedelta(hours=1))
-            rounds.append(sim.batches(batch, now))
-        with db.transaction(conn):
-            for sim in sims:
-                deliveries.record_views(conn, sim.till_id, ingest_data.delivered_views(sim),
-                                        now - timedelta(days=1))
+        rounds, now = ingest_data.prepare(conn, tills, per_till, batch, customers, rng)
         receipts = tills * per_till
         durability = _durability(conn)
         gc.collect()
@@ -232,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--followers", choices=FOLLOWER_MODES, default="none",
                    help="the background jobs during ingest: none, on the ingest's loop"
                         " (inline), or in a process of their own (%(default)s)")
+    p.add_argument("--http", action="store_true",
+                   help="through the real HTTP API of running central processes"
+                        " (bench.ingest_http)")
+    p.add_argument("--processes", type=int,
+                   help="central processes with --http (default 1 on SQLite, 2 on"
+                        " PostgreSQL)")
     p.add_argument("--database", metavar="URL",
                    help="a PostgreSQL URL to run on (default: a temporary SQLite file)")
     args = p.parse_args(argv)
@@ -243,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                        **fanout(args.fanout_members, seed=args.seed, database=args.database)},
                       args.json)
     result: dict = {"tills": args.tills, "database": database}
+    if args.http:
+        h = through_http(args.tills, args.receipts_per_till, args.batch, args.customers,
+                         args.seed, args.database, args.processes)
+        result.update(receipts_per_s=h["receipts_per_s"], http=h)
+        RESULTS_HTTP.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_HTTP.write_text(json.dumps(result, indent=2) + "\n")
+        return _print(result, args.json)
     t = throughput(args.tills, args.receipts_per_till, args.batch, args.customers, args.seed,
                    args.database, args.followers)
     result.update(receipts_per_s=t["receipts_per_s"], ingest=t)

@@ -16,10 +16,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from central import deliveries, ledger, rulesets
+from central.clock import iso
+from central.db import Connection, transaction
 from protocol.batches import Batch, encode_batch
 from protocol.journal import JournalEntry, genesis_hash, new_receipt_id
 from protocol.rules import Customer, Receipt, ReceiptLine, compile_ruleset, settle
 from protocol.rules.defaults import default_ruleset_doc
+from protocol.signing import public_key_hex
 
 # The balance every till saw for every member (templates are settled with it).
 VIEW_BALANCE = 10_000
@@ -108,3 +112,49 @@ def delivered_views(till: SimTill) -> list[dict[str, Any]]:
 
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def prepare(conn: Connection, tills: int, per_till: int, batch: int, customers: int,
+            rng: random.Random) -> tuple[list[list[bytes]], datetime]:
+    """A central's database with `tills` enrolled tills and `customers` members, and each
+    till's journal of `per_till` receipts cut into signed batches of `batch` entries (in
+    order), with the views its members were priced with recorded as delivered. Returns the
+    batches per till and the time they are sent at."""
+    sims, ids = _enrol(conn, tills, customers, rng)
+    at = now()
+    tpls = templates(rng, at - timedelta(hours=1))
+    rounds: list[list[bytes]] = []
+    for sim in sims:
+        fill(sim, rng, tpls, ids, per_till, at - timedelta(hours=1), timedelta(hours=1))
+        rounds.append(sim.batches(batch, at))
+    with transaction(conn):
+        for sim in sims:
+            deliveries.record_views(conn, sim.till_id, delivered_views(sim),
+                                    at - timedelta(days=1))
+    return rounds, at
+
+
+def _enrol(conn: Connection, tills: int, customers: int, rng: random.Random) -> tuple[
+        list[SimTill], list[str]]:
+    at = now()
+    sims = []
+    delivered = at - timedelta(days=1)
+    rulesets.ensure_default(conn, delivered)  # the tills priced with it (version 1)
+    with transaction(conn):
+        for i in range(tills):
+            key = Ed25519PrivateKey.generate()
+            sim = SimTill(f"till_{i:05d}", key)
+            conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(at)))
+            deliveries.record_ruleset(conn, sim.till_id, 1, delivered)
+            sims.append(sim)
+        ids = [f"cus_{i:08d}" for i in range(customers)]
+        conn.executemany("INSERT INTO customers (id, created_at) VALUES (?, ?)",
+                         [(c, iso(at)) for c in ids])
+        for c in ids:
+            if rng.random() < 0.9:  # most members hold a welcome bonus; a few spend into debt
+                ledger.earn(conn, c, 500, at - timedelta(days=30), at + timedelta(days=300),
+                            at - timedelta(days=30), ledger.Source(reason="welcome"),
+                            kind="bonus")
+    return sims, ids

@@ -7,6 +7,7 @@ import pytest
 
 from bench import ingest
 from bench.fanout import fanout
+from bench.ingest_http import through_http
 from bench.scratch_database import scratch_database
 from tests.databases import SERVER, require_postgres
 
@@ -58,3 +59,20 @@ def test_the_fanout_bench_serves_every_change_to_every_till(kind):
     # (fanout() checks each pull carried all of them).
     assert got["changed_per_pull"] == 6 and got["pulls_timed"] == 3
     assert got["pull_cpu_ms"] > 0 and got["central_cores_for_fanout"] >= 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_http_ingest_bench_posts_through_running_centrals_and_holds_every_receipt(kind):
+    if kind == "postgresql":
+        require_postgres()
+    got = through_http(tills=5, per_till=6, batch=4, customers=20, seed=3,
+                       database=SERVER if kind == "postgresql" else None)
+    # Two processes on PostgreSQL, each till's batches alternating between them.
+    assert got["receipts"] == 30 and got["batches"] == 5 * 2
+    assert got["processes"] == (2 if kind == "postgresql" else 1)
+    assert len(got["central_cpu_s"]) == got["processes"] and got["receipts_per_s"] > 0
+
+
+def test_the_http_ingest_bench_refuses_several_processes_on_sqlite():
+    with pytest.raises(SystemExit, match="--database"):
+        through_http(tills=1, per_till=1, batch=1, customers=1, seed=1, processes=2)
