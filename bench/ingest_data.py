@@ -144,9 +144,11 @@ def _enrol(conn: Connection, tills: int, customers: int, rng: random.Random) -> 
         for i in range(tills):
             key = Ed25519PrivateKey.generate()
             sim = SimTill(f"till_{i:05d}", key)
-            conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at)"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(at)))
+            # As central.tills.enrol leaves it, its key found sound.
+            conn.execute("INSERT INTO tills (id, name, store, public_key, enrolled_at,"
+                         " sound_key) VALUES (?, ?, ?, ?, ?, ?)",
+                         (sim.till_id, f"till {i}", "s1", public_key_hex(key), iso(at),
+                          public_key_hex(key)))
             deliveries.record_ruleset(conn, sim.till_id, 1, delivered)
             sims.append(sim)
         ids = [f"cus_{i:08d}" for i in range(customers)]

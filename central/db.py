@@ -509,6 +509,11 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE INDEX ledger_kind_at ON ledger(kind, at, points);
     """,
+    # 23: the key that enrolment found sound (central.tills), so that checking it is not
+    # repeated by every process for every till's first batch after it starts
+    """
+    ALTER TABLE tills ADD COLUMN sound_key TEXT;
+    """,
 ]
 
 

@@ -73,3 +73,19 @@ async def test_enrolment_needs_a_proof_of_possession(central):
     assert resp.status == 200
     assert public_key_hex(till.key) == central.db.execute(
         "SELECT public_key FROM tills").fetchone()[0]
+
+
+async def test_a_key_enrolment_found_sound_is_not_checked_again_at_each_start(central):
+    """Enrolment records the key it checked; a process that starts later trusts that record
+    for that key only, and checks any other (an older database's, or one changed since)."""
+    till = await enrolled_till(central)
+    tills._weakness.cache_clear()  # as in a process that has just started
+    till.sale(None)
+    assert (await send(central, till.batch(1, 1))).status == 200
+    assert tills._weakness.cache_info().misses == 0
+    # A till enrolled before enrolment recorded it: its key is checked, once per process.
+    central.db.execute("UPDATE tills SET sound_key = NULL WHERE id = ?", (till.till_id,))
+    for seq in (2, 3):
+        till.sale(None)
+        assert (await send(central, till.batch(seq, seq))).status == 200
+    assert tills._weakness.cache_info().misses == 1
