@@ -3,7 +3,8 @@
 A forger sending a thousand bad batches a second used to write a thousand critical alerts a
 second, burying the real ones. Now the first failure from a source in a period writes the
 alert and the rest count on it (`count`, `last_at`), so head office sees one line per
-attacker and period, with how many attempts.
+attacker and period, with how many attempts. Requests refused because the caller's role
+does not admit them are counted the same way, per staff account.
 
 `Throttle` slows down guessing of head-office credentials: a source that fails `limit` times
 within `window` is refused (429) until the window lets its failures go. Where a credential
@@ -30,25 +31,34 @@ KIND = "security"
 def record(conn: Connection, now: datetime, source: str, what: str,
            till_id: str | None = None) -> None:
     """Count one failed authentication from `source`; outside a transaction it commits."""
-    period_start = now - PERIOD
+    _count(conn, now, source, f"failed authentication from {source}: {what}", "critical",
+           till_id)
+
+
+def record_refused_role(conn: Connection, now: datetime, account_id: str, role: str,
+                        what: str) -> None:
+    """Count one request a staff account's role does not admit: a stolen token tried
+    beyond its role, or someone looking where they should not. One alert per account and
+    period; a person who clicked the wrong page once is a warning, not an incident."""
+    _count(conn, now, f"account {account_id}",
+           f"staff account {account_id} (role {role}) refused: {what}", "warning", None)
+
+
+def _count(conn: Connection, now: datetime, source: str, message: str, severity: str,
+           till_id: str | None) -> None:
     row = conn.execute(
         "SELECT id FROM alerts WHERE kind = ? AND source = ? AND at > ? AND acked_at IS NULL"
         " ORDER BY id DESC LIMIT 1",
-        (KIND, source, iso(period_start)),
+        (KIND, source, iso(now - PERIOD)),
     ).fetchone()
     if row is not None:
         conn.execute(
             "UPDATE alerts SET count = count + 1, last_at = ?, message = ?,"
             " till_id = COALESCE(?, till_id) WHERE id = ?",
-            (iso(now), _message(source, what), till_id, row["id"]),
+            (iso(now), message, till_id, row["id"]),
         )
         return
-    raise_alert(conn, now, KIND, _message(source, what), severity="critical",
-                till_id=till_id, source=source)
-
-
-def _message(source: str, what: str) -> str:
-    return f"failed authentication from {source}: {what}"
+    raise_alert(conn, now, KIND, message, severity=severity, till_id=till_id, source=source)
 
 
 class Throttle:

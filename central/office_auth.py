@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central import audit, staff
+from central import audit, auth_failures, staff
 from central.roles import admitted
 from central.web_common import (
     CLOCK,
@@ -102,5 +102,8 @@ async def staff_auth_middleware(
         if roles is None or account.role not in roles:
             resource = request.match_info.route.resource
             where = resource.canonical if resource is not None else request.path
-            raise ApiError(403, f"role {account.role} may not {request.method} {where}")
+            what = f"{request.method} {where}"
+            auth_failures.record_refused_role(request.app[DB], request.app[CLOCK](),
+                                              account.id, str(account.role), what)
+            raise ApiError(403, f"role {account.role} may not {what}")
     return await handler(request)

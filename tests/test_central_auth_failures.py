@@ -151,3 +151,30 @@ async def test_alerts_are_paged_filtered_and_acknowledged(central, clock):
     assert (await central.post("/api/v1/alerts/99999/ack", json={"actor": "olga"},
                                headers=central.admin)).status == 404
     assert (await central.get("/api/v1/alerts?limit=x", headers=central.admin)).status == 400
+
+
+async def test_requests_a_role_does_not_admit_make_one_alert_per_account_and_period(
+        central, clock):
+    """A support token trying the staff and audit routes: refused each time, counted on one
+    warning for that account; another account's refusals are its own line."""
+    _, support = staff.add(central.db, central.secrets.staff_token_key, "Sam", "support",
+                           "test", clock())
+    _, analyst = staff.add(central.db, central.secrets.staff_token_key, "Ann", "analyst",
+                           "test", clock())
+    for path in ("/api/v1/staff", "/api/v1/audit", "/api/v1/staff"):
+        resp = await central.get(path, headers={"Authorization": f"Bearer {support}"})
+        assert resp.status == 403
+    # What the role admits raises nothing.
+    resp = await central.get("/api/v1/summary", headers={"Authorization": f"Bearer {analyst}"})
+    assert resp.status == 200
+    assert len(security_alerts(central)) == 1  # support's line; none for what was admitted
+    resp = await central.get("/api/v1/audit", headers={"Authorization": f"Bearer {analyst}"})
+    assert resp.status == 403
+    support_id, analyst_id = support.split(":")[0], analyst.split(":")[0]
+    lines = {a["source"]: a for a in security_alerts(central)}
+    assert lines[f"account {support_id}"]["count"] == 3
+    assert lines[f"account {analyst_id}"]["count"] == 1
+    assert {a["severity"] for a in lines.values()} == {"warning"}
+    message = central.db.execute("SELECT message FROM alerts WHERE source = ?",
+                                 (f"account {support_id}",)).fetchone()[0]
+    assert "role support" in message and "GET /api/v1/staff" in message
