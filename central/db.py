@@ -514,6 +514,16 @@ MIGRATIONS: list[str | PerDialect] = [
     """
     ALTER TABLE tills ADD COLUMN sound_key TEXT;
     """,
+    # 24: PostgreSQL's rules (migration 18) do not see TRUNCATE, which emptied the audit log
+    # in one statement; a statement trigger refuses it. (SQLite has no TRUNCATE: its
+    # DELETE without WHERE fires the row trigger.) The body is quoted, not $$-delimited, so
+    # that the migration's statement splitter sees its semicolon inside a string.
+    PerDialect(sqlite="", postgresql="""
+    CREATE FUNCTION audit_refuse_truncate() RETURNS trigger LANGUAGE plpgsql
+        AS 'BEGIN RAISE EXCEPTION ''the audit log is append-only''; END';
+    CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate();
+    """),
 ]
 
 

@@ -142,10 +142,14 @@ async def test_the_chain_verifies_and_shows_any_tampering(central, clock):
             conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 3")
         with pytest.raises(DatabaseError, match="append-only"):
             conn.execute("DELETE FROM audit WHERE seq = 3")
+        with pytest.raises(DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM audit")
         lift = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
     else:
         conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 3")
         conn.execute("DELETE FROM audit WHERE seq = 3")
+        with pytest.raises(DatabaseError, match="append-only"):
+            conn.execute("TRUNCATE audit")
         lift = ["DROP RULE audit_no_update ON audit", "DROP RULE audit_no_delete ON audit"]
     assert verdict == audit.verify(conn)
     # ...and whoever lifts that is still found out by the chain.
