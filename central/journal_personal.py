@@ -60,10 +60,9 @@ from protocol.wire import InvalidMessage, pack, unpack
 # used them, re-pricing reads them from the journal, and they name no one once erasure has
 # cut the id from the person (central.personal_data).
 PERSONAL = frozenset({"birthday"})
-# The msgpack of the key "birthday", and of that key with nil: an entry whose bytes hold the
-# first only as the second (every entry of today's tills) is stored as signed, undecoded.
+# The msgpack of the key "birthday": an entry whose bytes hold it only followed by nil (every
+# entry of today's tills) is stored as signed, undecoded.
 _KEY = b"\xa8birthday"
-_KEY_NIL = b"\xa8birthday\xc0"
 _NONCE = 12
 PAGE = 1000
 
@@ -71,7 +70,13 @@ PAGE = 1000
 def may_carry_personal(raw: bytes) -> bool:
     """Whether the entry's bytes may hold a personal value (a cheap test on the bytes: a
     product named "birthday" makes it decode the entry for nothing, no more)."""
-    return raw.count(_KEY) > raw.count(_KEY_NIL)
+    at = raw.find(_KEY)
+    while at != -1:
+        at += len(_KEY)
+        if raw[at:at + 1] != b"\xc0":  # not nil
+            return True
+        at = raw.find(_KEY, at)
+    return False
 
 
 def _redacted(value: Any) -> tuple[Any, bool]:

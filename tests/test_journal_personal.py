@@ -10,6 +10,8 @@ from datetime import date
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from central import journal_personal, kpi_counts, repricing
 from protocol import rules
@@ -214,3 +216,36 @@ def test_only_entries_holding_a_personal_value_are_decoded_and_redacted():
     assert redacted is not None and BIRTHDAY.encode() not in redacted
     assert unpack(redacted) == {"detail": {"customer": {**customer, "birthday": None}}}
     assert ANNA["birthday"] == BIRTHDAY
+
+
+VALUES = st.recursive(
+    st.none() | st.integers(-2**40, 2**40) | st.text(max_size=12) | st.just("birthday"),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["birthday", "customer", "detail", "lines", "name", "b"]), inner,
+        max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["birthday", "detail", "seq"]), VALUES, max_size=3))
+def test_the_test_on_bytes_misses_no_personal_value(body):
+    raw = pack(body)
+    redacted = journal_personal.redact(raw)
+    if redacted is not None:
+        assert journal_personal.may_carry_personal(raw)  # never stored unredacted
+        assert journal_personal.redact(redacted) is None  # nothing personal left
+        assert not any(v is not None for v in _birthdays(unpack(redacted)))
+    else:
+        assert not any(v is not None for v in _birthdays(body))
+
+
+def _birthdays(value):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "birthday":
+                yield v
+            else:
+                yield from _birthdays(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _birthdays(v)
