@@ -192,7 +192,11 @@ def apply(conn: Connection, batch: Batch, now: datetime,
         last_hash = e.hash
     if fresh:
         sold = _sale_times(conn, batch.till_id, [e for e, _ in fresh], now)
-        _store_entries(conn, batch.till_id, fresh, sold, now)
+        try:
+            _store_entries(conn, batch.till_id, fresh, sold, now)
+        except journal_personal.Unredactable as e:
+            raise BatchRefused(422, f"journal entry refused: {e}", alert=ENTRY_REFUSED,
+                               till_id=batch.till_id, bad_entry=True) from None
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
         # Spent points need the customer's presence: each proof re-checked, one alert for
         # those that fail (the receipts are printed: journalled all the same).

@@ -96,13 +96,22 @@ def _redacted(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+class Unredactable(ValueError):
+    """An entry whose personal value cannot be cut out: its body does not decode, or does
+    not encode again (a float, keys of two types, nesting past Python's stack). No till
+    writes one; ingest refuses it as an entry that does not fit the journal's schema,
+    rather than store the value in clear or fail the batch on every resend."""
+
+
 def redact(raw: bytes) -> bytes | None:
-    """The entry's bytes with every personal value made nil; None if it holds none."""
+    """The entry's bytes with every personal value made nil; None if it holds none.
+    Raises Unredactable."""
     try:
         body, changed = _redacted(unpack(raw))
-    except InvalidMessage:
-        return None  # re-pricing reports a body that does not decode
-    return pack(body) if changed else None
+        return pack(body) if changed else None
+    except (InvalidMessage, TypeError, ValueError, RecursionError) as e:
+        raise Unredactable(f"its personal values cannot be cut out: {type(e).__name__}"
+                           ) from None
 
 
 def _aad(till_id: str, epoch: str, seq: int, hash_: str) -> bytes:
@@ -129,8 +138,11 @@ def bodies_to_store(conn: Connection, till_id: str,
     has locked the customers)."""
     out = []
     for e, raw in fresh:
-        redacted = (redact(raw) if e.customer_id is not None and may_carry_personal(raw)
-                    else None)
+        try:
+            redacted = (redact(raw) if e.customer_id is not None and may_carry_personal(raw)
+                        else None)
+        except Unredactable as problem:
+            raise Unredactable(f"entry {e.seq}: {problem}") from None
         if redacted is None:
             out.append(raw)
             continue
@@ -293,5 +305,5 @@ def verify_till(conn: Connection, till_id: str) -> dict[str, Any]:
     return result(None)
 
 
-__all__ = ["PERSONAL", "bodies_to_store", "forget", "may_carry_personal", "personal_values",
-           "redact", "verify_till"]
+__all__ = ["PERSONAL", "Unredactable", "bodies_to_store", "forget", "may_carry_personal",
+           "personal_values", "redact", "verify_till"]

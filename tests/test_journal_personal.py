@@ -6,8 +6,10 @@ every chain still verifies, and balances and KPIs are unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import date
 
+import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from central import journal_personal, kpi_counts, repricing
 from protocol import rules
+from protocol.batches import Batch, encode_batch
 from protocol.wire import pack, unpack
 from tests.test_central_sync_api import enrolled_till, send
 from tests.test_personal_data import ANNA, anna
@@ -249,3 +252,28 @@ def _birthdays(value):
     elif isinstance(value, list):
         for v in value:
             yield from _birthdays(v)
+
+
+async def test_an_entry_whose_birthday_cannot_be_cut_out_is_refused_with_one_alert(central):
+    """A body no till writes (here a float beside the birthday): refused as out of the
+    journal's schema, not stored with the value in clear, not failing on every resend."""
+    till = await enrolled_till(central)
+    till.sale("c1")
+    e = till.sale("c1")
+    body = {**e.body(), "detail": {"customer": {"id": "c1", "birthday": BIRTHDAY},
+                                   "weight": 0.5}}
+    raw = msgpack.packb(body, use_bin_type=True)
+    till.entries[-1] = dataclasses.replace(e, hash=hashlib.sha256(raw).hexdigest())
+    data = encode_batch(till.key, Batch(till.till_id, till.epoch, tuple(till.entries),
+                                        "2026-11-23T10:00:00+00:00",
+                                        (till.entries[0].encoded_body(), raw)))
+    for _ in range(2):
+        resp = await send(central, data)
+        assert resp.status == 422, await resp.text()
+        error = (await resp.json())["error"]
+        assert "entry 2" in error and "personal values" in error, error
+    assert central.db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+    assert holding_the_birthday(central.db) == []
+    alerts = central.db.execute("SELECT count FROM alerts WHERE kind = 'entry-refused'"
+                                ).fetchall()
+    assert [a[0] for a in alerts] == [2]
