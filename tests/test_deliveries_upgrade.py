@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from protocol import rules
 from protocol.request_auth import sign_request
 from tests.databases import postgres_schema
 from tests.test_central_sync_api import balance, enrolled_till, new_customer, send
-from tests.test_till_takeover import kinds, pull, sale, sent_view
+from tests.test_till_takeover import LINES, kinds, pull, ruleset, sale, sent_view
 from tests.till_double import TestTill
 
 BEFORE_DELIVERIES = 11  # the schema before till_rulesets and till_views (migration 12)
@@ -282,3 +282,40 @@ async def test_in_grace_a_view_another_till_was_sent_backs_the_sale(central, clo
     assert (await send(central, till.batch())).status == 200
     assert repricing.reprice_pending(central.db, clock()) == 1
     assert not {"repricing-mismatch", "till-quarantined"} & set(kinds(central))
+
+
+async def test_in_grace_the_birthday_is_the_one_the_central_holds(central, clock):
+    """A till in grace journals which birthday windows held; re-pricing judges them by the
+    birthday the central holds, so claiming a birthday week earns nothing beyond it."""
+    from tests.test_personal_data import birthday_doc
+
+    near, far = [(await (await central.post("/api/v1/customers", headers=central.admin, json={
+        "card_number": card, "birthday": birthday})).json())["id"]
+        for card, birthday in (("2990000000012", "1990-11-24"),
+                               ("2990000000029", "1990-05-17"))]
+    resp = await central.put("/api/v1/ruleset", headers=central.admin,
+                             json={"doc": birthday_doc(), "actor": "marketing"})
+    assert resp.status == 201, await resp.text()
+    till = await in_grace(central, clock)
+    when = clock()
+    rs = ruleset(central, 2)
+    receipt = rules.Receipt(lines=tuple(
+        rules.ReceiptLine(sku=ln["sku"], qty=ln["qty"], price=ln["price"],
+                          amount=(ln["qty"] * ln["price"] + 500) // 1000,
+                          category=ln["category"]) for ln in LINES), store="s1")
+    for cid in (near, far):
+        claimed = rules.Customer(id=cid, birthday=date(2000, 11, 24))  # within 3 days
+        s = rules.settle(rs, receipt, claimed, when, 0)
+        assert s.earned == 66  # 3x
+        e = dataclasses.replace(till.sale(cid, earned=s.earned, at=when), ruleset_version=2,
+                                detail={"settlement": s.to_dict(), "lines": LINES,
+                                        "customer": rules.journal_view(claimed, rs, "s1",
+                                                                       when)})
+        till.entries[-1] = dataclasses.replace(e, hash=e.compute_hash())
+    assert (await send(central, till.batch())).status == 200
+    assert repricing.reprice_pending(central.db, clock()) == 2
+    mismatches = [r["message"] for r in central.db.execute(
+        "SELECT message FROM alerts WHERE kind = 'repricing-mismatch'")]
+    assert len(mismatches) == 1 and "entry 2" in mismatches[0] \
+        and "earned 22" in mismatches[0], mismatches
+    assert "till-quarantined" in kinds(central)

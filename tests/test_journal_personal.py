@@ -47,15 +47,15 @@ def tables(conn) -> list[str]:
     return [r[0] for r in conn.execute(sql)]
 
 
-def holding_the_birthday(conn) -> list[str]:
-    """Every table and column that holds the birthday in clear."""
+def holding_the_birthday(conn, traces: tuple[bytes, ...] = TRACES) -> list[str]:
+    """Every table and column that holds the birthday (or other `traces`) in clear."""
     found = []
     for table in tables(conn):
         for row in conn.execute(f"SELECT * FROM {table}"):
             for column, value in dict(row).items():
                 data = (bytes(value) if isinstance(value, bytes | memoryview)
                         else str(value).encode())
-                if any(t in data for t in TRACES):
+                if any(t in data for t in traces):
                     found.append(f"{table}.{column}")
     return found
 
@@ -135,6 +135,8 @@ async def test_an_old_entrys_birthday_is_sealed_and_erasure_leaves_it_unreadable
     assert erased["entries"] == 1 and erased["checked"] == 1 and erased["digest"]
 
     assert holding_the_birthday(central.db) == []
+    # Nor anything else that identified her.
+    assert holding_the_birthday(central.db, (ANNA["name"].encode(), b"79990000001")) == []
     assert decryptable(central.db) == 0
     assert central.db.execute("SELECT COUNT(*) FROM customer_keys WHERE customer_id = ?",
                               (cid,)).fetchone()[0] == 0
