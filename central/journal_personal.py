@@ -54,7 +54,7 @@ from central.clock import iso
 from central.db import Connection
 from protocol.hash_chain import genesis_hash
 from protocol.journal import JournalEntry
-from protocol.wire import InvalidMessage, pack, unpack
+from protocol.wire import InvalidMessage, pack, unpack, unpack_map_skipping
 
 # Keys of an entry's body whose values identify a person. Segments and tier stay: pricing
 # used them, re-pricing reads them from the journal, and they name no one once erasure has
@@ -278,9 +278,17 @@ def verify_till(conn: Connection, till_id: str) -> dict[str, Any]:
                 where = f"epoch {epoch} entry {r['seq']}"
                 if r["seq"] != expected:
                     return result(f"{where}: expected entry {expected}")
-                if r["prev_hash"] != prev:
-                    return result(f"{where} does not chain to the entry before it")
                 body = bytes(r["body"])
+                # The place and link the body itself names, which its hash (or the erasure's
+                # digest) covers, not only the columns beside it.
+                try:
+                    head = unpack_map_skipping(body, "detail")
+                except InvalidMessage:
+                    head = {}
+                if (head.get("epoch"), head.get("seq")) != (epoch, r["seq"]):
+                    return result(f"{where}: its body names another place in the journal")
+                if r["prev_hash"] != prev or head.get("prev_hash") != prev:
+                    return result(f"{where} does not chain to the entry before it")
                 if r["sealed_for"] is None:
                     if hashlib.sha256(body).hexdigest() != r["hash"]:
                         return result(f"{where} has a hash that does not match its content")
