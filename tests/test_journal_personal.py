@@ -201,6 +201,16 @@ async def test_the_verification_finds_a_changed_body_or_a_broken_link(central, c
         await get(central, path))["problem"]
     central.db.execute("UPDATE journal SET body = ? WHERE seq = 3", (sealed,))
 
+    # Erasure checks the sealed entries before their key goes, and says so if one fails.
+    central.db.execute("UPDATE journal SET body = ? WHERE seq = 3", (pack(changed),))
+    resp = await central.post(f"/api/v1/customers/{cid}/erase", headers=central.admin,
+                              json={"actor": "dpo", "reason": "customer's request"})
+    assert (await resp.json())["journal"] == {**(await resp.json())["journal"],
+                                              "entries": 1, "checked": 0}
+    assert central.db.execute("SELECT severity FROM alerts"
+                              " WHERE kind = 'journal-sealed-mismatch'").fetchone()[0] == \
+        "critical"
+
     central.db.execute("UPDATE journal SET prev_hash = ? WHERE seq = 2", ("0" * 64,))
     assert "entry 2 does not chain" in (await get(central, path))["problem"]
     resp = await central.get("/api/v1/tills/till_nobody/journal/verify",
