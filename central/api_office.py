@@ -17,6 +17,7 @@ from central import (
     api_sync,
     approvals,
     customers,
+    journal_personal,
     ledger,
     offline_caps,
     personal_data,
@@ -232,11 +233,17 @@ async def release_till(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tills/{id}/journal")
 @admits(R.ADMIN, R.SECURITY, R.AUDITOR)
 async def till_journal(request: web.Request) -> web.Response:
-    """What the central holds of a till's journal, to compare with the till's own."""
+    """What the central holds of a till's journal, to compare with the till's own. The
+    hashes are the till's; `personal` says whether the entry's personal values are sealed
+    (central.journal_personal) or gone with an erasure, None if it held none."""
     rows = (
         request.app[DB]
         .execute(
-            "SELECT epoch, seq, hash, body FROM journal WHERE till_id = ? ORDER BY epoch, seq",
+            "SELECT j.epoch, j.seq, j.hash, j.body, s.customer_id AS sealed_for, k.key"
+            " FROM journal j LEFT JOIN journal_sealed s ON s.till_id = j.till_id"
+            " AND s.epoch = j.epoch AND s.seq = j.seq"
+            " LEFT JOIN customer_keys k ON k.customer_id = s.customer_id"
+            " WHERE j.till_id = ? ORDER BY j.epoch, j.seq",
             (request.match_info["id"],),
         )
         .fetchall()
@@ -257,9 +264,23 @@ async def till_journal(request: web.Request) -> web.Response:
                 "redeemed": body["redeemed"],
                 "clawback": body["clawback"],
                 "refund": body["refund"],
+                "personal": None if r["sealed_for"] is None
+                else "sealed" if r["key"] is not None else "erased",
             }
         )
     return web.json_response({"entries": entries})
+
+
+@routes.get("/api/v1/tills/{id}/journal/verify")
+@admits(R.ADMIN, R.SECURITY, R.AUDITOR)
+async def verify_till_journal(request: web.Request) -> web.Response:
+    """Walk each of the till's epochs from its genesis: places, links, and each entry's
+    content as far as it can be checked (central.journal_personal)."""
+    till_id = request.match_info["id"]
+    if not request.app[DB].execute("SELECT 1 FROM tills WHERE id = ?",
+                                   (till_id[:200],)).fetchone():
+        raise ApiError(404, "no such till")
+    return web.json_response(journal_personal.verify_till(request.app[DB], till_id))
 
 
 @routes.post("/api/v1/enrolment-tokens")

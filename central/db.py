@@ -524,6 +524,21 @@ MIGRATIONS: list[str | PerDialect] = [
     CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
         FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate();
     """),
+    # 25: personal values in journal entries of earlier tills, sealed under a key per
+    # customer that erasure destroys (central.journal_personal): the keys, and the till's
+    # signed bytes of each entry whose stored body is redacted (NULL: nothing was kept,
+    # the customer had been erased when the entry came)
+    """
+    CREATE TABLE customer_keys (
+        customer_id TEXT PRIMARY KEY, key TEXT NOT NULL, created_at TEXT NOT NULL
+    );
+    CREATE TABLE journal_sealed (
+        till_id TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+        customer_id TEXT NOT NULL, sealed BLOB,
+        PRIMARY KEY (till_id, epoch, seq)
+    );
+    CREATE INDEX journal_sealed_customer ON journal_sealed(customer_id);
+    """,
 ]
 
 

@@ -4,7 +4,9 @@ A till prices offline from what the central sent it, and journals the view of th
 it priced with. Re-pricing honours that view only as far as a view recorded here backs it,
 and the rule-set version the till names only if it was the newest this till had been given
 when it sold: a till with a stolen key cannot price with a tier, a segment, a balance or an
-old generous rule set it never received.
+old generous rule set it never received. A till that synced before deliveries were
+recorded has, for a day, its views backed by what the central held of the customer instead
+(_held_refusal): the same tier, segments and offers, the birthday the central holds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from central import offer_grants, rulesets, tiers
 from central.clock import iso, parse_iso
 from central.db import Connection
 from protocol import rules
@@ -28,8 +31,8 @@ VIEWS_KEPT_FOR = timedelta(days=30)
 # The till's clock against the central's, when comparing a sale with a delivery.
 CLOCK_TOLERANCE = timedelta(minutes=5)
 # How long after deliveries began to be recorded for a till that synced before (migration
-# 20) a view with no record is taken as sent: time for even a till offline across the
-# upgrade to pull again.
+# 20) a view with no record may stand in for one sent, as far as what the central held of
+# the customer backs it: time for even a till offline across the upgrade to pull again.
 LEGACY_GRACE = timedelta(days=1)
 VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purchases",
                "qualifying_spend", "available", "pending")
@@ -127,18 +130,57 @@ def view_refusal(conn: Connection, till_id: str, customer: rules.Customer,
         views.append(json.loads(r["view"]))
     if not views:
         if _before_records_grace(conn, till_id, sold_at):
-            return None
+            return _held_refusal(conn, customer, sold_at)
         return "a view of the customer the central never sent to this till"
     reasons = [_unbacked(customer, v, refunded) for v in views]
     return None if None in reasons else reasons[0]
+
+
+def _held_refusal(conn: Connection, customer: rules.Customer,
+                  sold_at: datetime) -> str | None:
+    """For a till in its legacy grace with no view recorded: what of its view (tier,
+    segments, offers) nothing the central held of the customer backs. What it held is the
+    customer as it stands, and the views it sent any till up to the sale (the last few):
+    a till cannot claim a tier, a segment or an offer the customer never had.
+
+    Balance, purchases and spend are not judged here: they move with every sale anywhere,
+    the central keeps no history of them to hold a view from before the upgrade against,
+    and re-pricing credits no more than the rules give for what the till claimed of them
+    (as before the upgrade)."""
+    held = _held_now(conn, customer.id, sold_at)
+    if held is None:
+        return "a view of a customer the central does not hold"
+    candidates = [held] + [json.loads(r["view"]) for r in conn.execute(
+        "SELECT view FROM till_views WHERE customer_id = ? AND delivered_at <= ?"
+        " ORDER BY id DESC LIMIT ?",
+        (customer.id, iso(sold_at + CLOCK_TOLERANCE), VIEWS_CONSIDERED))]
+    reasons = [_unbacked_profile(customer, v) for v in candidates]
+    return None if None in reasons else reasons[0]
+
+
+def _held_now(conn: Connection, customer_id: str | None,
+              sold_at: datetime) -> dict[str, Any] | None:
+    """The customer's tier, segments and offers as the central holds them (the fields of
+    a view that _unbacked_profile reads), the tier as of the sale."""
+    row = conn.execute(
+        "SELECT tier, segments, offers, granted_offers, window_start, window_spend"
+        " FROM customers WHERE id = ?", (customer_id,)).fetchone()
+    if row is None:
+        return None
+    tier, _ = tiers.effective(rulesets.current_tiers(conn), row["tier"], row["window_start"],
+                              row["window_spend"], sold_at)
+    return {"tier": tier, "segments": json.loads(row["segments"]),
+            "offers": json.loads(row["offers"]),
+            "granted_offers": sorted(offer_grants.ever_granted(row["granted_offers"]))}
 
 
 def _before_records_grace(conn: Connection, till_id: str, sold_at: datetime) -> bool:
     """A till that synced before views were recorded holds views of customers the central
     has no record of sending. Migration 20 marked every customer changed, so such a till
     receives (and the central records) a view of each at its next pulls; until then, and for
-    LEGACY_GRACE at most, its view of a customer with none recorded is taken as sent. The
-    grace is bounded in time so a stolen key cannot keep a till on it by never pulling."""
+    LEGACY_GRACE at most, its view of a customer with none recorded stands in for one sent,
+    as far as what the central held of the customer backs it (_held_refusal). The grace is
+    bounded in time so a stolen key cannot keep a till on it by never pulling."""
     row = conn.execute("SELECT deliveries_recorded_from FROM tills WHERE id = ?",
                        (till_id,)).fetchone()
     return (row is not None and row[0] is not None
@@ -167,7 +209,8 @@ def sent_birthday(conn: Connection, till_id: str, customer_id: str,
         return None
 
 
-def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None:
+def _unbacked_profile(c: rules.Customer, v: dict[str, Any]) -> str | None:
+    """What of the customer's tier, segments and offers the view `v` does not back."""
     if c.tier != v.get("tier"):
         return f"tier {c.tier!r}"
     if extra := c.segments - set(v.get("segments") or ()):
@@ -175,6 +218,12 @@ def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None
     offers = set(v.get("offers") or ()) | set(v.get("granted_offers") or ())
     if extra := c.activated_offers - offers:
         return f"offers {sorted(extra)}"
+    return None
+
+
+def _unbacked(c: rules.Customer, v: dict[str, Any], refunded: int) -> str | None:
+    if why := _unbacked_profile(c, v):
+        return why
     # The birthday is not in the till's journal (152-FZ): re-pricing takes the one the
     # central sent (sent_birthday), so a till cannot claim a birthday window.
     if c.purchase_count < (v.get("purchases") or 0):

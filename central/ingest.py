@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from central import ingest_log, ledger, presence, returns, settlement
+from central import ingest_log, journal_personal, ledger, presence, returns, settlement
 from central.alerts import raise_alert, raise_or_count
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
@@ -192,7 +192,11 @@ def apply(conn: Connection, batch: Batch, now: datetime,
         last_hash = e.hash
     if fresh:
         sold = _sale_times(conn, batch.till_id, [e for e, _ in fresh], now)
-        _store_entries(conn, batch.till_id, fresh, sold, now)
+        try:
+            _store_entries(conn, batch.till_id, fresh, sold, now)
+        except journal_personal.Unredactable as e:
+            raise BatchRefused(422, f"journal entry refused: {e}", alert=ENTRY_REFUSED,
+                               till_id=batch.till_id, bad_entry=True) from None
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
         # Spent points need the customer's presence: each proof re-checked, one alert for
         # those that fail (the receipts are printed: journalled all the same).
@@ -272,13 +276,16 @@ def _store_entries(
     sold: list[str], now: datetime
 ) -> None:
     received = iso(now)
+    # An entry of an earlier till holding a personal value is stored redacted, its bytes
+    # sealed under the customer's key (central.journal_personal); hashes stay the till's.
+    bodies = journal_personal.bodies_to_store(conn, till_id, fresh, now)
     conn.executemany(
         "INSERT INTO journal (till_id, epoch, seq, hash, prev_hash, kind, receipt_id,"
         " customer_id, body, received_at, sold_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (till_id, e.epoch, e.seq, e.hash, e.prev_hash, e.kind, e.receipt_id, e.customer_id,
-             raw, received, at)
-            for (e, raw), at in zip(fresh, sold, strict=True)
+             body, received, at)
+            for (e, _), body, at in zip(fresh, bodies, sold, strict=True)
         ],
     )
     conn.executemany(

@@ -6,8 +6,12 @@ and who recorded it. Export gives a customer everything the central holds about 
 Erasure removes what identifies the person (name, phone, birthday, segments, cards, the
 views of them sent to tills) and keeps the account as a pseudonymous id, so that the
 ledger, every balance and every report stay true; tills forget the cards with their next
-customer delta. Journal entries name customers by id only and carry no personal value
-(protocol.rules.birthdays), so the hash chains need no rewriting.
+customer delta. Journal entries of today's tills name customers by id only and carry no
+personal value (protocol.rules.birthdays); those of earlier tills that carry the birthday are
+stored redacted, with the till's bytes sealed under a key of the customer's own that erasure
+destroys (central.journal_personal), so the hash chains need no rewriting and still verify.
+The audit log keeps no personal value (central.audit); alerts, the ingest sequence and
+approvals name customers by id.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from central import customers, ledger
+from central import customers, journal_personal, ledger
 from central.alerts import raise_alert
 from central.clock import iso
 from central.db import Connection, Row, transaction
@@ -79,7 +83,9 @@ def export(conn: Connection, customer_id: str, now: datetime) -> dict[str, Any]:
         (customer_id,))]
     return {"exported_at": iso(now), "customer": {**profile, "created_at": row["created_at"],
                                                   "erased_at": row["erased_at"]},
-            "consents": history, "ledger": movements, "receipts": purchases}
+            "consents": history, "ledger": movements, "receipts": purchases,
+            # personal values in journal entries of earlier tills, while their key lives
+            "journal": journal_personal.personal_values(conn, customer_id)}
 
 
 def erase(conn: Connection, customer_id: str, actor: object, reason: object,
@@ -90,11 +96,22 @@ def erase(conn: Connection, customer_id: str, actor: object, reason: object,
     bounds.text(reason, "reason", required=True)
     with transaction(conn):
         customers.read(conn, customer_id)
+        # Ingest seals a late entry's values under the key unless the customer is erased:
+        # one waits for the other (PostgreSQL; SQLite's write lock covers it).
+        ledger.lock_customers(conn, {customer_id})
         conn.execute(
             "UPDATE customers SET name = '', phone = NULL, birthday = NULL, segments = '[]',"
             " erased_at = COALESCE(erased_at, ?) WHERE id = ?", (iso(now), customer_id))
         cards = conn.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount
         conn.execute("DELETE FROM till_views WHERE customer_id = ?", (customer_id,))
+        journal = journal_personal.forget(conn, customer_id)
+        if journal["checked"] < journal["entries"]:
+            # Sealed bytes that no longer give the entry's hash, or a stored body changed
+            # since ingest: the digest records the bodies as found, and someone must look.
+            raise_alert(conn, now, "journal-sealed-mismatch",
+                        f"{journal['entries'] - journal['checked']} of {journal['entries']}"
+                        f" sealed journal entries of {customer_id} did not check out at"
+                        " erasure", severity="critical", customer_id=customer_id)
         for kind in CONSENT_KINDS:  # no processing, no messages, from now on
             _insert_consent(conn, customer_id, kind, False, "erasure request", str(actor), now)
         ledger.touch(conn, customer_id)  # tills drop the cards with their next delta
@@ -104,7 +121,10 @@ def erase(conn: Connection, customer_id: str, actor: object, reason: object,
     erased_at = conn.execute("SELECT erased_at FROM customers WHERE id = ?",
                              (customer_id,)).fetchone()["erased_at"]
     return {"id": customer_id, "erased_at": erased_at, "cards_removed": cards,
-            "balance": ledger.balance(conn, customer_id, now).to_dict()}
+            "balance": ledger.balance(conn, customer_id, now).to_dict(),
+            # journal entries whose sealed values are now unreadable, checked and digested
+            # first: what an auditor verifies their stored bodies against later
+            "journal": journal}
 
 
 __all__ = ["CONSENT_KINDS", "consents", "erase", "export", "record_consent"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,14 +18,15 @@ import pytest
 from central import db, deliveries, repricing
 from central.app import make_app
 from central.card_keys import default_key_file
-from central.clock import parse_iso
+from central.clock import iso, parse_iso
 from central.db import Connection
 from central.db_sqlite import SQLiteConnection
 from central.web_common import DB, SECRETS
+from protocol import rules
 from protocol.request_auth import sign_request
 from tests.databases import postgres_schema
 from tests.test_central_sync_api import balance, enrolled_till, new_customer, send
-from tests.test_till_takeover import kinds, pull, sale, sent_view
+from tests.test_till_takeover import LINES, kinds, pull, ruleset, sale, sent_view
 from tests.till_double import TestTill
 
 BEFORE_DELIVERIES = 11  # the schema before till_rulesets and till_views (migration 12)
@@ -223,4 +224,98 @@ async def test_have_n_records_the_newest_only_and_recognises_no_older_version(ce
     message = central.db.execute("SELECT message FROM alerts WHERE kind = 'repricing-mismatch'"
                                  ).fetchone()["message"]
     assert "version 1, which the central never sent to this till" in message
+    assert "till-quarantined" in kinds(central)
+
+
+async def in_grace(central, clock) -> TestTill:
+    """A till as the upgrade leaves one that synced before views were recorded: it holds
+    the rule set, its grace has begun, and no view of any customer is recorded for it."""
+    till = await enrolled_till(central)
+    assert await pull_ruleset(central, till, clock, have=0) == 200
+    central.db.execute("UPDATE tills SET deliveries_recorded_from = ? WHERE id = ?",
+                       (iso(clock()), till.till_id))
+    return till
+
+
+async def test_a_till_in_grace_is_held_to_what_the_central_held_of_the_customer(
+        central, clock):
+    resp = await central.post("/api/v1/customers", headers=central.admin, json={
+        "card_number": "2990000000012", "welcome_bonus": 1000, "segments": ["sports"]})
+    cid = (await resp.json())["id"]
+    till = await in_grace(central, clock)
+    held = rules.Customer(id=cid, balance=1000, segments=frozenset({"sports"}))
+    honest = sale(till, central, held, at=clock())
+    # A stolen key of a till in grace claims what the customer never had.
+    sale(till, central, dataclasses.replace(held, tier="gold"), at=clock())
+    sale(till, central, dataclasses.replace(held, segments=frozenset({"sports", "vip"})),
+         at=clock())
+    sale(till, central, dataclasses.replace(held, activated_offers=frozenset({"socks-x5"})),
+         at=clock())
+    assert (await send(central, till.batch())).status == 200
+    assert repricing.reprice_pending(central.db, clock()) == 4
+    mismatches = [r["message"] for r in central.db.execute(
+        "SELECT message FROM alerts WHERE kind = 'repricing-mismatch' ORDER BY id")]
+    assert len(mismatches) == 3
+    for seq, claim in zip((2, 3, 4), ("tier 'gold'", "segments ['vip']",
+                                      "offers ['socks-x5']"), strict=True):
+        assert any(f"entry {seq} " in m and claim in m for m in mismatches), (claim, mismatches)
+    assert "till-quarantined" in kinds(central)
+    # Only the honest sale is credited, as its re-pricing gives.
+    assert await balance(central, cid) == {"available": 1000, "pending": honest.earned,
+                                           "debt": 0}
+
+
+async def test_in_grace_a_view_another_till_was_sent_backs_the_sale(central, clock):
+    """The customer changed after the sale (a segment taken away): what the central held
+    then, as a view it sent another till, still backs an honest till's sale."""
+    resp = await central.post("/api/v1/customers", headers=central.admin, json={
+        "card_number": "2990000000012", "segments": ["sports"]})
+    cid = (await resp.json())["id"]
+    other = await enrolled_till(central)
+    await pull(central, other, clock)  # the central records the view it sends
+    till = await in_grace(central, clock)
+    sale(till, central, rules.Customer(id=cid, segments=frozenset({"sports"})), at=clock())
+    resp = await central.patch(f"/api/v1/customers/{cid}", headers=central.admin,
+                               json={"segments": []})
+    assert resp.status == 200, await resp.text()
+    clock.advance(minutes=1)
+    assert (await send(central, till.batch())).status == 200
+    assert repricing.reprice_pending(central.db, clock()) == 1
+    assert not {"repricing-mismatch", "till-quarantined"} & set(kinds(central))
+
+
+async def test_in_grace_the_birthday_is_the_one_the_central_holds(central, clock):
+    """A till in grace journals which birthday windows held; re-pricing judges them by the
+    birthday the central holds, so claiming a birthday week earns nothing beyond it."""
+    from tests.test_personal_data import birthday_doc
+
+    near, far = [(await (await central.post("/api/v1/customers", headers=central.admin, json={
+        "card_number": card, "birthday": birthday})).json())["id"]
+        for card, birthday in (("2990000000012", "1990-11-24"),
+                               ("2990000000029", "1990-05-17"))]
+    resp = await central.put("/api/v1/ruleset", headers=central.admin,
+                             json={"doc": birthday_doc(), "actor": "marketing"})
+    assert resp.status == 201, await resp.text()
+    till = await in_grace(central, clock)
+    when = clock()
+    rs = ruleset(central, 2)
+    receipt = rules.Receipt(lines=tuple(
+        rules.ReceiptLine(sku=ln["sku"], qty=ln["qty"], price=ln["price"],
+                          amount=(ln["qty"] * ln["price"] + 500) // 1000,
+                          category=ln["category"]) for ln in LINES), store="s1")
+    for cid in (near, far):
+        claimed = rules.Customer(id=cid, birthday=date(2000, 11, 24))  # within 3 days
+        s = rules.settle(rs, receipt, claimed, when, 0)
+        assert s.earned == 66  # 3x
+        e = dataclasses.replace(till.sale(cid, earned=s.earned, at=when), ruleset_version=2,
+                                detail={"settlement": s.to_dict(), "lines": LINES,
+                                        "customer": rules.journal_view(claimed, rs, "s1",
+                                                                       when)})
+        till.entries[-1] = dataclasses.replace(e, hash=e.compute_hash())
+    assert (await send(central, till.batch())).status == 200
+    assert repricing.reprice_pending(central.db, clock()) == 2
+    mismatches = [r["message"] for r in central.db.execute(
+        "SELECT message FROM alerts WHERE kind = 'repricing-mismatch'")]
+    assert len(mismatches) == 1 and "entry 2" in mismatches[0] \
+        and "earned 22" in mismatches[0], mismatches
     assert "till-quarantined" in kinds(central)

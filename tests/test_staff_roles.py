@@ -40,6 +40,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/tills/{id}/revoke"): {A, Y},
     ("POST", "/api/v1/tills/{id}/release"): {A, Y},
     ("GET", "/api/v1/tills/{id}/journal"): {A, Y, U},
+    ("GET", "/api/v1/tills/{id}/journal/verify"): {A, Y, U},
     ("POST", "/api/v1/enrolment-tokens"): {A},
     ("GET", "/api/v1/ruleset"): set(ROLES),
     ("PUT", "/api/v1/ruleset"): {A, M},
