@@ -509,6 +509,31 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE INDEX ledger_kind_at ON ledger(kind, at, points);
     """,
+    # 23: campaigns one at a time (central.campaigns): each a row with its rule, schedule,
+    # status and version; the stores, regions and channels it names, for listing by place;
+    # and what each campaign gave on sales, kept up by a follower of the journal
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, search TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, starts_at TEXT, ends_at TEXT, rule TEXT NOT NULL,
+        all_stores INTEGER NOT NULL, all_channels INTEGER NOT NULL,
+        version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL, published_in INTEGER
+    );
+    CREATE INDEX campaigns_status ON campaigns(status, starts_at, id);
+    CREATE INDEX campaigns_kind ON campaigns(kind, id);
+    CREATE TABLE campaign_places (
+        kind TEXT NOT NULL, value TEXT NOT NULL, campaign_id TEXT NOT NULL,
+        PRIMARY KEY (kind, value, campaign_id)
+    );
+    CREATE INDEX campaign_places_campaign ON campaign_places(campaign_id);
+    CREATE TABLE campaign_figures (
+        campaign_id TEXT PRIMARY KEY, receipts INTEGER NOT NULL, points INTEGER NOT NULL,
+        discount INTEGER NOT NULL
+    );
+    CREATE TABLE campaign_figures_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
+    INSERT INTO campaign_figures_accounting VALUES ('journal', 0);
+    """,
 ]
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central import campaign_budgets
+from central import campaign_budgets, campaigns
 from central.clock import iso
 from central.db import Connection, transaction
 from protocol import bounds
@@ -29,6 +29,8 @@ def publish(
     The version takes effect at `activates_at`, else at the document's `valid_from`, else
     now; tills receive it ahead and switch at that moment, online or not."""
     with transaction(conn):
+        # One publisher at a time numbers the version and brings the campaigns table in line.
+        conn.dialect.lock(conn, campaigns.PUBLISH_LOCK)
         current = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0] or 0
         doc = {**doc, "version": current + 1}
         text = check_publishable(doc)
@@ -48,6 +50,7 @@ def publish(
             ),
         )
         campaign_budgets.store_budgets(conn, current + 1, doc)
+        campaigns.adopt(conn, doc, current + 1, actor, now)
     return current + 1
 
 
@@ -85,6 +88,13 @@ def _zone(doc: dict) -> dict[str, str]:
 def ensure_default(conn: Connection, now: datetime) -> None:
     if conn.execute("SELECT 1 FROM rulesets").fetchone() is None:
         publish(conn, default_ruleset_doc(), "system", now)
+    elif not campaigns.adopted(conn):
+        # A database from before the campaigns table: it starts as the newest rule set says.
+        with transaction(conn):
+            conn.dialect.lock(conn, campaigns.PUBLISH_LOCK)
+            if not campaigns.adopted(conn):
+                rs = current(conn)
+                campaigns.adopt(conn, rs.doc, rs.version, "system", now)
 
 
 def current(conn: Connection) -> SignedRuleSet:
