@@ -74,11 +74,9 @@ def _moment_query(request: web.Request, name: str) -> datetime | None:
 @admits(*READERS)
 async def list_campaigns(request: web.Request) -> web.Response:
     conn, now = request.app[DB], request.app[CLOCK]()
-    store = _text_query(request, "store")
     filters = campaigns.Filters(
         status=_text_query(request, "status", campaigns.STATUS_FILTERS),
-        kind=_text_query(request, "kind"), store=store,
-        store_region=campaign_publish.region_of(conn, store) if store else None,
+        kind=_text_query(request, "kind"), store=_text_query(request, "store"),
         channel=_text_query(request, "channel"), text=_text_query(request, "q"),
         active_at=_moment_query(request, "active_at"))
     rows, cursor = campaigns.listing(

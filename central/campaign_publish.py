@@ -50,17 +50,6 @@ def rest_of_programme(conn: Connection) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("campaigns", "version")}
 
 
-def region_of(conn: Connection, store: str) -> str | None:
-    """The store's region as the newest rule set describes it (its `stores` section, read
-    out by the database: listing by store must not parse the whole document)."""
-    row = conn.execute(f"SELECT {conn.dialect.json_text('doc', 'stores')} FROM rulesets"
-                       " ORDER BY version DESC LIMIT 1").fetchone()
-    section = json.loads(row[0]) if row and isinstance(row[0], str) else {}
-    place = section.get(store) if isinstance(section, dict) else None
-    region = place.get("region") if isinstance(place, dict) else None
-    return region if isinstance(region, str) else None
-
-
 def build(conn: Connection) -> dict[str, Any]:
     """The next rule set: the rest of the programme, and the live campaigns with their dates."""
     return {**rest_of_programme(conn), "version": 1,

@@ -154,7 +154,6 @@ class Filters:
     status: str | None = None  # one of STATUS_FILTERS
     kind: str | None = None  # the effect's type
     store: str | None = None  # campaigns that may apply there (naming it, its region, or none)
-    store_region: str | None = None  # that store's region, from the newest rule set
     channel: str | None = None
     text: str | None = None  # in the name or the id, folded
     active_at: datetime | None = None  # live and within its dates at that moment
@@ -178,14 +177,15 @@ def listing(conn: Connection, filters: Filters, now: datetime, cursor: str | Non
         where.append("c.kind = ?")
         args.append(filters.kind)
     if filters.store is not None:
-        places = "p.kind = 'store' AND p.value = ?"
-        args_store: list[Any] = [filters.store]
-        if filters.store_region:
-            places = f"({places}) OR (p.kind = 'region' AND p.value = ?)"
-            args_store.append(filters.store_region)
-        where.append("(c.all_stores = 1 OR EXISTS (SELECT 1 FROM campaign_places p"
-                     f" WHERE p.campaign_id = c.id AND ({places})))")
-        args.extend(args_store)
+        # Naming no place, naming the store, or naming its region (as the newest rule set
+        # places it).
+        where.append(
+            "(c.all_stores = 1 OR EXISTS (SELECT 1 FROM campaign_places p"
+            " WHERE p.campaign_id = c.id AND p.kind = 'store' AND p.value = ?)"
+            " OR EXISTS (SELECT 1 FROM campaign_places p JOIN campaign_store_regions s"
+            " ON s.region = p.value WHERE p.campaign_id = c.id AND p.kind = 'region'"
+            " AND s.store = ?))")
+        args.extend((filters.store, filters.store))
     if filters.channel is not None:
         where.append("(c.all_channels = 1 OR EXISTS (SELECT 1 FROM campaign_places p"
                      " WHERE p.campaign_id = c.id AND p.kind = 'channel' AND p.value = ?))")
@@ -222,18 +222,38 @@ def _like(text: str) -> str:
 # -- writing -------------------------------------------------------------------------------
 
 
-def _places(conn: Connection, campaign_id: str, rule: Mapping[str, Any]) -> tuple[int, int]:
-    """Record the stores, regions and channels a rule names; (all stores, all channels)."""
-    conn.execute("DELETE FROM campaign_places WHERE campaign_id = ?", (campaign_id,))
+def _place_rows(campaign_id: str, rule: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     when = rule.get("when") or {}
-    rows = [(kind, value, campaign_id)
+    return [(kind, value, campaign_id)
             for kind, key in (("store", "stores"), ("region", "regions"), ("channel", "channels"))
             for value in sorted(set(when.get(key) or ()))]
-    if rows:
-        conn.executemany(
-            "INSERT INTO campaign_places (kind, value, campaign_id) VALUES (?, ?, ?)", rows)
+
+
+def _everywhere(rule: Mapping[str, Any]) -> tuple[int, int]:
+    """(names no store nor region, names no channel): it may apply at any of them."""
+    when = rule.get("when") or {}
     return (int(not when.get("stores") and not when.get("regions")),
             int(not when.get("channels")))
+
+
+def _row(rule: Mapping[str, Any], status: str, starts_at: str | None, ends_at: str | None,
+         actor: str, now: datetime) -> tuple[Any, ...]:
+    cid = str(rule["id"])
+    return (cid, _name(rule), fold(f"{cid}\n{_name(rule)}"), _kind(rule), status, starts_at,
+            ends_at, _text(rule), *_everywhere(rule), iso(now), iso(now), actor)
+
+
+INSERT = ("INSERT INTO campaigns (id, name, search, kind, status, starts_at, ends_at, rule,"
+          " all_stores, all_channels, version, created_at, updated_at, updated_by,"
+          " published_in) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)")
+INSERT_PLACE = "INSERT INTO campaign_places (kind, value, campaign_id) VALUES (?, ?, ?)"
+
+
+def _places(conn: Connection, campaign_id: str, rule: Mapping[str, Any]) -> None:
+    """Record the stores, regions and channels a rule names, instead of those it named."""
+    conn.execute("DELETE FROM campaign_places WHERE campaign_id = ?", (campaign_id,))
+    if rows := _place_rows(campaign_id, rule):
+        conn.executemany(INSERT_PLACE, rows)
 
 
 def insert(conn: Connection, rule: Mapping[str, Any], status: str, starts_at: str | None,
@@ -242,14 +262,8 @@ def insert(conn: Connection, rule: Mapping[str, Any], status: str, starts_at: st
     cid = str(rule["id"])
     try:
         with transaction(conn):
-            all_stores, all_channels = _places(conn, cid, rule)
-            conn.execute(
-                "INSERT INTO campaigns (id, name, search, kind, status, starts_at, ends_at,"
-                " rule, all_stores, all_channels, version, created_at, updated_at, updated_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-                (cid, _name(rule), fold(f"{cid}\n{_name(rule)}"), _kind(rule), status,
-                 starts_at, ends_at, _text(rule), all_stores, all_channels, iso(now), iso(now),
-                 actor))
+            conn.execute(INSERT, (*_row(rule, status, starts_at, ends_at, actor, now), None))
+            _places(conn, cid, rule)
     except IntegrityError:
         raise Refused(409, f"field 'id': campaign {cid!r} exists already") from None
     found = get(conn, cid)
@@ -278,9 +292,9 @@ def update(conn: Connection, current: Campaign, actor: str, now: datetime, *,
         if changed != 1:
             raise Refused(409, f"campaign {current.id!r} was changed by someone else since"
                                f" version {current.version}: read it again and redo the change")
-        all_stores, all_channels = _places(conn, current.id, rule)
+        _places(conn, current.id, rule)
         conn.execute("UPDATE campaigns SET all_stores = ?, all_channels = ? WHERE id = ?",
-                     (all_stores, all_channels, current.id))
+                     (*_everywhere(rule), current.id))
     found = get(conn, current.id)
     assert found is not None
     return found
@@ -297,18 +311,24 @@ def adopt(conn: Connection, doc: Mapping[str, Any], ruleset_version: int, actor:
     document is valid): its campaigns live as it says, live rows it lacks ended. Rows that
     already say the same are not touched, so their versions (and edits in flight against
     them) stand. Returns how many rows changed."""
+    _store_regions(conn, doc)
     known = {r["id"]: r for r in conn.execute(
         "SELECT id, status, starts_at, ends_at, rule FROM campaigns")}
     changed = 0
     seen: set[str] = set()
+    new: list[tuple[Any, ...]] = []
+    places: list[tuple[str, str, str]] = []
     for raw in doc.get("campaigns") or ():
         rule, starts_at, ends_at = undated(raw)
         cid = str(rule["id"])
         seen.add(cid)
         row = known.get(cid)
         if row is None:
-            insert(conn, rule, LIVE, starts_at, ends_at, actor, now)
-        elif (row["status"], row["starts_at"], row["ends_at"], row["rule"]) != (
+            # New ones in two statements, not 10,000 (a whole programme imported at once).
+            new.append((*_row(rule, LIVE, starts_at, ends_at, actor, now), ruleset_version))
+            places.extend(_place_rows(cid, rule))
+            continue
+        if (row["status"], row["starts_at"], row["ends_at"], row["rule"]) != (
                 LIVE, starts_at, ends_at, _text(rule)):
             found = get(conn, cid)
             assert found is not None
@@ -318,6 +338,10 @@ def adopt(conn: Connection, doc: Mapping[str, Any], ruleset_version: int, actor:
             continue
         mark_published(conn, cid, ruleset_version)
         changed += 1
+    if new:
+        conn.executemany(INSERT, new)
+        conn.executemany(INSERT_PLACE, places)
+        changed += len(new)
     for cid, row in known.items():
         if row["status"] == LIVE and cid not in seen:
             found = get(conn, cid)
@@ -326,6 +350,19 @@ def adopt(conn: Connection, doc: Mapping[str, Any], ruleset_version: int, actor:
             mark_published(conn, cid, ruleset_version)
             changed += 1
     return changed
+
+
+def _store_regions(conn: Connection, doc: Mapping[str, Any]) -> None:
+    """Keep the rule set's regions of stores, for listing by store (the document itself is
+    never read for a listing)."""
+    stores = doc.get("stores") or {}
+    wanted = {s: p["region"] for s, p in stores.items()
+              if isinstance(p, Mapping) and isinstance(p.get("region"), str)}
+    have = dict(conn.execute("SELECT store, region FROM campaign_store_regions").fetchall())
+    if have != wanted:
+        conn.execute("DELETE FROM campaign_store_regions")
+        conn.executemany("INSERT INTO campaign_store_regions (store, region) VALUES (?, ?)",
+                         sorted(wanted.items()))
 
 
 def adopted(conn: Connection) -> bool:

@@ -510,8 +510,9 @@ MIGRATIONS: list[str | PerDialect] = [
     CREATE INDEX ledger_kind_at ON ledger(kind, at, points);
     """,
     # 23: campaigns one at a time (central.campaigns): each a row with its rule, schedule,
-    # status and version; the stores, regions and channels it names, for listing by place;
-    # and what each campaign gave on sales, kept up by a follower of the journal
+    # status and version; the stores, regions and channels it names, and the newest rule
+    # set's regions of stores, for listing by place; and what each campaign gave on sales,
+    # kept up by a follower of the journal (central.campaign_figures)
     """
     CREATE TABLE campaigns (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, search TEXT NOT NULL, kind TEXT NOT NULL,
@@ -527,6 +528,7 @@ MIGRATIONS: list[str | PerDialect] = [
         PRIMARY KEY (kind, value, campaign_id)
     );
     CREATE INDEX campaign_places_campaign ON campaign_places(campaign_id);
+    CREATE TABLE campaign_store_regions (store TEXT PRIMARY KEY, region TEXT NOT NULL);
     CREATE TABLE campaign_figures (
         campaign_id TEXT PRIMARY KEY, receipts INTEGER NOT NULL, points INTEGER NOT NULL,
         discount INTEGER NOT NULL
