@@ -2,10 +2,10 @@
 
 Priced by the rules engine the tills run (protocol.rules.settle), once with the newest rule
 set and once with the same document in which the campaign is replaced (or added) as it
-would be live: the difference per receipt is what the change would do. The samples are
-given in the request, or are the newest sales of the journal, priced for the customer as
-the till saw them (the view the till journalled), at the moment and with the redemption
-they were sold with.
+would be live (a draft or paused one is tried as if live): the difference per receipt is
+what the change would do. The samples are given in the request, or are the newest sales of
+the journal, priced for the customer as the till saw them (the view the till journalled),
+at the moment and with the redemption they were sold with.
 
 Nothing is stored; the answer names receipts by till and receipt id, never a customer.
 """
@@ -31,10 +31,10 @@ from protocol.rules import (
     RuleSet,
     RuleSetError,
     Settlement,
-    compile_ruleset,
+    compile_encoded,
     settle,
 )
-from protocol.wire import InvalidMessage, unpack
+from protocol.wire import InvalidMessage, pack, unpack
 
 MAX_SAMPLES = 200
 DEFAULT_LAST = 20
@@ -136,12 +136,6 @@ def journalled(conn: Connection, last: int) -> list[Sample]:
     return out
 
 
-def with_campaign(doc: Mapping[str, Any], rule: Mapping[str, Any]) -> dict[str, Any]:
-    """The document with the campaign of `rule`'s id replaced by it, or added."""
-    others = [c for c in doc.get("campaigns") or () if c.get("id") != rule["id"]]
-    return {**doc, "campaigns": [*others, dict(rule)]}
-
-
 def _figures(s: Settlement | None, campaign_id: str) -> dict[str, Any]:
     if s is None:
         return {"priced": False}
@@ -173,10 +167,15 @@ def run(conn: Connection, rule: Mapping[str, Any], dry: DryRun,
         now: datetime) -> dict[str, Any]:
     """Price the samples with the newest rule set and with `rule` in it (already checked)."""
     current = rulesets.current(conn)
-    doc = dict(current.doc)
+    # Compiled from each campaign's encoded form, as a till compiles a new version: the
+    # second compile reuses all but the changed campaign (a tenth of the time at 10,000).
+    encoded = [(c.get("id"), pack(c)) for c in current.doc.get("campaigns") or ()]
+    before_doc = {**current.doc, "campaigns": [e for _, e in encoded]}
+    after_doc = {**current.doc, "campaigns": [e for cid, e in encoded if cid != rule["id"]]
+                 + [pack(dict(rule))]}
     try:
-        before_rs = compile_ruleset(doc)
-        after_rs = compile_ruleset(with_campaign(doc, rule))
+        before_rs, known = compile_encoded(before_doc, unpack)
+        after_rs, _ = compile_encoded(after_doc, unpack, known)
     except RuleSetError as e:
         raise Refused(422, f"the rule set with this campaign would be refused: {e}") from None
     samples = list(dry.given) or journalled(conn, dry.last)
