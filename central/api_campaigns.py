@@ -192,12 +192,13 @@ async def dry_run_draft(request: web.Request) -> web.Response:
 async def dry_run_change(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     conn, current = request.app[DB], _found(request)
-    change = body.get("change") or {}
+    change = {} if body.get("change") is None else body["change"]
     if not isinstance(change, dict):
         raise ApiError(400, "field 'change' must be an object: the fields to change")
     if "id" in change and change["id"] != current.id:
         raise ApiError(400, "field 'change.id' cannot change")
-    rule = campaign_publish.merged(current.rule, {k: v for k, v in change.items() if k != "id"})
+    rule = campaign_publish.merged(current.rule, {k: v for k, v in change.items() if k != "id"},
+                                   named="change.")
     starts = campaign_publish.moment(body, "from") if "from" in body else current.starts_at
     ends = campaign_publish.moment(body, "to") if "to" in body else current.ends_at
     campaign_publish.check_rule(conn, rule, starts, ends)

@@ -89,6 +89,8 @@ def check_rule(conn: Connection, rule: Mapping[str, Any], starts_at: str | None,
     if len(json.dumps(rule)) > MAX_RULE_BYTES:
         raise Refused(400, f"field 'campaign' is larger than {MAX_RULE_BYTES} bytes")
     when = rule.get("when")
+    if when is not None and not isinstance(when, Mapping):
+        raise Refused(400, "field 'when' must be an object of conditions")
     if isinstance(when, Mapping):
         for key in ("from", "to"):
             if key in when:
@@ -140,12 +142,14 @@ def moment(body: Mapping[str, Any], name: str) -> str | None:
     return iso(at)
 
 
-def merged(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """A rule with the fields a PATCH gives replaced (null removes one)."""
+def merged(current: Mapping[str, Any], patch: Mapping[str, Any],
+           named: str = "") -> dict[str, Any]:
+    """A rule with the fields a PATCH gives replaced (null removes one); `named` prefixes
+    the field in a refusal (where the fields sit in the body)."""
     out = dict(current)
     for key, value in patch.items():
         if key not in EDITABLE:
-            raise Refused(400, f"field {key!r} cannot be edited (editable: "
+            raise Refused(400, f"field {named + key!r} cannot be edited (editable: "
                                f"{', '.join(sorted(EDITABLE))}; dates and status have"
                                " their own requests)")
         if value is None:
