@@ -297,3 +297,52 @@ async def test_a_till_receives_the_published_version_through_its_verified_pull(
         assert version == first + 1 and "sports" in rs.by_id
     finally:
         await till.close()
+
+
+def test_two_processes_editing_at_once_lose_nothing(database, clock):
+    """Two connections (two central processes) edit at once: different campaigns both end
+    up in the newest rule set; two edits of one campaign from the same version: one lands,
+    the other is 409, and the rule set has the one that landed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from central import campaign_publish, db
+    from central.errors import Refused
+
+    conns = [db.connect(database), db.connect(database)]
+    try:
+        rulesets.ensure_default(conns[0], clock())
+        names = [f"c{i}" for i in range(10)]
+        for cid in names:
+            campaign_publish.create(conns[0], sports(cid), "live", None, None, "t", clock())
+
+        def edit_own(args) -> None:  # each process its own half, one after another
+            conn, own = args
+            for cid in own:
+                campaign_publish.edit(conn, cid, 1, {"priority": 99}, "t", clock())
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(edit_own, [(conns[0], names[::2]), (conns[1], names[1::2])]))
+        doc = rulesets.current(conns[0]).doc
+        assert sorted(c["id"] for c in doc["campaigns"] if c.get("priority") == 99) == names
+
+        def edit_same(args) -> str:
+            conn, percent = args
+            try:
+                campaign_publish.edit(conn, "c0", 2, {"effect": {"type": "percent",
+                                                                 "percent": percent}},
+                                      "t", clock())
+            except Refused as e:
+                assert e.status == 409
+                return "refused"
+            return "landed"
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(edit_same, [(conns[0], 20), (conns[1], 30)]))
+        assert sorted(results) == ["landed", "refused"]
+        won = 20 if results[0] == "landed" else 30
+        [c0] = [c for c in rulesets.current(conns[1]).doc["campaigns"] if c["id"] == "c0"]
+        assert c0["effect"]["percent"] == won
+        assert campaigns.get(conns[1], "c0").rule["effect"]["percent"] == won
+    finally:
+        for c in conns:
+            c.close()
