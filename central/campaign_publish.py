@@ -23,7 +23,6 @@ from typing import Any
 
 from central import campaigns, rulesets
 from central.campaigns import DRAFT, ENDED, LIVE, PAUSED, Campaign
-from central.clock import iso
 from central.db import Connection, transaction
 from central.errors import Refused
 from protocol import bounds
@@ -127,7 +126,8 @@ def check_id(value: object) -> str:
 
 
 def moment(body: Mapping[str, Any], name: str) -> str | None:
-    """An ISO 8601 date-time with its UTC offset in a body, as the table keeps it (UTC)."""
+    """An ISO 8601 date-time with its UTC offset in a body, as given (the rule set carries
+    it so; tills read it in any offset)."""
     text = body.get(name)
     if text is None:
         return None
@@ -139,7 +139,7 @@ def moment(body: Mapping[str, Any], name: str) -> str | None:
         raise Refused(400, f"field {name!r} must be an ISO 8601 date-time") from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise Refused(400, f"field {name!r} must carry a UTC offset, e.g. {text}+03:00")
-    return iso(at)
+    return text
 
 
 def merged(current: Mapping[str, Any], patch: Mapping[str, Any],

@@ -50,7 +50,7 @@ class Campaign:
     name: str
     kind: str
     status: str
-    starts_at: str | None  # UTC, iso(); None: from publication
+    starts_at: str | None  # ISO 8601 with its offset, as given; None: from publication
     ends_at: str | None  # None: until ended
     rule: dict[str, Any]  # the rule set's campaign object, without when.from / when.to
     version: int
@@ -70,10 +70,9 @@ class Campaign:
         start, finished after its end, else active."""
         if self.status != LIVE:
             return self.status
-        at = iso(now)
-        if self.starts_at is not None and at < self.starts_at:
+        if self.starts_at is not None and now < parse_iso(self.starts_at):
             return SCHEDULED
-        if self.ends_at is not None and at >= self.ends_at:
+        if self.ends_at is not None and now >= parse_iso(self.ends_at):
             return "finished"
         return ACTIVE
 
@@ -104,15 +103,20 @@ def dated(rule: Mapping[str, Any], starts_at: str | None, ends_at: str | None) -
 
 
 def undated(rule: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
-    """A rule-set campaign split into its rule and its dates (UTC), as this table keeps it.
-    The document is valid already (its dates carry offsets)."""
+    """A rule-set campaign split into its rule and its dates, as this table keeps it. The
+    document is valid already (its dates carry offsets)."""
     when = dict(rule.get("when") or {})
     starts, ends = when.pop("from", None), when.pop("to", None)
     out = {k: v for k, v in rule.items() if k != "when"}
     if when:
         out["when"] = when
-    return (out, None if starts is None else iso(parse_iso(starts)),
-            None if ends is None else iso(parse_iso(ends)))
+    return out, starts, ends
+
+
+def utc(text: str | None) -> str | None:
+    """A date as the filters compare them: UTC, iso(). The text as given is what the rule
+    set carries, so a publish from the table sends a campaign's bytes unchanged."""
+    return None if text is None else iso(parse_iso(text))
 
 
 def fold(text: str) -> str:
@@ -207,11 +211,11 @@ def listing(conn: Connection, filters: Filters, now: datetime, cursor: str | Non
 
 def _running(where: list[str], args: list[Any], which: str, at: str) -> None:
     if which == SCHEDULED:
-        where.append("c.status = 'live' AND c.starts_at > ?")
+        where.append("c.status = 'live' AND c.starts_utc > ?")
         args.append(at)
     else:
-        where.append("c.status = 'live' AND (c.starts_at IS NULL OR c.starts_at <= ?)"
-                     " AND (c.ends_at IS NULL OR c.ends_at > ?)")
+        where.append("c.status = 'live' AND (c.starts_utc IS NULL OR c.starts_utc <= ?)"
+                     " AND (c.ends_utc IS NULL OR c.ends_utc > ?)")
         args.extend((at, at))
 
 
@@ -240,12 +244,14 @@ def _row(rule: Mapping[str, Any], status: str, starts_at: str | None, ends_at: s
          actor: str, now: datetime) -> tuple[Any, ...]:
     cid = str(rule["id"])
     return (cid, _name(rule), fold(f"{cid}\n{_name(rule)}"), _kind(rule), status, starts_at,
-            ends_at, _text(rule), *_everywhere(rule), iso(now), iso(now), actor)
+            ends_at, utc(starts_at), utc(ends_at), _text(rule), *_everywhere(rule), iso(now),
+            iso(now), actor)
 
 
-INSERT = ("INSERT INTO campaigns (id, name, search, kind, status, starts_at, ends_at, rule,"
-          " all_stores, all_channels, version, created_at, updated_at, updated_by,"
-          " published_in) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)")
+INSERT = ("INSERT INTO campaigns (id, name, search, kind, status, starts_at, ends_at,"
+          " starts_utc, ends_utc, rule, all_stores, all_channels, version, created_at,"
+          " updated_at, updated_by, published_in)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)")
 INSERT_PLACE = "INSERT INTO campaign_places (kind, value, campaign_id) VALUES (?, ?, ?)"
 
 
@@ -284,11 +290,11 @@ def update(conn: Connection, current: Campaign, actor: str, now: datetime, *,
     with transaction(conn):
         changed = conn.execute(
             "UPDATE campaigns SET name = ?, search = ?, kind = ?, status = ?, starts_at = ?,"
-            " ends_at = ?, rule = ?, version = version + 1, updated_at = ?, updated_by = ?"
-            " WHERE id = ? AND version = ?",
+            " ends_at = ?, starts_utc = ?, ends_utc = ?, rule = ?, version = version + 1,"
+            " updated_at = ?, updated_by = ? WHERE id = ? AND version = ?",
             (_name(rule), fold(f"{current.id}\n{_name(rule)}"), _kind(rule),
-             status or current.status, starts_at, ends_at, _text(rule), iso(now), actor,
-             current.id, current.version)).rowcount
+             status or current.status, starts_at, ends_at, utc(starts_at), utc(ends_at),
+             _text(rule), iso(now), actor, current.id, current.version)).rowcount
         if changed != 1:
             raise Refused(409, f"campaign {current.id!r} was changed by someone else since"
                                f" version {current.version}: read it again and redo the change")

@@ -516,12 +516,13 @@ MIGRATIONS: list[str | PerDialect] = [
     """
     CREATE TABLE campaigns (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, search TEXT NOT NULL, kind TEXT NOT NULL,
-        status TEXT NOT NULL, starts_at TEXT, ends_at TEXT, rule TEXT NOT NULL,
+        status TEXT NOT NULL, starts_at TEXT, ends_at TEXT, starts_utc TEXT, ends_utc TEXT,
+        rule TEXT NOT NULL,
         all_stores INTEGER NOT NULL, all_channels INTEGER NOT NULL,
         version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         updated_by TEXT NOT NULL, published_in INTEGER
     );
-    CREATE INDEX campaigns_status ON campaigns(status, starts_at, id);
+    CREATE INDEX campaigns_status ON campaigns(status, starts_utc, id);
     CREATE INDEX campaigns_kind ON campaigns(kind, id);
     CREATE TABLE campaign_places (
         kind TEXT NOT NULL, value TEXT NOT NULL, campaign_id TEXT NOT NULL,
