@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from central import campaign_budgets, campaigns
 from central.clock import iso
 from central.db import Connection, transaction
-from protocol import bounds
+from protocol import bounds, ruleset_delta
 from protocol.rules import compile_ruleset, default_ruleset_doc
 from protocol.ruleset_wire import SignedRuleSet, encode_ruleset
 from protocol.wire import MAX_MESSAGE_BYTES, pack
@@ -118,6 +118,30 @@ class SignedRuleSets:
 
     def __init__(self) -> None:
         self._signed: dict[tuple[int, bytes], bytes] = {}
+        self._deltas: dict[tuple[int, int, bytes], bytes | None] = {}
+
+    def delta(self, conn: Connection, base: int, version: int,
+              key: Ed25519PrivateKey) -> bytes | None:
+        """What changed from `base` to `version`, signed (protocol.ruleset_delta), once per
+        pair; None where the whole document is as small or `base` is not kept."""
+        from protocol.signing import public_key_hex
+        cache_key = (base, version, public_key_hex(key).encode())
+        if cache_key not in self._deltas:
+            rows = {r["version"]: r for r in conn.execute(
+                "SELECT version, activates_at, doc FROM rulesets WHERE version IN (?, ?)",
+                (base, version))}
+            blob = None
+            if base in rows and version in rows:
+                doc = json.loads(rows[version]["doc"])
+                delta = ruleset_delta.make(json.loads(rows[base]["doc"]), doc, base, version,
+                                           rows[version]["activates_at"])
+                blob = ruleset_delta.encode(key, delta)
+                if "campaigns" not in doc or len(blob) * 2 > len(rows[version]["doc"]):
+                    blob = None  # not worth it: the whole document is sent
+            # Tills pull the newest version only: deltas to older ones need not stay.
+            self._deltas = {k: v for k, v in self._deltas.items() if k[1] == version}
+            self._deltas[cache_key] = blob
+        return self._deltas[cache_key]
 
     def get(self, conn: Connection, version: int, key: Ed25519PrivateKey) -> bytes:
         from protocol.signing import public_key_hex
