@@ -13,7 +13,9 @@ of 50 as GET /api/v1/campaigns makes it (central.campaigns.listing and each camp
 JSON form), with a random value of the filter,
 half of them from a random cursor. Goal: at most 100 ms each.
 import_s: the import of the whole programme; edit_publish_s: one live campaign's edit and
-the rule-set version it publishes (central.campaign_publish.edit).
+the rule-set version it publishes (central.campaign_publish.edit); ruleset_bytes and
+delta_bytes: what a till pulls of that version whole, and as what changed since the one
+before (protocol.ruleset_delta).
 The figures are also written to bench/results/campaigns.json.
 """
 
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.rules import ruleset_doc
 from bench.scratch_database import scratch_database
@@ -134,6 +138,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                       {"priority": current.rule.get("priority", 0) + 1},
                                       "bench", now)
             edit_s = time.perf_counter() - t
+            # Another edit: the version before it already has what _spread changed, so
+            # what a till holding it receives (the delta, or the whole) is this edit alone.
+            current = campaigns.get(conn, target_id)
+            assert current is not None
+            with db.transaction(conn):
+                campaign_publish.edit(conn, target_id, current.version,
+                                      {"priority": current.rule.get("priority", 0) + 1},
+                                      "bench", now)
+            key = Ed25519PrivateKey.generate()
+            version = rulesets.current_version(conn) or 0
+            signed = rulesets.SignedRuleSets()
+            full_bytes = len(signed.get(conn, version, key))
+            delta = signed.delta(conn, version - 1, version, key)
         finally:
             conn.close()
     return {
@@ -142,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "list_p95_ms": p95, "list_max_ms": worst,
         "goal_ms": 100, "within_goal": all(v <= 100 for v in p95.values()),
         "import_s": round(import_s, 2), "edit_publish_s": round(edit_s, 2),
+        "ruleset_bytes": full_bytes, "delta_bytes": None if delta is None else len(delta),
     }
 
 
