@@ -154,7 +154,7 @@ async def ruleset(request: web.Request) -> web.Response:
     deliveries.record_ruleset(conn, till_id, version, request.app[CLOCK]())
     if have == version:
         return web.Response(status=304)
-    if request.query.get("delta") == "1" and 0 < have < version:
+    if request.query.get("delta") == "1" and 0 < version - have <= rulesets.DELTA_SPAN:
         # A till that rebuilds versions says so: what changed since the one it holds.
         delta = request.app[SIGNED_RULESETS].delta(conn, have, version,
                                                    request.app[SECRETS].signing_key)

@@ -119,6 +119,12 @@ def utc(text: str | None) -> str | None:
     return None if text is None else iso(parse_iso(text))
 
 
+def normal(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule as it comes back from a rule set: without an empty `when` (a publish leaves
+    it out), so adopting what was published finds it unchanged."""
+    return {k: v for k, v in rule.items() if not (k == "when" and v == {})}
+
+
 def fold(text: str) -> str:
     """Text as people type it when they search: case-folded beyond ASCII, ё as е."""
     return text.casefold().replace("ё", "е")
@@ -242,6 +248,7 @@ def _everywhere(rule: Mapping[str, Any]) -> tuple[int, int]:
 
 def _row(rule: Mapping[str, Any], status: str, starts_at: str | None, ends_at: str | None,
          actor: str, now: datetime) -> tuple[Any, ...]:
+    rule = normal(rule)
     cid = str(rule["id"])
     return (cid, _name(rule), fold(f"{cid}\n{_name(rule)}"), _kind(rule), status, starts_at,
             ends_at, utc(starts_at), utc(ends_at), _text(rule), *_everywhere(rule), iso(now),
@@ -284,7 +291,7 @@ def update(conn: Connection, current: Campaign, actor: str, now: datetime, *,
            rule: Mapping[str, Any] | None = None, status: str | None = None,
            starts_at: str | None = _KEEP, ends_at: str | None = _KEEP) -> Campaign:
     """Write a change over `current` as read: 409 if somebody changed it since."""
-    rule = current.rule if rule is None else rule
+    rule = current.rule if rule is None else normal(rule)
     starts_at = current.starts_at if starts_at is _KEEP else starts_at
     ends_at = current.ends_at if ends_at is _KEEP else ends_at
     with transaction(conn):

@@ -110,6 +110,11 @@ def signed_current(conn: Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
+# Deltas are made from the last few versions only: a till further behind gets the whole
+# document, and a till's claim to hold an old version costs the central no more than that.
+DELTA_SPAN = 16
+
+
 class SignedRuleSets:
     """Each version's signed bytes, encoded and signed once per version and key.
 
@@ -123,7 +128,7 @@ class SignedRuleSets:
     def delta(self, conn: Connection, base: int, version: int,
               key: Ed25519PrivateKey) -> bytes | None:
         """What changed from `base` to `version`, signed (protocol.ruleset_delta), once per
-        pair; None where the whole document is as small or `base` is not kept."""
+        pair; None where it would be more than half the document, or `base` is not kept."""
         from protocol.signing import public_key_hex
         cache_key = (base, version, public_key_hex(key).encode())
         if cache_key not in self._deltas:

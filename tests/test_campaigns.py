@@ -102,6 +102,18 @@ async def test_an_edit_names_its_version_and_a_stale_one_is_409_not_lost(central
     assert resp.status == 400 and "'id'" in (await resp.json())["error"]
 
 
+async def test_a_publish_leaves_untouched_campaigns_at_their_version(central, clock):
+    _, h = person(central, clock, "marketing", "Olga")
+    await create(central, h, {**sports("plain", when={}), "status": "live"})
+    await create(central, h, {**sports("dated"), "status": "live",
+                              "from": "2026-11-24T00:00:00+05:00"})
+    await create(central, h, {**sports("third"), "status": "live"})
+    for cid in ("plain", "dated"):
+        assert campaigns.get(central.db, cid).version == 1, cid
+    [dated] = [c for c in newest(central).doc["campaigns"] if c["id"] == "dated"]
+    assert dated["when"]["from"] == "2026-11-24T00:00:00+05:00"  # as given, byte for byte
+
+
 async def test_edits_of_a_draft_publish_nothing(central, clock):
     _, h = person(central, clock, "marketing", "Olga")
     await create(central, h, sports())
