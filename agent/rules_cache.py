@@ -162,6 +162,12 @@ class RulesCache:
             (v, _parse(a)) for v, a in db.execute(
                 "SELECT version, activates_at FROM rulesets ORDER BY version")]
 
+    def stored(self, version: int) -> bytes | None:
+        """A version's document as received (packed), for a delta to build on."""
+        row = self.db.execute("SELECT doc FROM rulesets WHERE version = ?",
+                              [version]).fetchone()
+        return row[0] if row else None
+
     def known_campaigns(self) -> CompiledCampaigns | None:
         """The newest version's compiled campaigns, for compiling the next (prepare)."""
         return self._campaigns

@@ -30,10 +30,11 @@ from agent.rules_cache import (
     release_stepwise,
 )
 from agent.store import get_meta, set_meta
+from protocol import ruleset_delta
 from protocol.batches import ENVELOPE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, Batch, encode_batch
 from protocol.journal import JournalEntry
 from protocol.rules import CompiledCampaigns, RuleSetError
-from protocol.ruleset_wire import decode_ruleset
+from protocol.ruleset_wire import SignedRuleSet, decode_ruleset
 from protocol.signing import BadSignature
 from protocol.wire import (
     InvalidMessage,
@@ -256,17 +257,25 @@ class SyncClient:
         verifies and it compiles. Verifying and compiling run in a worker thread, and the
         compiled set is swapped in in one step (agent.rules_cache): the POS API never waits."""
         have = self.rules.version()
-        try:
-            data, _ = await self.client.request("GET", f"/sync/v1/ruleset?have={have or 0}")
-        except CentralError as e:
-            self._failed(e)
-            raise
+        # Holding a version, the till asks for what changed since (protocol.ruleset_delta).
+        data, ctype = await self._ruleset_request(f"have={have}&delta=1" if have else "have=0")
         if not data:
             self.state.ruleset_refused = None
             return have  # not modified
         try:
-            received = await asyncio.to_thread(self._verified, data,
-                                               self.rules.known_campaigns())
+            if ctype == ruleset_delta.CONTENT_TYPE and have:
+                base = self.rules.stored(have)
+                try:
+                    received = await asyncio.to_thread(self._rebuilt, data, have, base,
+                                                       self.rules.known_campaigns())
+                except ruleset_delta.DeltaMismatch as e:
+                    log.warning("rule-set delta not applied (%s): fetching it whole", e)
+                    data, _ = await self._ruleset_request("have=0")
+                    received = await asyncio.to_thread(self._verified, data,
+                                                       self.rules.known_campaigns())
+            else:
+                received = await asyncio.to_thread(self._verified, data,
+                                                   self.rules.known_campaigns())
         except (BadSignature, InvalidMessage, RuleSetError) as e:
             self.state.ruleset_refused = f"rule set refused: {e}"
             log.error("rule set from the central refused: %s", e)
@@ -276,6 +285,31 @@ class SyncClient:
             log.info("rule set version %d received, in effect from %s", received.version,
                      received.activates_at)
         return received.version
+
+    async def _ruleset_request(self, query: str) -> tuple[bytes, str]:
+        try:
+            return await self.client.request("GET", f"/sync/v1/ruleset?{query}")
+        except CentralError as e:
+            self._failed(e)
+            raise
+
+    def _rebuilt(self, data: bytes, have: int, base: bytes | None,
+                 known: CompiledCampaigns | None) -> Received:
+        """A delta verified and applied to the stored document of version `have` (in a
+        worker thread); DeltaMismatch unless it rebuilds what the central signed."""
+        with collector_paused():
+            delta = ruleset_delta.decode(data, self.client.identity.central_key)
+            if delta.base != have or base is None:
+                raise ruleset_delta.DeltaMismatch(
+                    f"it is from version {delta.base}; this till holds {have}")
+            held = unpack_in_steps(base, depth=2, encoded=CAMPAIGNS_IN_BODY[1:])
+            doc, packed = ruleset_delta.apply(held["campaigns"], delta)
+            received = prepare(SignedRuleSet(delta.version, delta.activates_at, doc), packed,
+                               known)
+            holder = [doc, held]
+            del doc, held
+            release_stepwise(holder)
+        return received
 
     def _verified(self, data: bytes, known: CompiledCampaigns | None) -> Received:
         """Verify, decode and compile: in a worker thread, in steps that leave the event loop

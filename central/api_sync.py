@@ -33,7 +33,7 @@ from central.web_common import (
     json_body,
     query_int,
 )
-from protocol import bounds
+from protocol import bounds, ruleset_delta
 from protocol.card_keys import encode_for_till
 from protocol.cards import is_card_token
 from protocol.request_auth import HEADER_TILL, verify_request
@@ -154,6 +154,12 @@ async def ruleset(request: web.Request) -> web.Response:
     deliveries.record_ruleset(conn, till_id, version, request.app[CLOCK]())
     if have == version:
         return web.Response(status=304)
+    if request.query.get("delta") == "1" and 0 < version - have <= rulesets.DELTA_SPAN:
+        # A till that rebuilds versions says so: what changed since the one it holds.
+        delta = request.app[SIGNED_RULESETS].delta(conn, have, version,
+                                                   request.app[SECRETS].signing_key)
+        if delta is not None:
+            return web.Response(body=delta, content_type=ruleset_delta.CONTENT_TYPE)
     blob = request.app[SIGNED_RULESETS].get(conn, version, request.app[SECRETS].signing_key)
     return web.Response(body=blob, content_type=MSGPACK)
 

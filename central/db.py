@@ -538,6 +538,33 @@ MIGRATIONS: list[str | PerDialect] = [
         PRIMARY KEY (till_id, epoch, seq)
     );
     CREATE INDEX journal_sealed_customer ON journal_sealed(customer_id);
+    # 26: campaigns one at a time (central.campaigns): each a row with its rule, schedule,
+    # status and version; the stores, regions and channels it names, and the newest rule
+    # set's regions of stores, for listing by place; and what each campaign gave on sales,
+    # kept up by a follower of the journal (central.campaign_figures)
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, search TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, starts_at TEXT, ends_at TEXT, starts_utc TEXT, ends_utc TEXT,
+        rule TEXT NOT NULL,
+        all_stores INTEGER NOT NULL, all_channels INTEGER NOT NULL,
+        version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL, published_in INTEGER
+    );
+    CREATE INDEX campaigns_status ON campaigns(status, starts_utc, id);
+    CREATE INDEX campaigns_kind ON campaigns(kind, id);
+    CREATE TABLE campaign_places (
+        kind TEXT NOT NULL, value TEXT NOT NULL, campaign_id TEXT NOT NULL,
+        PRIMARY KEY (kind, value, campaign_id)
+    );
+    CREATE INDEX campaign_places_campaign ON campaign_places(campaign_id);
+    CREATE TABLE campaign_store_regions (store TEXT PRIMARY KEY, region TEXT NOT NULL);
+    CREATE TABLE campaign_figures (
+        campaign_id TEXT PRIMARY KEY, receipts INTEGER NOT NULL, points INTEGER NOT NULL,
+        discount INTEGER NOT NULL
+    );
+    CREATE TABLE campaign_figures_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
+    INSERT INTO campaign_figures_accounting VALUES ('journal', 0);
     """,
 ]
 

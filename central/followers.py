@@ -25,6 +25,7 @@ import sdnotify
 
 from central import (
     campaign_budgets,
+    campaign_figures,
     customers,
     db,
     kpi_counts,
@@ -65,6 +66,8 @@ def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S) -> list[
         # meanwhile by subtracting their own grants (central.campaign_budgets).
         Job("campaign budgets", reprice_every,
             lambda c, now: campaign_budgets.account_pending(c) > 0),
+        Job("campaign figures", reprice_every,
+            lambda c, now: campaign_figures.count_pending(c) > 0),
         Job("KPI figures", reprice_every,
             lambda c, now: kpi_counts.count_pending(c, cache) > 0),
         Job("points outstanding", POINTS_SNAPSHOT_INTERVAL_S, _snapshot_points),

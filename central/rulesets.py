@@ -7,10 +7,10 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central import campaign_budgets
+from central import campaign_budgets, campaigns
 from central.clock import iso
 from central.db import Connection, transaction
-from protocol import bounds
+from protocol import bounds, ruleset_delta
 from protocol.rules import compile_ruleset, default_ruleset_doc
 from protocol.ruleset_wire import SignedRuleSet, encode_ruleset
 from protocol.wire import MAX_MESSAGE_BYTES, pack
@@ -29,6 +29,8 @@ def publish(
     The version takes effect at `activates_at`, else at the document's `valid_from`, else
     now; tills receive it ahead and switch at that moment, online or not."""
     with transaction(conn):
+        # One publisher at a time numbers the version and brings the campaigns table in line.
+        conn.dialect.lock(conn, campaigns.PUBLISH_LOCK)
         current = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0] or 0
         doc = {**doc, "version": current + 1}
         text = check_publishable(doc)
@@ -48,6 +50,7 @@ def publish(
             ),
         )
         campaign_budgets.store_budgets(conn, current + 1, doc)
+        campaigns.adopt(conn, doc, current + 1, actor, now)
     return current + 1
 
 
@@ -85,6 +88,13 @@ def _zone(doc: dict) -> dict[str, str]:
 def ensure_default(conn: Connection, now: datetime) -> None:
     if conn.execute("SELECT 1 FROM rulesets").fetchone() is None:
         publish(conn, default_ruleset_doc(), "system", now)
+    elif not campaigns.adopted(conn):
+        # A database from before the campaigns table: it starts as the newest rule set says.
+        with transaction(conn):
+            conn.dialect.lock(conn, campaigns.PUBLISH_LOCK)
+            if not campaigns.adopted(conn):
+                rs = current(conn)
+                campaigns.adopt(conn, rs.doc, rs.version, "system", now)
 
 
 def current(conn: Connection) -> SignedRuleSet:
@@ -100,6 +110,11 @@ def signed_current(conn: Connection, key: Ed25519PrivateKey) -> bytes:
     return encode_ruleset(key, current(conn))
 
 
+# Deltas are made from the last few versions only: a till further behind gets the whole
+# document, and a till's claim to hold an old version costs the central no more than that.
+DELTA_SPAN = 16
+
+
 class SignedRuleSets:
     """Each version's signed bytes, encoded and signed once per version and key.
 
@@ -108,6 +123,30 @@ class SignedRuleSets:
 
     def __init__(self) -> None:
         self._signed: dict[tuple[int, bytes], bytes] = {}
+        self._deltas: dict[tuple[int, int, bytes], bytes | None] = {}
+
+    def delta(self, conn: Connection, base: int, version: int,
+              key: Ed25519PrivateKey) -> bytes | None:
+        """What changed from `base` to `version`, signed (protocol.ruleset_delta), once per
+        pair; None where it would be more than half the document, or `base` is not kept."""
+        from protocol.signing import public_key_hex
+        cache_key = (base, version, public_key_hex(key).encode())
+        if cache_key not in self._deltas:
+            rows = {r["version"]: r for r in conn.execute(
+                "SELECT version, activates_at, doc FROM rulesets WHERE version IN (?, ?)",
+                (base, version))}
+            blob = None
+            if base in rows and version in rows:
+                doc = json.loads(rows[version]["doc"])
+                delta = ruleset_delta.make(json.loads(rows[base]["doc"]), doc, base, version,
+                                           rows[version]["activates_at"])
+                blob = ruleset_delta.encode(key, delta)
+                if "campaigns" not in doc or len(blob) * 2 > len(rows[version]["doc"]):
+                    blob = None  # not worth it: the whole document is sent
+            # Tills pull the newest version only: deltas to older ones need not stay.
+            self._deltas = {k: v for k, v in self._deltas.items() if k[1] == version}
+            self._deltas[cache_key] = blob
+        return self._deltas[cache_key]
 
     def get(self, conn: Connection, version: int, key: Ed25519PrivateKey) -> bytes:
         from protocol.signing import public_key_hex

@@ -194,7 +194,25 @@ def new_field(doc: dict) -> st.SearchStrategy[tuple]:
 CUSTOMER = {"card_number": "2990000000029", "name": "Anna", "phone": "+79990000001",
             "tier": "silver", "segments": ["sports"], "birthday": "1990-05-17",
             "welcome_bonus": 10}
+CAMPAIGN = {"id": "fuzz", "name": "Fuzz", "priority": 5, "lines": {"categories": ["sports"]},
+            "when": {"weekdays": ["mon"], "channels": ["till"]},
+            "effect": {"type": "percent", "percent": 5}, "budget": {"total": 1000},
+            "status": "live", "from": "2026-11-30T00:00:00+03:00"}
+SAMPLE = {"receipt": {"lines": [{"sku": "a", "qty": 1000, "price": 100, "amount": 100,
+                                 "category": "sports"}], "store": "s1"},
+          "customer": {"id": "c1", "balance": 10, "segments": ["x"], "allowances": {"a": 1}},
+          "at": "2026-11-23T10:00:00+03:00", "redeem": 0}
 OFFICE = [
+    ("POST", "/api/v1/campaigns", CAMPAIGN),
+    ("PATCH", "/api/v1/campaigns/{campaign}", {"version": 1, "name": "n", "priority": 3,
+                                               "effect": {"type": "percent", "percent": 4}}),
+    ("POST", "/api/v1/campaigns/{campaign}/schedule",
+     {"version": 1, "from": "2026-11-30T00:00:00+03:00", "to": "2026-12-30T00:00:00+03:00"}),
+    ("POST", "/api/v1/campaigns/{campaign}/dry-run",
+     {"change": {"effect": {"type": "percent", "percent": 7}}, "receipts": [SAMPLE]}),
+    ("POST", "/api/v1/campaigns/dry-run", {"campaign": {k: v for k, v in CAMPAIGN.items()
+                                                        if k not in ("status", "from")},
+                                           "receipts": [SAMPLE]}),
     ("POST", "/api/v1/customers", CUSTOMER),
     ("PATCH", "/api/v1/customers/{customer}", {k: v for k, v in CUSTOMER.items()
                                               if k not in ("card_number", "welcome_bonus")}),
@@ -218,7 +236,7 @@ OFFICE = [
 @pytest.mark.parametrize(("method", "path", "base"), OFFICE, ids=[f"{m} {p}" for m, p, _ in
                                                                   OFFICE])
 def test_head_office_api(central: Central, method: str, path: str, base: dict) -> None:
-    url = path.format(customer=central.customer, till=central.till.till_id)
+    url = path.format(customer=central.customer, till=central.till.till_id, campaign="base")
 
     @FUZZ
     @given(where=new_field(base), value=HOSTILE)
@@ -245,6 +263,8 @@ def test_head_office_ruleset(central: Central) -> None:
 QUERIES = [("/api/v1/alerts", ("limit", "before", "acked", "kind")),
            ("/api/v1/audit", ("limit", "before", "since", "until", "actor", "subject")),
            ("/api/v1/approvals", ("limit", "status", "after")),
+           ("/api/v1/campaigns", ("limit", "cursor", "status", "kind", "store", "channel", "q",
+                                  "active_at")),
            ("/sync/v1/customers", ("since",)),
            ("/sync/v1/position", ("epoch", "from", "to"))]
 

@@ -56,7 +56,7 @@ async def test_an_unchanged_rule_set_is_not_sent_again_nor_signed_again(
         # The first pull carried the rule set; the second asked with the version it holds
         # and got nothing back; another till's pull of the same version signed nothing.
         assert sent[0][0] == "/sync/v1/ruleset?have=0" and sent[0][1] > 0
-        assert sent[1] == ("/sync/v1/ruleset?have=1", 0)
+        assert sent[1] == ("/sync/v1/ruleset?have=1&delta=1", 0)
         assert signed == [1]
         rulesets.publish(live_central.db, doc_with_rate(3), "olga", datetime.now(UTC))
         assert await till.sync.pull_ruleset() == 2
