@@ -18,6 +18,7 @@ locks them, so this follower and ingest never wait on each other in a circle.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,8 +26,10 @@ from typing import Any
 
 from central import fraud_hits, fraud_rules, ingest_log, ledger
 from central.clock import iso, parse_iso
-from central.db import Connection, transaction
+from central.db import Connection, Unavailable, transaction
 from protocol.wire import InvalidMessage, unpack_map_skipping
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1000
 CASHIER_MEASURES = ("returns", "redeemed_customers")
@@ -84,8 +87,11 @@ def watch_pending(conn: Connection, now: datetime, limit: int = CHUNK) -> int:
             customers_seen.add(customer)
         for customer in sorted(customers_seen):
             _cards_per_phone(conn, rnd, customer)
-        for store, day, cashier in sorted(cashier_days):
-            _cashier_unusual(conn, rnd, store, day, cashier)
+        by_store_day: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for store, day, cashier in cashier_days:
+            by_store_day[(store, day)].add(cashier)
+        for (store, day), cashiers in sorted(by_store_day.items()):
+            _cashier_unusual(conn, rnd, store, day, cashiers)
         _apply_holds(conn, rnd)
     return max(1, len(page.rows))
 
@@ -121,24 +127,43 @@ def _card_many_stores(conn: Connection, rnd: _Round, r, at: datetime) -> None:
     if rule is None:
         return
     span = timedelta(minutes=rule["minutes"])
-    visits = conn.execute(
+    rows = conn.execute(
         "SELECT store, last_at, receipt_id FROM fraud_card_stores WHERE customer_id = ?"
-        " AND last_at >= ? AND last_at <= ? ORDER BY last_at, store",
-        (customer, iso(at - span), iso(at + span))).fetchall()
-    # Visits within `minutes` of this receipt, and of each other: those from its earliest.
-    if visits:
-        first = parse_iso(visits[0]["last_at"])
-        visits = [v for v in visits if parse_iso(v["last_at"]) - first <= span]
-    if len({v["store"] for v in visits}) < rule["stores"]:
+        " AND store != ? AND last_at >= ? AND last_at <= ?",
+        (customer, r["store"], iso(at - span), iso(at + span))).fetchall()
+    visits = [Visit(parse_iso(v["last_at"]), v["store"], v["receipt_id"]) for v in rows]
+    group = busiest_window([*visits, Visit(at, r["store"], r["receipt_id"])], at, span)
+    if len(group) < rule["stores"]:
         return
-    evidence = {"stores": len(visits), "minutes": rule["minutes"],
-                "receipts": [{"store": v["store"], "at": v["last_at"],
-                              "receipt_id": v["receipt_id"]} for v in visits]}
-    rnd.hit(conn, "card-many-stores", f"{customer}|{visits[0]['receipt_id']}",
+    evidence = {"stores": len(group), "minutes": rule["minutes"],
+                "receipts": [{"store": v.store, "at": iso(v.at), "receipt_id": v.receipt_id}
+                             for v in group]}
+    rnd.hit(conn, "card-many-stores", f"{customer}|{group[0].receipt_id}",
             f"customer {customer}",
-            f"one card in {len(visits)} stores within {rule['minutes']} minutes"
-            f" ({', '.join(v['store'] for v in visits)})", evidence, customer_id=customer,
+            f"one card in {len(group)} stores within {rule['minutes']} minutes"
+            f" ({', '.join(v.store for v in group)})", evidence, customer_id=customer,
             till_id=r["till_id"])
+
+
+@dataclass(frozen=True)
+class Visit:
+    at: datetime
+    store: str
+    receipt_id: str
+
+
+def busiest_window(visits: list[Visit], at: datetime, span: timedelta) -> list[Visit]:
+    """The visits of the most stores (one visit a store) that lie within `span` of each
+    other together with the visit at `at`, in time order; ties go to the earliest."""
+    best: list[Visit] = []
+    for start in sorted({v.at for v in visits if at - span <= v.at <= at}):
+        inside: dict[str, Visit] = {}
+        for v in sorted(visits, key=lambda v: (v.at, v.store)):
+            if start <= v.at <= start + span:
+                inside.setdefault(v.store, v)
+        if len(inside) > len(best):
+            best = sorted(inside.values(), key=lambda v: (v.at, v.store))
+    return best
 
 
 # -- (b) a cashier far above the store's median cashier ----------------------------------
@@ -170,7 +195,9 @@ def over_baseline(value: int, others: list[int], min_count: int, factor_percent:
 
 
 def _cashier_unusual(conn: Connection, rnd: _Round, store: str, day: str,
-                     cashier: str) -> None:
+                     cashiers: set[str]) -> None:
+    """The cashiers of `store` whose receipts of `day` just arrived, each against the
+    store's median cashier over the rule's days to `day`."""
     rule = rnd.on("cashier-unusual")
     if rule is None:
         return
@@ -182,20 +209,20 @@ def _cashier_unusual(conn: Connection, rnd: _Round, store: str, day: str,
         "SELECT cashier, COUNT(*) AS n FROM fraud_cashier_redeemers WHERE store = ?"
         " AND day >= ? AND day <= ? GROUP BY cashier", (store, since, day))}
     for measure, counts in (("returns", returns), ("redeemed_customers", redeemed)):
-        everyone = [counts.get(c, 0) for c in returns]  # every cashier with a receipt
-        value = counts.get(cashier, 0)
-        if not over_baseline(value, everyone, rule["min_count"], rule["factor_percent"]):
-            continue
-        ranked = sorted(everyone)
-        evidence = {"store": store, "cashier": cashier, "measure": measure, "value": value,
-                    "cashiers": len(everyone), "store_counts": ranked, "from": since,
-                    "to": day, "min_count": rule["min_count"],
-                    "factor_percent": rule["factor_percent"]}
-        rnd.hit(conn, "cashier-unusual", f"{store}|{cashier}|{measure}|{day}",
-                f"cashier {cashier} in store {store}",
-                f"cashier {cashier} in store {store}: {measure} {value} in {rule['days']}"
-                f" days to {day}, over {rule['factor_percent']} % of the store's median"
-                f" cashier (counts {ranked})", evidence)
+        everyone = sorted(counts.get(c, 0) for c in returns)  # every cashier with a receipt
+        for cashier in sorted(cashiers):
+            value = counts.get(cashier, 0)
+            if not over_baseline(value, everyone, rule["min_count"], rule["factor_percent"]):
+                continue
+            evidence = {"store": store, "cashier": cashier, "measure": measure,
+                        "value": value, "cashiers": len(everyone), "store_counts": everyone,
+                        "from": since, "to": day, "min_count": rule["min_count"],
+                        "factor_percent": rule["factor_percent"]}
+            rnd.hit(conn, "cashier-unusual", f"{store}|{cashier}|{measure}|{day}",
+                    f"cashier {cashier} in store {store}",
+                    f"cashier {cashier} in store {store}: {measure} {value} in {rule['days']}"
+                    f" days to {day}, over {rule['factor_percent']} % of the store's median"
+                    f" cashier (counts {everyone})", evidence)
 
 
 # -- (c) a redemption right after a manual adjustment ------------------------------------
@@ -273,7 +300,20 @@ def _spent_after_accrual(conn: Connection, rnd: _Round, r, at: datetime) -> None
 
 def note_mismatch(conn: Connection, till_id: str, receipt_id: str, now: datetime) -> None:
     """Re-pricing found that a till's sale does not re-price as journalled (inside its
-    transaction): count it, and hit when the till has had `count` within `hours`."""
+    transaction): count it, and hit when the till has had `count` within `hours`.
+
+    In a savepoint of its own: whatever goes wrong here must not undo what re-pricing does
+    about the mismatch (withholding the points, quarantining the till)."""
+    try:
+        with conn.savepoint("fraud"):
+            _note_mismatch(conn, till_id, receipt_id, now)
+    except Unavailable:
+        raise
+    except Exception:
+        log.exception("fraud rule till-mismatches failed for till %s", till_id)
+
+
+def _note_mismatch(conn: Connection, till_id: str, receipt_id: str, now: datetime) -> None:
     conn.execute("INSERT INTO fraud_till_mismatches (till_id, at, receipt_id)"
                  " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (till_id, iso(now), receipt_id))
     rnd = _Round(now, fraud_rules.current(conn))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from statistics import median
 
@@ -168,6 +168,39 @@ async def test_a_card_in_two_stores_within_minutes_hits_and_holds_its_points(cen
     assert consistent(central, ann, clock())
     watch(central, clock)
     assert len(await hits(central)) == 1  # each receipt once
+
+
+def _most_stores(visits, now_visit, span) -> int:
+    """By brute force: the most stores among visits within `span` of each other that
+    include `now_visit`."""
+    best = 0
+    others = [v for v in visits if v is not now_visit]
+    for n in range(len(others) + 1):
+        for group in itertools.combinations(others, n):
+            times = [v.at for v in (*group, now_visit)]
+            if max(times) - min(times) <= span:
+                best = max(best, len({v.store for v in (*group, now_visit)}))
+    return best
+
+
+@given(st.lists(st.tuples(st.integers(-30, 30), st.sampled_from("ABCDE")), max_size=7),
+       st.sampled_from("ABCDE"), st.integers(1, 20))
+def test_the_stores_a_card_was_in_within_minutes_are_the_most_any_window_holds(
+        offsets, store, minutes):
+    t0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    # As the table keeps them: one visit a store (the latest), and the receipt's own store
+    # as of this receipt.
+    latest = {s: off for off, s in offsets if s != store}
+    visits = [fraud_watch.Visit(t0 + timedelta(minutes=off), s, f"r{s}")
+              for s, off in latest.items()]
+    now_visit = fraud_watch.Visit(t0, store, "now")
+    visits = [v for v in visits if abs(v.at - t0) <= timedelta(minutes=minutes)]
+    group = fraud_watch.busiest_window([*visits, now_visit], t0, timedelta(minutes=minutes))
+    assert len(group) == _most_stores([*visits, now_visit], now_visit,
+                                      timedelta(minutes=minutes))
+    assert now_visit in group
+    assert len({v.store for v in group}) == len(group)
+    assert max(v.at for v in group) - min(v.at for v in group) <= timedelta(minutes=minutes)
 
 
 # -- (b) a cashier far above the store's median cashier ----------------------------------
