@@ -112,11 +112,15 @@ def decide_hold(conn: Connection, hit_id: int, action: str, reason: str, actor: 
         raise Refused(400, f"field 'action' must be one of {', '.join(HOLD_ACTIONS)}")
     with transaction(conn):
         hit = get(conn, hit_id)
+        if hit["customer_id"] is not None:
+            # Read again under the customer's lock: two people deciding at once on
+            # PostgreSQL must not both release (or both withdraw) the same points.
+            ledger.lock_customers(conn, [hit["customer_id"]])
+            hit = get(conn, hit_id)
         if hit["hold_status"] != "held":
             raise Refused(409, f"fraud hit {hit_id} holds no points"
                                + (f" (its hold was {hit['hold_status']})"
                                   if hit["hold_status"] else ""))
-        ledger.lock_customers(conn, [hit["customer_id"]])
         if action == "release":
             points = fraud_holds.release(conn, hit_id, hit["customer_id"], now)
             status = "released"

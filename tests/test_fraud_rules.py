@@ -4,7 +4,9 @@ releases or confirms them, reviews, and the thresholds validated where they ente
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -14,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from central import fraud_watch, ledger, repricing
+from central.app import make_app
+from central.web_common import DB, SECRETS
 from protocol.journal import JournalEntry
 from tests.test_central_sync_api import send
 from tests.till_double import TestTill
@@ -450,3 +454,22 @@ async def test_a_disabled_rule_does_not_hit(central, clock):
     await push(central, till)
     watch(central, clock)
     assert await hits(central) == []
+
+
+async def test_the_central_runs_the_rules_by_itself_as_receipts_arrive(
+        aiohttp_client, tmp_path, clock, database):
+    app = make_app(tmp_path / "central", clock, reprice_every=0.05,
+                   database=database if isinstance(database, str) else None)
+    central = await aiohttp_client(app)
+    central.db = app[DB]
+    central.admin = {"Authorization": f"Bearer {app[SECRETS].admin_token}"}
+    till = await till_at(central, "s1")
+    ann = await customer(central, bonus=1000)
+    journal(till, "sale", ann, clock() + timedelta(minutes=1), redeemed=950)
+    clock.advance(minutes=2)
+    await push(central, till)
+    deadline = time.monotonic() + 20
+    while not (found := await hits(central)):
+        assert time.monotonic() < deadline, "the fraud follower never ran"
+        await asyncio.sleep(0.05)
+    assert [(h["rule"], h["customer_id"]) for h in found] == [("spent-after-accrual", ann)]
