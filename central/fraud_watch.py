@@ -331,12 +331,3 @@ def _note_mismatch(conn: Connection, till_id: str, receipt_id: str, now: datetim
             f"till {till_id}: {len(rows)} sales that do not re-price as journalled within"
             f" {rule['hours']} hours", evidence, till_id=till_id)
 
-
-def progress(conn: Connection) -> dict[str, int]:
-    start = conn.execute(
-        "SELECT ingest_seq FROM fraud_accounting WHERE name = 'journal'").fetchone()[0]
-    by_rule: dict[str, int] = defaultdict(int)
-    for r in conn.execute("SELECT rule, COUNT(*) AS n FROM fraud_hits GROUP BY rule"):
-        by_rule[r["rule"]] = int(r["n"])
-    return {"behind": ingest_log.entries_behind(conn, start), **{
-        f"hits.{rule}": by_rule[rule] for rule in fraud_rules.RULES}}

@@ -20,6 +20,7 @@ from central.app import make_app
 from central.web_common import DB, SECRETS
 from protocol.journal import JournalEntry
 from tests.test_central_sync_api import send
+from tests.test_till_takeover import pull
 from tests.till_double import TestTill
 
 _cards = itertools.count(1)
@@ -293,6 +294,9 @@ async def test_a_redemption_soon_after_a_manual_adjustment_hits(central, clock):
     assert ev["adjustment"]["points"] == 500 and ev["adjustment"]["actor"] == "admin-token"
     assert ev["redemption"]["receipt_id"] == till.entries[0].receipt_id
     assert found[0]["hold_status"] is None  # this rule does not hold by default
+    resp = await central.post(f"/api/v1/fraud-hits/{found[0]['id']}/hold",
+                              headers=central.admin, json={"action": "release", "reason": "x"})
+    assert resp.status == 409 and "holds no points" in (await resp.json())["error"]
 
 
 # -- (d) many cards on one phone ---------------------------------------------------------
@@ -339,9 +343,11 @@ async def test_most_of_a_large_accrual_spent_at_once_hits_and_the_rest_is_held(c
     journal(till, "sale", ann, clock(), redeemed=50)
     await push(central, till)
     assert await balance(central, ann) == {"available": -50, "pending": 200, "debt": 50}
-    # What tills receive: the held lot as pending, activating at the end of time.
-    state = ledger.state_at(central.db, ann, clock())
-    assert state.balance().available == -50 and state.balance().pending == 200
+    # What tills receive: the held points as pending, a lot activating at the end of time.
+    sent = next(c for c in (await pull(central, till, clock))["customers"] if c["id"] == ann)
+    assert (sent["available"], sent["pending"]) == (-50, 200), sent
+    assert [(lot["points"], lot["active"], lot["activates"][:4]) for lot in sent["lots"]] == [
+        (200, False, "9999")]
     assert consistent(central, ann, clock())
 
     # A person releases the hold: the points are spendable again, paying the debt first.
