@@ -525,7 +525,7 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE TABLE fraud_cashier_days (
         day TEXT NOT NULL, store TEXT NOT NULL, cashier TEXT NOT NULL,
-        receipts INTEGER NOT NULL, returns INTEGER NOT NULL,
+        receipts INTEGER NOT NULL, returns INTEGER NOT NULL, typed INTEGER NOT NULL,
         PRIMARY KEY (store, day, cashier)
     );
     CREATE TABLE fraud_cashier_redeemers (

@@ -6,7 +6,7 @@ no rule reads the history of receipts:
 
 - fraud_card_stores: per customer and store, the last receipt's time (rule a);
 - fraud_cashier_days, fraud_cashier_redeemers: per store, UTC day and cashier, receipts,
-  returns and the customers redeemed for (rule b);
+  returns, members' sales with typed card numbers, and the customers redeemed for (rule b);
 - rules c and e look at the one customer's own ledger rows (by its index), d at the
   customer's cards; rule f counts in fraud_till_mismatches, written by re-pricing as it
   finds a mismatch (note_mismatch).
@@ -32,7 +32,6 @@ from protocol.wire import InvalidMessage, unpack_map_skipping
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
-CASHIER_MEASURES = ("returns", "redeemed_customers")
 
 
 @dataclass
@@ -74,9 +73,9 @@ def watch_pending(conn: Connection, now: datetime, limit: int = CHUNK) -> int:
         for r in page.rows:
             at = parse_iso(r["at"])
             customer = r["customer_id"]
-            cashier = _cashier(r["body"])
+            cashier, presence = _cashier(r["body"])
             if cashier is not None:
-                cashier_days.add(_count_cashier(conn, r, cashier, at))
+                cashier_days.add(_count_cashier(conn, r, cashier, presence, at))
             if customer is None:
                 continue
             if r["kind"] == "sale":
@@ -96,13 +95,14 @@ def watch_pending(conn: Connection, now: datetime, limit: int = CHUNK) -> int:
     return max(1, len(page.rows))
 
 
-def _cashier(body: bytes) -> str | None:
+def _cashier(body: bytes) -> tuple[str | None, Any]:
+    """The entry's cashier and its presence proof (None: nobody proved to be there)."""
     try:
         entry = unpack_map_skipping(body, "detail")
     except InvalidMessage:
-        return None  # re-pricing reports an entry that does not decode
+        return None, None  # re-pricing reports an entry that does not decode
     cashier = entry.get("cashier")
-    return cashier if isinstance(cashier, str) else None
+    return (cashier if isinstance(cashier, str) else None), entry.get("presence")
 
 
 def _apply_holds(conn: Connection, rnd: _Round) -> None:
@@ -168,14 +168,20 @@ def busiest_window(visits: list[Visit], at: datetime, span: timedelta) -> list[V
 
 # -- (b) a cashier far above the store's median cashier ----------------------------------
 
-def _count_cashier(conn: Connection, r, cashier: str, at: datetime) -> tuple[str, str, str]:
+def _count_cashier(conn: Connection, r, cashier: str, presence: Any,
+                   at: datetime) -> tuple[str, str, str]:
     day = at.date().isoformat()
+    # A member's sale carries the proof of presence the till held (the card read at the
+    # reader, an app or SMS code; agent.presence), spending or not: without one, the
+    # cashier typed the card number or the customer's id.
+    typed = r["kind"] == "sale" and r["customer_id"] is not None and presence is None
     conn.execute(
-        "INSERT INTO fraud_cashier_days (store, day, cashier, receipts, returns)"
-        " VALUES (?, ?, ?, 1, ?) ON CONFLICT (store, day, cashier) DO UPDATE SET"
+        "INSERT INTO fraud_cashier_days (store, day, cashier, receipts, returns, typed)"
+        " VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (store, day, cashier) DO UPDATE SET"
         " receipts = fraud_cashier_days.receipts + 1,"
-        " returns = fraud_cashier_days.returns + excluded.returns",
-        (r["store"], day, cashier, int(r["kind"] == "return")))
+        " returns = fraud_cashier_days.returns + excluded.returns,"
+        " typed = fraud_cashier_days.typed + excluded.typed",
+        (r["store"], day, cashier, int(r["kind"] == "return"), int(typed)))
     if r["kind"] == "sale" and r["redeemed"] > 0 and r["customer_id"] is not None:
         conn.execute("INSERT INTO fraud_cashier_redeemers (store, day, cashier, customer_id)"
                      " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -202,13 +208,17 @@ def _cashier_unusual(conn: Connection, rnd: _Round, store: str, day: str,
     if rule is None:
         return
     since = (datetime.fromisoformat(day) - timedelta(days=rule["days"] - 1)).date().isoformat()
-    returns = {r["cashier"]: int(r["n"]) for r in conn.execute(
-        "SELECT cashier, SUM(returns) AS n FROM fraud_cashier_days WHERE store = ?"
-        " AND day >= ? AND day <= ? GROUP BY cashier", (store, since, day))}
+    returns, typed = {}, {}
+    for r in conn.execute(
+            "SELECT cashier, SUM(returns) AS returns, SUM(typed) AS typed"
+            " FROM fraud_cashier_days WHERE store = ? AND day >= ? AND day <= ?"
+            " GROUP BY cashier", (store, since, day)):
+        returns[r["cashier"]], typed[r["cashier"]] = int(r["returns"]), int(r["typed"])
     redeemed = {r["cashier"]: int(r["n"]) for r in conn.execute(
         "SELECT cashier, COUNT(*) AS n FROM fraud_cashier_redeemers WHERE store = ?"
         " AND day >= ? AND day <= ? GROUP BY cashier", (store, since, day))}
-    for measure, counts in (("returns", returns), ("redeemed_customers", redeemed)):
+    for measure, counts in (("returns", returns), ("typed_cards", typed),
+                            ("redeemed_customers", redeemed)):
         everyone = sorted(counts.get(c, 0) for c in returns)  # every cashier with a receipt
         for cashier in sorted(cashiers):
             value = counts.get(cashier, 0)

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 from central import fraud_watch, ledger, repricing
 from central.app import make_app
 from central.web_common import DB, SECRETS
+from protocol import presence as proofs
 from protocol.journal import JournalEntry
 from tests.test_central_sync_api import send
 from tests.test_till_takeover import pull
 from tests.till_double import TestTill
 
 _cards = itertools.count(1)
+CARD = proofs.card(["ct_" + "0" * 32])  # the card read at the reader
 
 
 async def till_at(central, store: str) -> TestTill:
@@ -47,13 +49,13 @@ async def customer(central, bonus: int = 0) -> str:
 
 
 def journal(till: TestTill, kind: str, customer_id: str | None, at: datetime, *,
-            redeemed: int = 0, cashier: str | None = None,
-            original: str | None = None) -> JournalEntry:
+            redeemed: int = 0, cashier: str | None = None, original: str | None = None,
+            presence: dict | None = None) -> JournalEntry:
     return till._append(JournalEntry(
         seq=0, epoch="", prev_hash="", kind=kind, receipt_id=uuid.uuid4().hex,
         at=at.isoformat(), store=till.store, customer_id=customer_id, ruleset_version=1,
         total=1000, fiscal_doc=len(till.entries) + 1, redeemed=redeemed, cashier=cashier,
-        original_receipt_id=original))
+        original_receipt_id=original, presence=presence))
 
 
 async def push(central, till: TestTill) -> None:
@@ -241,16 +243,37 @@ async def test_a_cashier_with_many_returns_against_the_stores_median_hits(centra
     assert found[0]["customer_id"] is None and found[0]["hold_status"] is None
 
 
+async def test_a_cashier_typing_many_card_numbers_hits(central, clock):
+    s1, s2 = await till_at(central, "s1"), await till_at(central, "s2")
+    ann = await customer(central)
+    t = clock()
+    for till, typed in ((s1, 10), (s2, 9)):  # s2: near miss, fewer than 10
+        for cashier in ("ann", "bob", "cat"):
+            for _ in range(3):
+                journal(till, "sale", ann, t, cashier=cashier, presence=CARD)
+            journal(till, "sale", ann, t, cashier=cashier)  # one typed number each
+            journal(till, "sale", None, t, cashier=cashier)  # no member: nothing typed
+        for _ in range(typed):
+            journal(till, "sale", ann, t, cashier="mallory")
+        journal(till, "sale", ann, t, cashier="mallory", presence=CARD)
+        await push(central, till)
+    watch(central, clock)
+    found = await hits(central, rule="cashier-unusual")
+    assert [(h["evidence"]["store"], h["evidence"]["cashier"], h["evidence"]["measure"],
+             h["evidence"]["value"], h["evidence"]["store_counts"]) for h in found] == [
+        ("s1", "mallory", "typed_cards", 10, [1, 1, 1, 10])]
+
+
 async def test_a_cashier_redeeming_for_many_customers_hits(central, clock):
     till = await till_at(central, "s1")
     t = clock()
     people = [await customer(central, bonus=100) for _ in range(13)]
     for cid in people[:10]:
-        journal(till, "sale", cid, t, redeemed=10, cashier="mallory")
-        journal(till, "sale", cid, t, redeemed=10, cashier="mallory")  # once per customer
+        for _ in range(2):  # counted once per customer and day
+            journal(till, "sale", cid, t, redeemed=10, cashier="mallory", presence=CARD)
     # Three other cashiers redeem for one customer each: the median of 1, 1, 1, 10 is 1.
     for cid, cashier in zip(people[10:], ("ann", "bob", "cat"), strict=True):
-        journal(till, "sale", cid, t, redeemed=10, cashier=cashier)
+        journal(till, "sale", cid, t, redeemed=10, cashier=cashier, presence=CARD)
     await push(central, till)
     watch(central, clock)
     found = await hits(central, rule="cashier-unusual")
