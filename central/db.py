@@ -519,9 +519,9 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE TABLE fraud_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
     INSERT INTO fraud_accounting VALUES ('journal', 0);
-    CREATE TABLE fraud_card_stores (
-        customer_id TEXT NOT NULL, store TEXT NOT NULL, last_at TEXT NOT NULL,
-        receipt_id TEXT NOT NULL, PRIMARY KEY (customer_id, store)
+    CREATE TABLE fraud_card_visits (
+        customer_id TEXT NOT NULL, at TEXT NOT NULL, store TEXT NOT NULL,
+        receipt_id TEXT NOT NULL, PRIMARY KEY (customer_id, at, receipt_id)
     );
     CREATE TABLE fraud_cashier_days (
         day TEXT NOT NULL, store TEXT NOT NULL, cashier TEXT NOT NULL,

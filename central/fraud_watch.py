@@ -4,7 +4,7 @@ A follower of the journal (a cursor over the ingest sequence, like central.kpi_c
 adds each receipt to small tables of its own and asks the rules about what it touched, so
 no rule reads the history of receipts:
 
-- fraud_card_stores: per customer and store, the last receipt's time (rule a);
+- fraud_card_visits: each member's sales of the last days, with store and time (rule a);
 - fraud_cashier_days, fraud_cashier_redeemers: per store, UTC day and cashier, receipts,
   returns, members' sales with typed card numbers, and the customers redeemed for (rule b);
 - rules c and e look at the one customer's own ledger rows (by its index), d at the
@@ -32,6 +32,9 @@ from protocol.wire import InvalidMessage, unpack_map_skipping
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+# How long a card's visits are kept for rule a: its longest window (a day) and a till that
+# was offline for the longest the default caps allow (72 hours).
+VISITS_KEPT = timedelta(days=4)
 
 
 @dataclass
@@ -117,21 +120,22 @@ def _apply_holds(conn: Connection, rnd: _Round) -> None:
 
 def _card_many_stores(conn: Connection, rnd: _Round, r, at: datetime) -> None:
     customer = r["customer_id"]
-    conn.execute(
-        "INSERT INTO fraud_card_stores (customer_id, store, last_at, receipt_id)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (customer_id, store) DO UPDATE SET"
-        " last_at = excluded.last_at, receipt_id = excluded.receipt_id"
-        " WHERE excluded.last_at > fraud_card_stores.last_at",
-        (customer, r["store"], iso(at), r["receipt_id"]))
+    # Each visit, not only a store's latest: a till that syncs late brings visits older
+    # than ones already counted. Kept for VISITS_KEPT, far beyond the longest window.
+    conn.execute("DELETE FROM fraud_card_visits WHERE customer_id = ? AND at < ?",
+                 (customer, iso(at - VISITS_KEPT)))
+    conn.execute("INSERT INTO fraud_card_visits (customer_id, at, store, receipt_id)"
+                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 (customer, iso(at), r["store"], r["receipt_id"]))
     rule = rnd.on("card-many-stores")
     if rule is None:
         return
     span = timedelta(minutes=rule["minutes"])
     rows = conn.execute(
-        "SELECT store, last_at, receipt_id FROM fraud_card_stores WHERE customer_id = ?"
-        " AND store != ? AND last_at >= ? AND last_at <= ?",
-        (customer, r["store"], iso(at - span), iso(at + span))).fetchall()
-    visits = [Visit(parse_iso(v["last_at"]), v["store"], v["receipt_id"]) for v in rows]
+        "SELECT store, at, receipt_id FROM fraud_card_visits WHERE customer_id = ?"
+        " AND at >= ? AND at <= ? AND store != ?",
+        (customer, iso(at - span), iso(at + span), r["store"])).fetchall()
+    visits = [Visit(parse_iso(v["at"]), v["store"], v["receipt_id"]) for v in rows]
     group = busiest_window([*visits, Visit(at, r["store"], r["receipt_id"])], at, span)
     if len(group) < rule["stores"]:
         return

@@ -195,11 +195,9 @@ def _most_stores(visits, now_visit, span) -> int:
 def test_the_stores_a_card_was_in_within_minutes_are_the_most_any_window_holds(
         offsets, store, minutes):
     t0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
-    # As the table keeps them: one visit a store (the latest), and the receipt's own store
-    # as of this receipt.
-    latest = {s: off for off, s in offsets if s != store}
-    visits = [fraud_watch.Visit(t0 + timedelta(minutes=off), s, f"r{s}")
-              for s, off in latest.items()]
+    # As the rule reads them: other stores' visits near this receipt, then this one.
+    visits = [fraud_watch.Visit(t0 + timedelta(minutes=off), s, f"r{i}")
+              for i, (off, s) in enumerate(offsets) if s != store]
     now_visit = fraud_watch.Visit(t0, store, "now")
     visits = [v for v in visits if abs(v.at - t0) <= timedelta(minutes=minutes)]
     group = fraud_watch.busiest_window([*visits, now_visit], t0, timedelta(minutes=minutes))
@@ -208,6 +206,24 @@ def test_the_stores_a_card_was_in_within_minutes_are_the_most_any_window_holds(
     assert now_visit in group
     assert len({v.store for v in group}) == len(group)
     assert max(v.at for v in group) - min(v.at for v in group) <= timedelta(minutes=minutes)
+
+
+async def test_a_till_that_syncs_late_is_judged_by_when_it_sold(central, clock):
+    north, south = await till_at(central, "north"), await till_at(central, "south")
+    t = clock()
+    ann = await customer(central)
+    journal(south, "sale", ann, t + timedelta(minutes=5))
+    journal(south, "sale", ann, t + timedelta(hours=2))  # the same store again, later
+    clock.advance(hours=3)
+    await push(central, south)
+    watch(central, clock)
+    assert await hits(central) == []
+    journal(north, "sale", ann, t)  # offline till: 5 minutes before the first at south
+    await push(central, north)
+    watch(central, clock)
+    (hit,) = await hits(central, rule="card-many-stores")
+    assert [r["receipt_id"] for r in hit["evidence"]["receipts"]] == [
+        north.entries[0].receipt_id, south.entries[0].receipt_id]
 
 
 # -- (b) a cashier far above the store's median cashier ----------------------------------
