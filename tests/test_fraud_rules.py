@@ -15,8 +15,9 @@ from statistics import median
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central import fraud_watch, ledger, repricing
+from central import fraud_rules, fraud_watch, ledger, repricing
 from central.app import make_app
+from central.errors import Refused
 from central.web_common import DB, SECRETS
 from protocol import presence as proofs
 from protocol.journal import JournalEntry
@@ -141,6 +142,24 @@ async def test_bad_thresholds_are_refused_naming_the_field_and_nothing_is_kept(c
     assert resp.status == 400
     resp = await central.get("/api/v1/fraud-rules", headers=central.admin)
     assert (await resp.json())["card-many-stores"]["minutes"] == 10
+
+
+_THRESHOLDS = [(rule, name, lo, hi) for rule, fields in fraud_rules.THRESHOLDS.items()
+               for name, (_, lo, hi) in fields.items()]
+
+
+@given(st.sampled_from(_THRESHOLDS), st.integers(-(2**64), 2**64))
+def test_a_threshold_is_taken_exactly_within_its_bounds(threshold, value):
+    rule, name, lo, hi = threshold
+    try:
+        doc = fraud_rules.merged(fraud_rules.defaults(), {rule: {name: value}})
+    except Refused as e:
+        assert not lo <= value <= hi
+        assert e.status == 400 and f"'{rule}.{name}'" in str(e)
+    else:
+        assert lo <= value <= hi and doc[rule][name] == value
+        assert {r: f for r, f in doc.items() if r != rule} == {
+            r: f for r, f in fraud_rules.defaults().items() if r != rule}
 
 
 # -- (a) one card in several stores within minutes ---------------------------------------
