@@ -565,6 +565,45 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE TABLE campaign_figures_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
     INSERT INTO campaign_figures_accounting VALUES ('journal', 0);
+    # 27: fraud rules (central.fraud_rules, central.fraud_watch): the programme's rules, the
+    # follower's cursor and its small tables of counts, the hits with their review, and
+    # the lots each hit holds (central.fraud_holds)
+    """
+    CREATE TABLE fraud_rules (
+        id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL, updated_at TEXT NOT NULL,
+        actor TEXT NOT NULL
+    );
+    CREATE TABLE fraud_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
+    INSERT INTO fraud_accounting VALUES ('journal', 0);
+    CREATE TABLE fraud_card_visits (
+        customer_id TEXT NOT NULL, at TEXT NOT NULL, store TEXT NOT NULL,
+        receipt_id TEXT NOT NULL, PRIMARY KEY (customer_id, at, receipt_id)
+    );
+    CREATE TABLE fraud_cashier_days (
+        day TEXT NOT NULL, store TEXT NOT NULL, cashier TEXT NOT NULL,
+        receipts INTEGER NOT NULL, returns INTEGER NOT NULL, typed INTEGER NOT NULL,
+        PRIMARY KEY (store, day, cashier)
+    );
+    CREATE TABLE fraud_cashier_redeemers (
+        store TEXT NOT NULL, day TEXT NOT NULL, cashier TEXT NOT NULL,
+        customer_id TEXT NOT NULL, PRIMARY KEY (store, day, cashier, customer_id)
+    );
+    CREATE TABLE fraud_till_mismatches (
+        till_id TEXT NOT NULL, at TEXT NOT NULL, receipt_id TEXT NOT NULL,
+        PRIMARY KEY (till_id, at, receipt_id)
+    );
+    CREATE TABLE fraud_hits (
+        id INTEGER PRIMARY KEY, at TEXT NOT NULL, rule TEXT NOT NULL, dedup TEXT NOT NULL,
+        subject TEXT NOT NULL, customer_id TEXT, till_id TEXT, alert_id INTEGER,
+        message TEXT NOT NULL, evidence TEXT NOT NULL,
+        held_points INTEGER NOT NULL DEFAULT 0, hold_status TEXT, hold_by TEXT, hold_at TEXT,
+        verdict TEXT, reviewed_by TEXT, reviewed_at TEXT, note TEXT,
+        UNIQUE (rule, dedup)
+    );
+    CREATE TABLE fraud_hold_lots (
+        hit_id INTEGER NOT NULL, lot_id INTEGER NOT NULL, status TEXT NOT NULL,
+        points INTEGER NOT NULL, PRIMARY KEY (hit_id, lot_id)
+    );
     """,
 ]
 

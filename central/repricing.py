@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import credits, deliveries, ingest_log, ledger, quarantine
+from central import credits, deliveries, fraud_watch, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from central.db import Connection, Row, Unavailable, transaction
@@ -203,6 +203,7 @@ def _mismatch(conn: Connection, r: Row, why: str, now: datetime) -> None:
         credits.give_back(conn, r["till_id"], r["seq"], r["receipt_id"], r["customer_id"],
                           spent, why, now)
     quarantine.quarantine(conn, r["till_id"], message, now)
+    fraud_watch.note_mismatch(conn, r["till_id"], r["receipt_id"], now)  # rule f
 
 
 def _failed(conn: Connection, r: Row, why: str, now: datetime) -> bool:

@@ -58,8 +58,10 @@ class JournalEntry:
     # Who sold or took the return back: the cashier's id as the POS sent it
     # (protocol.cashiers). None only in entries journalled before it was carried.
     cashier: str | None = None
-    # How the customer proved to be at the checkout (protocol.presence), on a sale that
-    # spends points; the central re-checks it. None when nobody proved it.
+    # How the customer proved to be at the checkout (protocol.presence), on any member's
+    # sale where they did; one that spends points must have it, and the central re-checks
+    # it. None when nobody proved it: the card number or id was typed (the central's fraud
+    # rules count those per cashier).
     presence: Mapping[str, Any] | None = None
     hash: str = ""
 

@@ -228,6 +228,8 @@ OFFICE = [
      {"kind": "advertising", "granted": True, "source": "app", "actor": "a"}),
     ("POST", "/api/v1/staff", {"name": "Anna", "role": "support", "days": 30}),
     ("PUT", "/api/v1/adjustment-policy", {"approval_above": 100}),
+    ("PUT", "/api/v1/fraud-rules", {"card-many-stores": {"minutes": 5, "hold": True},
+                                    "cashier-unusual": {"factor_percent": 250}}),
     # Last: it takes the customer's card away from the lookups above.
     ("POST", "/api/v1/customers/{customer}/erase", {"actor": "dpo", "reason": "asked"}),
 ]
@@ -265,6 +267,7 @@ QUERIES = [("/api/v1/alerts", ("limit", "before", "acked", "kind")),
            ("/api/v1/approvals", ("limit", "status", "after")),
            ("/api/v1/campaigns", ("limit", "cursor", "status", "kind", "store", "channel", "q",
                                   "active_at")),
+           ("/api/v1/fraud-hits", ("limit", "before", "rule", "verdict")),
            ("/sync/v1/customers", ("since",)),
            ("/sync/v1/position", ("epoch", "from", "to"))]
 

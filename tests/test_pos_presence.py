@@ -91,6 +91,19 @@ async def test_the_card_at_the_reader_lets_the_receipt_that_follows_spend(rig: R
     assert (await sell(rig, 100))[0] == 403
 
 
+async def test_a_sale_that_spends_nothing_carries_the_card_read_and_a_typed_one_nothing(
+        rig: Rig):
+    # The central counts a member's sale without a proof as a typed card number
+    # (central.fraud_watch, the cashier rule): the proof rides on every sale that has one.
+    await at_reader(rig)
+    assert (await sell(rig, 0))[0] == 201
+    await post(rig, "/pos/v1/identify", {"card_number": CARD})
+    assert (await sell(rig, 0))[0] == 201
+    read, typed = entries(rig)
+    assert read.presence is not None and read.presence["method"] == "card"
+    assert typed.presence is None
+
+
 async def test_presence_ties_to_the_next_receipt_its_customer_and_its_lifetime(rig: Rig):
     other = rig.add_customer("c-2", "2990000000026", available=1000)
     await at_reader(rig)
