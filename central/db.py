@@ -538,6 +538,7 @@ MIGRATIONS: list[str | PerDialect] = [
         PRIMARY KEY (till_id, epoch, seq)
     );
     CREATE INDEX journal_sealed_customer ON journal_sealed(customer_id);
+    """,
     # 26: campaigns one at a time (central.campaigns): each a row with its rule, schedule,
     # status and version; the stores, regions and channels it names, and the newest rule
     # set's regions of stores, for listing by place; and what each campaign gave on sales,
@@ -565,6 +566,7 @@ MIGRATIONS: list[str | PerDialect] = [
     );
     CREATE TABLE campaign_figures_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
     INSERT INTO campaign_figures_accounting VALUES ('journal', 0);
+    """,
     # 27: fraud rules (central.fraud_rules, central.fraud_watch): the programme's rules, the
     # follower's cursor and its small tables of counts, the hits with their review, and
     # the lots each hit holds (central.fraud_holds)
