@@ -32,6 +32,10 @@ GENESIS = genesis_hash("central", kind="audit")
 PERSONAL = frozenset({"name", "phone", "birthday", "card_number", "cards", "last4",
                       "segments", "email", "contacts", "cards_to_relink"})
 PERSONAL_MARK = "[personal data]"
+# Changes to the programme itself (campaigns, rules, thresholds): their names and segment
+# conditions are the programme's, not a person's, and are recorded as they are.
+PROGRAMME_ACTIONS = ("campaign.", "ruleset.", "fraud-rules.", "offline-caps.",
+                     "adjustment-policy.")
 MAX_PAGE = 500
 
 
@@ -74,11 +78,11 @@ def without_personal_data(value: Any) -> Any:
     return value
 
 
-def _dumps(value: Any) -> str | None:
+def _dumps(value: Any, mask: bool = True) -> str | None:
     if value is None:
         return None
-    return json.dumps(without_personal_data(value), sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))
+    return json.dumps(without_personal_data(value) if mask else value, sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -103,8 +107,10 @@ def append(conn: Connection, now: datetime, actor: str, action: str, subject: st
     conn.dialect.lock(conn, "audit")
     last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+    mask = not action.startswith(PROGRAMME_ACTIONS)
     record = AuditRecord(seq=seq, prev_hash=prev, at=iso(now), actor=actor, action=action,
-                         subject=subject, before=_dumps(before), after=_dumps(after))
+                         subject=subject, before=_dumps(before, mask),
+                         after=_dumps(after, mask))
     record = AuditRecord(**{**record.body(), "hash": record.compute_hash()})
     conn.execute(
         "INSERT INTO audit (seq, at, actor, action, subject, before, after, prev_hash, hash)"

@@ -270,6 +270,10 @@ async def test_changes_are_audited_under_the_caller(central, clock):
         (olga, "campaign.schedule"), (olga, "campaign.edit"), (olga, "campaign.create")]
     edit = log["records"][1]
     assert edit["before"]["rule"]["priority"] == 10 and edit["after"]["rule"]["priority"] == 3
+    # A campaign's name and segment conditions are the programme's, not a person's: kept
+    # as they are (a customer's name and segments are masked, tests/test_audit.py).
+    create_record = log["records"][2]
+    assert create_record["after"]["rule"]["name"] == "Sports 10%"
     # A refused change leaves no record.
     await central.patch("/api/v1/campaigns/sports", headers=h, json={"version": 1,
                                                                    "priority": 4})
