@@ -35,6 +35,7 @@ from central.client_source import NO_PROXIES, TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
+from central.message_channels import Channels
 from central.office_auth import staff_auth_middleware
 from central.presence import SmsGateway
 from central.secrets_store import load_or_create
@@ -59,7 +60,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
              card_keys_file: Path | None = None,
              trusted_proxies: TrustedProxies = NO_PROXIES,
              sms: SmsGateway | None = None,
-             database: str | None = None) -> web.Application:
+             database: str | None = None,
+             channels: Channels | None = None) -> web.Application:
     """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
     `sms` sends the one-time codes tills ask for (central.presence); None: none are sent.
 
@@ -67,7 +69,9 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     (default `<data>-keys/card-keys`), never from the data directory.
     `trusted_proxies` are the addresses whose X-Forwarded-For names the real caller.
     `database`: a PostgreSQL URL; by default the SQLite file `<data>/central.db`. The data
-    directory holds the central's secrets either way."""
+    directory holds the central's secrets either way.
+    `channels`: how messages to customers leave (central.message_channels); without them
+    messages wait in the outbox."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
@@ -102,7 +106,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app[DB].close()
 
     if reprice_every is not None:
-        jobs = followers.jobs(conn, reprice_every)
+        jobs = followers.jobs(conn, reprice_every, channels)
 
         async def background(app: web.Application) -> AsyncIterator[None]:
             async with followers.running(jobs, lambda: app[DB], lambda: app[CLOCK]()):
