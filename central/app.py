@@ -21,6 +21,7 @@ from central import (
     api_approvals,
     api_audit,
     api_kpis,
+    api_messages,
     api_office,
     api_staff,
     api_sync,
@@ -99,6 +100,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_audit.routes)
     app.router.add_routes(api_approvals.routes)
     app.router.add_routes(api_kpis.routes)
+    app.router.add_routes(api_messages.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

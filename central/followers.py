@@ -90,7 +90,7 @@ def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S,
             lambda c, now: message_triggers.follow_customers(c, now) > 0),
         Job("message schedules", MESSAGE_TRIGGERS_INTERVAL_S,
             lambda c, now: _message_schedules(c, now, cache)),
-        Job("message sender", MESSAGE_SENDER_INTERVAL_S, sender.step),
+        Job("message sender", min(reprice_every, MESSAGE_SENDER_INTERVAL_S), sender.step),
     ]
 
 

@@ -129,3 +129,34 @@ async def test_birthdays_and_idle_members_are_queued_as_advertising(central, clo
     got = {(m["kind"], m["customer_id"], m["purpose"]) for m in queued(central.db)}
     assert got == {("birthday", born, "advertising"), ("winback", idle, "advertising")}
     assert other not in {m["customer_id"] for m in queued(central.db)}
+
+
+async def test_two_centrals_running_the_jobs_welcome_each_customer_once(
+        aiohttp_client, aiohttp_server, tmp_path, clock, database):
+    """The jobs as central.followers runs them, in two centrals on one database: the
+    triggers queue each welcome once and the senders send each once."""
+    import asyncio
+
+    from central.app import make_app
+    from central.message_channels import Channels
+    from central.web_common import DB, SECRETS
+    from tests.message_rigs import FakeGateway
+    from tests.test_messages import gateway_at
+
+    gateway = FakeGateway(delay=0.005)
+    channels = Channels(sms=await gateway_at(aiohttp_server, gateway))
+    url = database if isinstance(database, str) else None
+    apps = [make_app(tmp_path / "central", clock, reprice_every=0.02, database=url,
+                     channels=channels) for _ in range(2)]
+    clients = [await aiohttp_client(app) for app in apps]
+    conn = apps[0][DB]
+    ids = [new_customer(conn, apps[0][SECRETS].card_keys, clock(), phone=f"+7900444{n:04d}")
+           for n in range(12)]
+    deadline = asyncio.get_running_loop().time() + 30
+    # Recorded sent after the gateway took it: waiting for the record waits for both.
+    while messages.counts(conn)["sent"] < len(ids):
+        assert asyncio.get_running_loop().time() < deadline, messages.counts(conn)
+        await asyncio.sleep(0.05)
+    assert gateway.keys() == {f"welcome:{cid}:joined": 1 for cid in ids}
+    for c in clients:
+        await c.close()
