@@ -533,7 +533,9 @@ MIGRATIONS: list[str | PerDialect] = [
         language TEXT, home_store TEXT, service_opt_out INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL, source TEXT NOT NULL, actor TEXT NOT NULL
     );
-    CREATE TABLE message_tiers (customer_id TEXT PRIMARY KEY, tier TEXT);
+    CREATE TABLE message_seen (
+        customer_id TEXT PRIMARY KEY, tier TEXT, offers TEXT NOT NULL DEFAULT '[]'
+    );
     CREATE TABLE message_templates (
         kind TEXT NOT NULL, language TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
         updated_at TEXT NOT NULL, actor TEXT NOT NULL, PRIMARY KEY (kind, language)

@@ -31,6 +31,8 @@ KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "tier": ("service", {"name": "Анна", "old_tier": "silver", "tier": "gold"}),
     "birthday": ("advertising", {"name": "Анна"}),
     "winback": ("advertising", {"name": "Анна", "days": 60}),
+    "crossoffer": ("advertising", {"name": "Анна", "offer": "perfume-next",
+                                   "until": "2026-12-31"}),
 }
 
 DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
@@ -50,6 +52,10 @@ DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
     ("birthday", "en"): ("Happy birthday", "${name}, happy birthday! A gift awaits you."),
     ("winback", "ru"): ("Мы скучаем", "${name}, давно не виделись: для вас предложение."),
     ("winback", "en"): ("We miss you", "${name}, it has been a while: an offer for you."),
+    ("crossoffer", "ru"): ("Предложение для вас", "${name}, для вас предложение ${offer}"
+                                                  " до ${until}."),
+    ("crossoffer", "en"): ("An offer for you", "${name}, offer ${offer} is yours until"
+                                               " ${until}."),
 }
 
 LANGUAGES = ("ru", "en")

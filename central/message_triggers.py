@@ -5,7 +5,8 @@
   points (taken back for the goods, given back of the points paid).
 - customers: a follower of the customers' change marks (`change_seq`, taken at commit, so
   they become visible in order, as for tills' deltas): a welcome for a customer created
-  lately who can be reached, and a tier change against the tier last seen.
+  lately who can be reached, a tier change against the tier last seen, and a cross-offer a
+  purchase earned (advertising) while it can still be used.
 - activations: the ledger's `activate` entries, a few minutes behind the clock (the
   maturing job writes them within a minute), grouped per customer and day.
 - expiring: lots that expire on a day N days ahead (the programme's calendar day), one
@@ -19,12 +20,13 @@ are unique, so a reason found twice is still one message.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from central import ingest_log, messages, rulesets
+from central import ingest_log, messages, offer_grants, rulesets
 from central.clock import iso, parse_iso
-from central.db import Connection, transaction
+from central.db import Connection, Row, transaction
 from central.message_templates import purpose
 from central.messages import Draft
 from central.repricing import RuleSets
@@ -68,11 +70,13 @@ def follow_returns(conn: Connection, now: datetime, limit: int = 2000) -> int:
 
 
 def follow_customers(conn: Connection, now: datetime, limit: int = CHUNK) -> int:
-    """Welcome and tier-change messages for the customers changed since the cursor."""
+    """Welcome, tier-change and cross-offer messages for the customers changed since the
+    cursor."""
     start = messages.cursor(conn, "customers")
     rows = conn.execute(
-        "SELECT c.id, c.tier, c.phone, c.created_at, c.change_seq, m.email, m.push_token"
-        " FROM customers c LEFT JOIN message_contacts m ON m.customer_id = c.id"
+        "SELECT c.id, c.tier, c.phone, c.created_at, c.change_seq, c.granted_offers,"
+        " m.email, m.push_token FROM customers c"
+        " LEFT JOIN message_contacts m ON m.customer_id = c.id"
         " WHERE c.change_seq > ? ORDER BY c.change_seq LIMIT ?",
         (int(start), limit)).fetchall()
     if not rows:
@@ -80,18 +84,33 @@ def follow_customers(conn: Connection, now: datetime, limit: int = CHUNK) -> int
     with transaction(conn):
         if not messages.move_cursor(conn, "customers", start, str(rows[-1]["change_seq"])):
             return 0
-        seen = messages.known_tiers(conn, [r["id"] for r in rows])
+        known = messages.seen(conn, [r["id"] for r in rows])
         for r in rows:
-            reachable = r["phone"] or r["email"] or r["push_token"]
-            if reachable and parse_iso(r["created_at"]) >= now - WELCOME_WITHIN:
-                messages.enqueue(conn, _draft("welcome", r["id"], "joined"), now)
-            if r["id"] in seen and seen[r["id"]] != r["tier"] and r["tier"] is not None:
-                messages.enqueue(conn, _draft(
-                    "tier", r["id"], str(r["change_seq"]),
-                    {"old_tier": seen[r["id"]] or "", "tier": r["tier"]}), now)
-            if r["id"] not in seen or seen[r["id"]] != r["tier"]:
-                messages.remember_tier(conn, r["id"], r["tier"])
+            _customer_changed(conn, r, known.get(r["id"]), now)
     return len(rows)
+
+
+def _customer_changed(conn: Connection, r: Row, before: messages.Seen | None,
+                      now: datetime) -> None:
+    cid = r["id"]
+    reachable = r["phone"] or r["email"] or r["push_token"]
+    if reachable and parse_iso(r["created_at"]) >= now - WELCOME_WITHIN:
+        messages.enqueue(conn, _draft("welcome", cid, "joined"), now)
+    if before is not None and before.tier != r["tier"] and r["tier"] is not None:
+        messages.enqueue(conn, _draft("tier", cid, str(r["change_seq"]),
+                                      {"old_tier": before.tier or "", "tier": r["tier"]}),
+                         now)
+    # A cross-offer a purchase earned, told once while it can still be used.
+    granted = json.loads(r["granted_offers"] or "{}")
+    live = offer_grants.live(r["granted_offers"] or "{}", now)
+    told = before.offers if before is not None else frozenset()
+    for offer in sorted(live - told):
+        until = granted[offer]["expires"]
+        messages.enqueue(conn, _draft("crossoffer", cid, f"{offer}:{until[:10]}",
+                                      {"offer": offer, "until": until[:10]}), now)
+    after = messages.Seen(r["tier"], frozenset(told & set(granted)) | live)
+    if after != before:
+        messages.remember(conn, cid, after)
 
 
 def follow_activations(conn: Connection, now: datetime) -> int:

@@ -12,7 +12,7 @@ whose outcome was never recorded: a crash, or a gateway that took the message bu
 reply was lost (`uncertain`). A gateway that is down puts the message back with a later
 due time (exponential backoff); nothing is dropped for it.
 
-Tables owned here: messages, message_contacts, message_tiers, message_cursors,
+Tables owned here: messages, message_contacts, message_seen, message_cursors,
 message_settings (message_templates belongs to central.message_templates).
 """
 
@@ -361,17 +361,26 @@ def move_cursor(conn: Connection, name: str, old: str, new: str) -> bool:
                         " position = ?", (new, name, old)).rowcount == 1
 
 
-def known_tiers(conn: Connection, customer_ids: list[str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
+@dataclass(frozen=True)
+class Seen:
+    """What the customers' trigger last saw of a customer: the tier, the offers told of."""
+
+    tier: str | None
+    offers: frozenset[str]
+
+
+def seen(conn: Connection, customer_ids: list[str]) -> dict[str, Seen]:
+    out: dict[str, Seen] = {}
     for start in range(0, len(customer_ids), 500):
         chunk = customer_ids[start:start + 500]
-        for r in conn.execute("SELECT customer_id, tier FROM message_tiers WHERE customer_id"
-                              f" IN ({','.join('?' * len(chunk))})", chunk):
-            out[r["customer_id"]] = r["tier"]
+        for r in conn.execute("SELECT customer_id, tier, offers FROM message_seen WHERE"
+                              f" customer_id IN ({','.join('?' * len(chunk))})", chunk):
+            out[r["customer_id"]] = Seen(r["tier"], frozenset(json.loads(r["offers"])))
     return out
 
 
-def remember_tier(conn: Connection, customer_id: str, tier: str | None) -> None:
-    conn.execute("INSERT INTO message_tiers (customer_id, tier) VALUES (?, ?)"
-                 " ON CONFLICT (customer_id) DO UPDATE SET tier = excluded.tier",
-                 (customer_id, tier))
+def remember(conn: Connection, customer_id: str, now_seen: Seen) -> None:
+    conn.execute("INSERT INTO message_seen (customer_id, tier, offers) VALUES (?, ?, ?)"
+                 " ON CONFLICT (customer_id) DO UPDATE SET tier = excluded.tier,"
+                 " offers = excluded.offers",
+                 (customer_id, now_seen.tier, json.dumps(sorted(now_seen.offers))))

@@ -160,3 +160,21 @@ async def test_two_centrals_running_the_jobs_welcome_each_customer_once(
     assert gateway.keys() == {f"welcome:{cid}:joined": 1 for cid in ids}
     for c in clients:
         await c.close()
+
+
+async def test_a_cross_offer_earned_is_told_once_as_advertising(central, clock):
+    from central.offer_grants import OfferChanges
+
+    cid = new_customer(central.db, central.secrets.card_keys, clock(), phone="+79001230009")
+    follow_all(central.db, clock())
+    until = (clock() + timedelta(days=14)).isoformat()
+    for _ in range(2):  # granted, then the customer changes again: still one message
+        changes = OfferChanges()
+        changes.follow(cid, {"offers_granted": [{"offer": "perfume-next",
+                                                 "expires_at": until}]})
+        changes.apply(central.db)
+        ledger.touch(central.db, cid)
+        follow_all(central.db, clock())
+    [msg] = queued(central.db, "crossoffer")
+    assert msg["purpose"] == "advertising"
+    assert msg["params"] == {"offer": "perfume-next", "until": until[:10]}
