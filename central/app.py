@@ -155,12 +155,13 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
                 trusted_proxies: TrustedProxies = NO_PROXIES,
                 sms: SmsGateway | None = None,
                 metrics_at: tuple[str, int] | None = None,
-                database: str | None = None, role: str = "all") -> None:
+                database: str | None = None, role: str = "all",
+                channels: Channels | None = None) -> None:
     """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart.
     `role` (central.followers): "all" serves the API and runs the background jobs,
     "ingest" the API alone, "followers" the jobs alone."""
     if role == "followers":
-        await followers.serve(data_dir, database, metrics_at)
+        await followers.serve(data_dir, database, metrics_at, channels=channels)
         return
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
@@ -170,7 +171,7 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
     app = make_app(data_dir, card_keys_file=card_keys_file, trusted_proxies=trusted_proxies,
-                   sms=sms, database=database,
+                   sms=sms, database=database, channels=channels,
                    reprice_every=followers.REPRICING_INTERVAL_S if role == "all" else None)
     runner = web.AppRunner(app, keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
