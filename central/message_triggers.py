@@ -6,7 +6,8 @@
 - customers: a follower of the customers' change marks (`change_seq`, taken at commit, so
   they become visible in order, as for tills' deltas): a welcome for a customer created
   lately who can be reached, a tier change against the tier last seen, and a cross-offer a
-  purchase earned (advertising) while it can still be used.
+  purchase earned (advertising) while it can still be used. A customer whose personal data
+  was erased is forgotten here: the e-mail and push token go, and what waited is skipped.
 - activations: the ledger's `activate` entries, a few minutes behind the clock (the
   maturing job writes them within a minute), grouped per customer and day.
 - expiring: lots that expire on a day N days ahead (the programme's calendar day), one
@@ -75,7 +76,7 @@ def follow_customers(conn: Connection, now: datetime, limit: int = CHUNK) -> int
     start = messages.cursor(conn, "customers")
     rows = conn.execute(
         "SELECT c.id, c.tier, c.phone, c.created_at, c.change_seq, c.granted_offers,"
-        " m.email, m.push_token FROM customers c"
+        " c.erased_at, m.email, m.push_token FROM customers c"
         " LEFT JOIN message_contacts m ON m.customer_id = c.id"
         " WHERE c.change_seq > ? ORDER BY c.change_seq LIMIT ?",
         (int(start), limit)).fetchall()
@@ -93,6 +94,9 @@ def follow_customers(conn: Connection, now: datetime, limit: int = CHUNK) -> int
 def _customer_changed(conn: Connection, r: Row, before: messages.Seen | None,
                       now: datetime) -> None:
     cid = r["id"]
+    if r["erased_at"] is not None:
+        messages.forget(conn, cid)
+        return
     reachable = r["phone"] or r["email"] or r["push_token"]
     if reachable and parse_iso(r["created_at"]) >= now - WELCOME_WITHIN:
         messages.enqueue(conn, _draft("welcome", cid, "joined"), now)

@@ -277,6 +277,15 @@ def set_contacts(conn: Connection, customer_id: str, changes: dict[str, Any], so
     return found
 
 
+def forget(conn: Connection, customer_id: str) -> None:
+    """The customer's personal data was erased (central.personal_data.erase): how they were
+    reached goes too, and nothing that waited for them will be sent."""
+    conn.execute("DELETE FROM message_contacts WHERE customer_id = ?", (customer_id,))
+    conn.execute("UPDATE messages SET status = 'skipped', note = ? WHERE customer_id = ?"
+                 " AND status = 'pending'", ("the customer's personal data was erased",
+                                             customer_id))
+
+
 def _contact_value(name: str, value: object) -> object:
     if name == "service_opt_out":
         if not isinstance(value, bool):

@@ -178,3 +178,17 @@ async def test_a_cross_offer_earned_is_told_once_as_advertising(central, clock):
     [msg] = queued(central.db, "crossoffer")
     assert msg["purpose"] == "advertising"
     assert msg["params"] == {"offer": "perfume-next", "until": until[:10]}
+
+
+async def test_an_erased_customer_is_forgotten_by_the_messages(central, clock):
+    from central import personal_data
+
+    cid = new_customer(central.db, central.secrets.card_keys, clock(), phone="+79001230010")
+    messages.set_contacts(central.db, cid, {"email": "gone@example.org"}, "app", "t", clock())
+    follow_all(central.db, clock())
+    assert [m["status"] for m in queued(central.db)] == ["pending"]
+    personal_data.erase(central.db, cid, "t", "request", clock())
+    follow_all(central.db, clock())
+    assert central.db.execute("SELECT COUNT(*) FROM message_contacts").fetchone()[0] == 0
+    assert [(m["status"], m["note"]) for m in queued(central.db)] == [
+        ("skipped", "the customer's personal data was erased")]
