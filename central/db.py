@@ -545,6 +545,12 @@ MIGRATIONS: list[str | PerDialect] = [
         quiet_to TEXT NOT NULL, expiring_days INTEGER NOT NULL, idle_days INTEGER NOT NULL,
         updated_at TEXT NOT NULL, actor TEXT NOT NULL
     );
+    CREATE TABLE message_receipt_lines (
+        msg_key TEXT PRIMARY KEY, customer_id TEXT NOT NULL, text TEXT NOT NULL,
+        queued_at TEXT NOT NULL, printed_at TEXT, till_id TEXT, receipt_id TEXT
+    );
+    CREATE INDEX message_receipt_lines_customer ON message_receipt_lines(customer_id)
+        WHERE printed_at IS NULL;
     CREATE TABLE message_cursors (name TEXT PRIMARY KEY, position TEXT NOT NULL);
     INSERT INTO message_cursors SELECT 'returns', CAST(value AS TEXT) FROM counters
         WHERE name = 'ingest';

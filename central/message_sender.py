@@ -91,21 +91,27 @@ class Sender:
         if verdict.skip:
             messages.skip(conn, m, verdict.skip)
             return
-        if verdict.defer_until is not None:
+        if verdict.defer_until is not None and m.channel != "receipt":
+            # (a receipt line is read when the customer is in the store, never at night)
             messages.defer(conn, m, verdict.defer_until, "quiet hours")
             return
         to = messages.address(who, m.channel)
         if not to:
             messages.skip(conn, m, f"the customer has no {m.channel} address any more")
             return
-        channel = self.channels.get(m.channel)
-        if channel is None:
-            messages.retry_later(conn, m, now, f"no {m.channel} channel is configured")
-            return
         name = conn.execute("SELECT name FROM customers WHERE id = ?",
                             (m.customer_id,)).fetchone()["name"]
         text = message_templates.render(conn, m.kind, who.language,
                                         {**m.params, "name": name})
+        if m.channel == "receipt":  # the central's own channel: tills pull the line
+            messages.queue_receipt_line(conn, m, text.body, now)
+            if messages.mark_sent(conn, m, now, "receipt"):
+                self.sent += 1
+            return
+        channel = self.channels.get(m.channel)
+        if channel is None:
+            messages.retry_later(conn, m, now, f"no {m.channel} channel is configured")
+            return
         try:
             provider_id = await channel.send(Outgoing(m.key, to, text.subject, text.body))
         except Rejected as e:

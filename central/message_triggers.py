@@ -1,8 +1,10 @@
 """What puts messages in the outbox (central.messages): followers and schedules.
 
-- returns: a follower of the journal through the ingest sequence (central.ingest_log),
+- receipts: a follower of the journal through the ingest sequence (central.ingest_log),
   like re-pricing and the KPI figures: each member's return, with what it did to the
-  points (taken back for the goods, given back of the points paid).
+  points (taken back for the goods, given back of the points paid); and the message lines
+  a till printed on a customer's receipt (`messages_printed` in the entry's detail), so
+  that no other till prints them again.
 - customers: a follower of the customers' change marks (`change_seq`, taken at commit, so
   they become visible in order, as for tills' deltas): a welcome for a customer created
   lately who can be reached, a tier change against the tier last seen, and a cross-offer a
@@ -32,6 +34,7 @@ from central.message_templates import purpose
 from central.messages import Draft
 from central.repricing import RuleSets
 from protocol.rules.place import programme_zone
+from protocol.wire import InvalidMessage, unpack
 
 CHUNK = 500
 # A customer created longer ago than this and reachable only now gets no welcome.
@@ -47,20 +50,26 @@ def _draft(kind: str, customer_id: str, about: str, params: dict | None = None,
                  params or {}, store)
 
 
-def follow_returns(conn: Connection, now: datetime, limit: int = 2000) -> int:
-    """Queue a message for each member's return in the next journal entries; returns how
-    many entries were looked at (0: nothing new)."""
+def follow_receipts(conn: Connection, now: datetime, limit: int = 2000) -> int:
+    """Queue a message for each member's return in the next journal entries, and record
+    the message lines tills printed on receipts; returns how many entries were looked at
+    (0: nothing new)."""
     start = messages.cursor(conn, "returns")
     page = ingest_log.entries_after(
         conn, int(start), limit,
-        "r.kind, r.customer_id, r.receipt_id, r.store, r.clawback, r.refund",
+        "r.kind, r.customer_id, r.receipt_id, r.store, r.clawback, r.refund, j.till_id,"
+        " j.epoch, j.seq, r.at",
         join="JOIN receipts r ON r.till_id = j.till_id AND r.receipt_id = j.receipt_id")
     if str(page.upto) == start:
         return 0
     with transaction(conn):
         if not messages.move_cursor(conn, "returns", start, str(page.upto)):
             return 0  # another process queued these
+        waiting = messages.waiting_for_receipts(
+            conn, {r["customer_id"] for r in page.rows if r["customer_id"]})
         for r in page.rows:
+            if r["customer_id"] in waiting:
+                _printed_lines(conn, r)
             if r["kind"] != "return" or not r["customer_id"]:
                 continue
             messages.enqueue(conn, _draft(
@@ -68,6 +77,20 @@ def follow_returns(conn: Connection, now: datetime, limit: int = 2000) -> int:
                 {"receipt": r["receipt_id"], "clawback": r["clawback"],
                  "refund": r["refund"], "store": r["store"]}, r["store"]), now)
     return max(1, len(page.rows))
+
+
+def _printed_lines(conn: Connection, r: Row) -> None:
+    # Bodies only of the receipts of customers with a line waiting: most have none.
+    body = conn.execute("SELECT body FROM journal WHERE till_id = ? AND epoch = ? AND seq = ?",
+                        (r["till_id"], r["epoch"], r["seq"])).fetchone()[0]
+    try:
+        detail = unpack(bytes(body)).get("detail") or {}
+        keys = [str(k) for k in detail.get("messages_printed") or ()][:10]
+    except (InvalidMessage, AttributeError, TypeError):
+        return  # re-pricing reports a body it cannot read
+    if keys:
+        messages.printed(conn, r["customer_id"], keys, r["till_id"], r["receipt_id"],
+                         r["at"])
 
 
 def follow_customers(conn: Connection, now: datetime, limit: int = CHUNK) -> int:

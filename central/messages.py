@@ -13,7 +13,7 @@ reply was lost (`uncertain`). A gateway that is down puts the message back with 
 due time (exponential backoff); nothing is dropped for it.
 
 Tables owned here: messages, message_contacts, message_seen, message_cursors,
-message_settings (message_templates belongs to central.message_templates).
+message_settings, message_receipt_lines (message_templates belongs to central.message_templates).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from central.errors import Refused
 from protocol import bounds
 
 PURPOSES = ("service", "advertising")
-CHANNELS = ("email", "sms", "push")
+# In the order a customer is reached by; "receipt": a line on their next fiscal receipt, at
+# whichever till of the chain they buy (every customer with a card can be reached so).
+CHANNELS = ("email", "sms", "push", "receipt")
 STATUSES = ("pending", "sending", "sent", "skipped", "failed")
 
 # Longer than any channel's timeout: a live sender never loses its claim mid-send.
@@ -232,6 +234,8 @@ def contacts(conn: Connection, customer_id: str) -> Contacts | None:
 
 
 def address(c: Contacts, channel: str) -> str | None:
+    if channel == "receipt":
+        return "receipt"  # the customer's card, at whichever till
     return {"email": c.email, "sms": c.phone, "push": c.push_token}.get(channel)
 
 
@@ -393,3 +397,76 @@ def remember(conn: Connection, customer_id: str, now_seen: Seen) -> None:
                  " ON CONFLICT (customer_id) DO UPDATE SET tier = excluded.tier,"
                  " offers = excluded.offers",
                  (customer_id, now_seen.tier, json.dumps(sorted(now_seen.offers))))
+
+
+# --- lines on the customer's next fiscal receipt -----------------------------------------
+
+# A line waits this long for the customer to come; then it is no longer sent to tills.
+RECEIPT_LINE_DAYS = 30
+MAX_RECEIPT_LINES = 2  # per customer in a delta: the receipt is not a newsletter
+
+
+def queue_receipt_line(conn: Connection, m: Message, text: str, now: datetime) -> str:
+    """"Send" by the receipt channel: the line goes to every till with the customer's next
+    delta (central.deltas); the first till to print it says so in its journal entry."""
+    from central import ledger
+
+    with transaction(conn):
+        conn.execute("INSERT INTO message_receipt_lines (msg_key, customer_id, text,"
+                     " queued_at) VALUES (?, ?, ?, ?) ON CONFLICT (msg_key) DO NOTHING",
+                     (m.key, m.customer_id, text, iso(now)))
+        ledger.touch(conn, m.customer_id)
+    return "queued for the next receipt"
+
+
+def receipt_lines(conn: Connection, customer_ids: list[str],
+                  now: datetime) -> dict[str, list[dict[str, str]]]:
+    """The lines waiting for each customer's next receipt, oldest first: what a delta
+    carries."""
+    out: dict[str, list[dict[str, str]]] = {}
+    since = iso(now - timedelta(days=RECEIPT_LINE_DAYS))
+    for start in range(0, len(customer_ids), 500):
+        chunk = customer_ids[start:start + 500]
+        for r in conn.execute(
+                "SELECT customer_id, msg_key, text FROM message_receipt_lines"
+                f" WHERE customer_id IN ({','.join('?' * len(chunk))})"
+                " AND printed_at IS NULL AND queued_at >= ? ORDER BY queued_at, msg_key",
+                (*chunk, since)):
+            lines = out.setdefault(r["customer_id"], [])
+            if len(lines) < MAX_RECEIPT_LINES:
+                lines.append({"key": r["msg_key"], "text": r["text"]})
+    return out
+
+
+def waiting_for_receipts(conn: Connection, customer_ids: set[str]) -> set[str]:
+    """Which of these customers have a line waiting (the journal follower reads the
+    receipts of these alone)."""
+    listed = sorted(customer_ids)
+    out: set[str] = set()
+    for start in range(0, len(listed), 500):
+        chunk = listed[start:start + 500]
+        out.update(r[0] for r in conn.execute(
+            "SELECT DISTINCT customer_id FROM message_receipt_lines WHERE printed_at IS NULL"
+            f" AND customer_id IN ({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
+def printed(conn: Connection, customer_id: str, keys: list[str], till_id: str,
+            receipt_id: str, at: str) -> int:
+    """A till printed these lines on a receipt: no till gets them again (the customer is
+    marked changed). A line printed twice (two tills offline at once) is counted: the
+    second print is recorded in the message's `uncertain`."""
+    from central import ledger
+
+    done = 0
+    for key in keys:
+        n = conn.execute("UPDATE message_receipt_lines SET printed_at = ?, till_id = ?,"
+                         " receipt_id = ? WHERE msg_key = ? AND customer_id = ?"
+                         " AND printed_at IS NULL",
+                         (at, till_id, receipt_id, key, customer_id)).rowcount
+        if n == 0:
+            conn.execute("UPDATE messages SET uncertain = uncertain + 1 WHERE msg_key = ?"
+                         " AND customer_id = ?", (key, customer_id))
+        done += n
+    ledger.touch(conn, customer_id)
+    return done

@@ -63,7 +63,7 @@ async def test_a_members_return_is_told_with_what_it_did_to_the_points(live_cent
         till.sell(None, total=500, at=now - timedelta(minutes=4))
         back = till.take_back(sale, at=now - timedelta(minutes=1), total=10000)
         assert await till.sync.push() == 3
-        while message_triggers.follow_returns(central.db, utcnow()):
+        while message_triggers.follow_receipts(central.db, utcnow()):
             pass
         [msg] = queued(central.db, "return")
         receipt = central.db.execute(
@@ -73,7 +73,7 @@ async def test_a_members_return_is_told_with_what_it_did_to_the_points(live_cent
         assert msg["params"] == {"receipt": back.receipt_id, "store": "s1",
                                  "clawback": receipt["clawback"], "refund": receipt["refund"]}
         assert msg["store"] == "s1"
-        assert message_triggers.follow_returns(central.db, utcnow()) == 0
+        assert message_triggers.follow_receipts(central.db, utcnow()) == 0
     finally:
         await till.close()
 

@@ -68,10 +68,15 @@ async def test_a_key_is_queued_once(central, clock):
     cid = new_customer(central.db, central.secrets.card_keys, clock(), phone="+79001234567")
     assert messages.enqueue(central.db, draft(cid, "2026-11-23"), clock())
     assert not messages.enqueue(central.db, draft(cid, "2026-11-23"), clock())
-    # A customer who cannot be reached gets none.
+    # A customer with no address is reached on their next receipt; an erased one not at all.
     mute = new_customer(central.db, central.secrets.card_keys, clock())
-    assert not messages.enqueue(central.db, draft(mute, "2026-11-23"), clock())
-    assert messages.counts(central.db)["pending"] == 1
+    assert messages.enqueue(central.db, draft(mute, "2026-11-23"), clock())
+    assert messages.listing(central.db, {"customer_id": mute}, None, 1)[0]["channel"] \
+        == "receipt"
+    gone = new_customer(central.db, central.secrets.card_keys, clock())
+    personal_data.erase(central.db, gone, "t", "request", clock())
+    assert not messages.enqueue(central.db, draft(gone, "2026-11-23"), clock())
+    assert messages.counts(central.db)["pending"] == 2
 
 
 async def test_a_gateway_down_for_a_while_then_up_receives_every_message_once(
