@@ -1,13 +1,15 @@
 """The central's background work: followers of the journal and jobs of the clock, and where
 they run.
 
-Re-pricing and campaign budgets follow the ingest sequence (central.ingest_log) and claim
-each page by moving their cursor, so however many processes run them each entry is done
-once; maturing lots and tier windows take a try-lock and skip while another process holds
-it. That makes them free to run anywhere: in every API process (`--role all`, the default,
-what one store needs), or in processes of their own (`--role followers`) beside API
-processes that only ingest and answer (`--role ingest`), so that their work never waits
-in the event loop in front of a till's acknowledgement.
+Re-pricing, campaign budgets, KPI figures and the message triggers follow the ingest
+sequence (central.ingest_log) or another cursor and claim each page by moving it, so
+however many processes run them each entry is done once; the message sender claims each
+message under a lease (central.messages); maturing lots and tier windows take a try-lock
+and skip while another process holds it. That makes them free to run anywhere: in every
+API process (`--role all`, the default, what one store needs), or in processes of their
+own (`--role followers`) beside API processes that only ingest and answer (`--role
+ingest`), so that their work never waits in the event loop in front of a till's
+acknowledgement.
 """
 
 from __future__ import annotations
