@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import sqlite3
+import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, tzinfo
@@ -262,6 +263,9 @@ class Checkout:
                          _whole(payment, paid, settlement.redeemed, settlement.redeemed_money))
             except pay.PaymentError as e:
                 raise CheckoutError(400, str(e)) from None
+            # Lines the central asked to print for this customer (central.messages)
+            messages = (customers.receipt_lines(self.db, customer_id, now)
+                        if customer_id else [])
             fiscal = FiscalReceipt(
                 kind="sale",
                 lines=tuple(
@@ -273,7 +277,8 @@ class Checkout:
                 cash=split.cash,
                 card=split.card,
                 text_lines=self._loyalty_lines(customer_id, settlement.earned,
-                                               settlement.redeemed, 0, 0),
+                                               settlement.redeemed, 0, 0)
+                + tuple(line for _, text in messages for line in message_text(text)),
             )
             receipt_id = new_receipt_id(now)
             lots = _journal_lots(settlement)
@@ -289,7 +294,10 @@ class Checkout:
                         "lines": [ln.to_dict() for ln in lines],
                         # what pricing used of the customer, nothing personal (152-FZ)
                         "customer": rules.journal_view(customer, rs, self.store, now),
-                        "payments": split.to_dict()},
+                        "payments": split.to_dict(),
+                        # which of them this receipt carries: no till prints them again
+                        **({"messages_printed": [key for key, _ in messages]}
+                           if messages else {})},
                 cashier=cashier,
                 presence=present.proof if present else None,
             )
@@ -711,6 +719,21 @@ class Checkout:
             return True
         self._drop_pending(receipt_id, "never printed, dropped")
         return False
+
+
+# The narrowest paper a Shtrih-M prints on (shtrih_commands.LINE_WIDTHS): a line is cut
+# at the printer's width, so a message is wrapped to this, and kept short.
+MESSAGE_WIDTH = 32
+MESSAGE_LINES = 4
+
+
+def message_text(text: str) -> list[str]:
+    """A message as receipt lines: wrapped at words, at most MESSAGE_LINES of them."""
+    lines = textwrap.wrap(" ".join(text.split()), MESSAGE_WIDTH)
+    if len(lines) > MESSAGE_LINES:
+        lines = lines[:MESSAGE_LINES]
+        lines[-1] = lines[-1][:MESSAGE_WIDTH - 3] + "..."
+    return lines
 
 
 def _kind(kind: str) -> Literal["sale", "return"]:

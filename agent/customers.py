@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlite_utils
 
@@ -133,7 +133,31 @@ def _lots_json(c: dict) -> str | None:
     return json.dumps(lots)
 
 
-PROFILE = ("birthday", "offers", "granted_offers", "purchases", "qualifying_spend")
+PROFILE = ("birthday", "offers", "granted_offers", "purchases", "qualifying_spend",
+           "receipt_lines")
+
+# A message line waits at the central at most this long (central.messages), so this till's
+# own receipts of that long ago say which lines it printed already.
+RECEIPT_LINE_DAYS = 31
+
+
+def receipt_lines(db: sqlite_utils.Database, customer_id: str,
+                  now: datetime) -> list[tuple[str, str]]:
+    """(key, text) of the messages the central asked to print on the customer's next
+    receipt, less those this till printed already: the central learns of a print from
+    the journal, a follower's step after ingest, and meanwhile still sends the line."""
+    row = db.execute("SELECT profile FROM customers WHERE id = ?", [customer_id]).fetchone()
+    waiting = json.loads(row[0]).get("receipt_lines") if row else None
+    if not waiting:
+        return []
+    since = (now - timedelta(days=RECEIPT_LINE_DAYS)).isoformat(timespec="seconds")
+    done: set[str] = set()
+    for (body,) in db.execute(
+        "SELECT body FROM journal WHERE customer_id = ? AND kind = 'sale' AND at >= ?",
+        [customer_id, since]
+    ):
+        done.update(unpack(body)["detail"].get("messages_printed", ()))
+    return [(str(w["key"]), str(w["text"])) for w in waiting if w["key"] not in done]
 
 
 def _unused_granted(db: sqlite_utils.Database, customer_id: str,

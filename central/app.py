@@ -23,6 +23,7 @@ from central import (
     api_campaigns,
     api_fraud,
     api_kpis,
+    api_messages,
     api_office,
     api_staff,
     api_sync,
@@ -37,6 +38,7 @@ from central.client_source import NO_PROXIES, TrustedProxies
 from central.clock import utcnow
 from central.connection_guard import GuardedSite, Limits
 from central.ingest_writer import IngestWriter
+from central.message_channels import Channels
 from central.office_auth import staff_auth_middleware
 from central.presence import SmsGateway
 from central.secrets_store import load_or_create
@@ -61,7 +63,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
              card_keys_file: Path | None = None,
              trusted_proxies: TrustedProxies = NO_PROXIES,
              sms: SmsGateway | None = None,
-             database: str | None = None) -> web.Application:
+             database: str | None = None,
+             channels: Channels | None = None) -> web.Application:
     """The central; `reprice_every` None leaves re-pricing to whoever calls it (tests).
     `sms` sends the one-time codes tills ask for (central.presence); None: none are sent.
 
@@ -69,7 +72,9 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     (default `<data>-keys/card-keys`), never from the data directory.
     `trusted_proxies` are the addresses whose X-Forwarded-For names the real caller.
     `database`: a PostgreSQL URL; by default the SQLite file `<data>/central.db`. The data
-    directory holds the central's secrets either way."""
+    directory holds the central's secrets either way.
+    `channels`: how messages to customers leave (central.message_channels); without them
+    messages wait in the outbox."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     app = web.Application(
@@ -99,6 +104,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_kpis.routes)
     app.router.add_routes(api_campaigns.routes)
     app.router.add_routes(api_fraud.routes)
+    app.router.add_routes(api_messages.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.
@@ -106,7 +112,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
         app[DB].close()
 
     if reprice_every is not None:
-        jobs = followers.jobs(conn, reprice_every)
+        jobs = followers.jobs(conn, reprice_every, channels)
 
         async def background(app: web.Application) -> AsyncIterator[None]:
             async with followers.running(jobs, lambda: app[DB], lambda: app[CLOCK]()):
@@ -153,12 +159,13 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
                 trusted_proxies: TrustedProxies = NO_PROXIES,
                 sms: SmsGateway | None = None,
                 metrics_at: tuple[str, int] | None = None,
-                database: str | None = None, role: str = "all") -> None:
+                database: str | None = None, role: str = "all",
+                channels: Channels | None = None) -> None:
     """Serve until SIGTERM; `metrics_at` (host, port) serves Prometheus metrics apart.
     `role` (central.followers): "all" serves the API and runs the background jobs,
     "ingest" the API alone, "followers" the jobs alone."""
     if role == "followers":
-        await followers.serve(data_dir, database, metrics_at)
+        await followers.serve(data_dir, database, metrics_at, channels=channels)
         return
     limits = limits or Limits()
     # Descriptors beyond the connections: the database, its WAL, logs, the listening socket.
@@ -168,7 +175,7 @@ async def serve(data_dir: Path, host: str, port: int, port_file: Path | None = N
         log.warning("open-file limit %d: at most %d connections", files,
                     limits.max_connections)
     app = make_app(data_dir, card_keys_file=card_keys_file, trusted_proxies=trusted_proxies,
-                   sms=sms, database=database,
+                   sms=sms, database=database, channels=channels,
                    reprice_every=followers.REPRICING_INTERVAL_S if role == "all" else None)
     runner = web.AppRunner(app, keepalive_timeout=KEEPALIVE_S)
     await runner.setup()

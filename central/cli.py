@@ -22,6 +22,7 @@ from protocol.bounds import OutOfBounds
 from protocol.card_keys import DEFAULT_LIFETIME_DAYS, CardKeyError, write_ring
 
 if TYPE_CHECKING:
+    from central.message_channels import Channels
     from central.presence import SmsGateway
 
 # Which part of the central a process runs (central.followers); not staff roles.
@@ -75,6 +76,18 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     sms.add_argument("--sms-outbox", type=Path, metavar="FILE",
                      help="instead of sending them, write the SMS messages to FILE, one JSON"
                           " line each (demos and tests, where no gateway runs)")
+    run.add_argument("--smtp", metavar="HOST:PORT",
+                     help="send customers' e-mail messages through this SMTP server (STARTTLS"
+                          " where offered; login from $TILLPOINT_SMTP_USER and"
+                          " $TILLPOINT_SMTP_PASSWORD)")
+    run.add_argument("--mail-from", metavar="ADDRESS", default="loyalty@localhost",
+                     help="the From address of customers' e-mail messages")
+    run.add_argument("--message-sms-gateway", metavar="URL",
+                     help="send customers' SMS messages through this HTTP gateway (POST {to,"
+                          " text, key} as JSON); its token from $TILLPOINT_MESSAGE_TOKEN")
+    run.add_argument("--message-push-gateway", metavar="URL",
+                     help="send customers' push messages through this HTTP gateway, as for"
+                          " SMS; without a channel, messages wait in the outbox")
     run.set_defaults(func=_run)
 
     ck = csub.add_parser("card-key", help="the card keys that key card tokens")
@@ -154,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args.data, args.host, args.port, args.port_file, limits,
                           args.card_keys, tls, proxies, _sms_gateway(args), metrics_at,
-                          args.database, args.role))
+                          args.database, args.role, _message_channels(args)))
     except CardKeyError as e:
         print(f"card keys: {e}", file=sys.stderr)
         return 2
@@ -162,6 +175,25 @@ def _run(args: argparse.Namespace) -> int:
         print(f"database: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _message_channels(args: argparse.Namespace) -> Channels:
+    from central.message_channels import Channels, HttpGatewayChannel, SmtpChannel
+
+    channels = Channels()
+    token = os.environ.get("TILLPOINT_MESSAGE_TOKEN", "")
+    if args.smtp:
+        host, _, port = args.smtp.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SystemExit("--smtp: give HOST:PORT, e.g. mail.example.org:587")
+        channels.email = SmtpChannel(host, int(port), args.mail_from,
+                                     username=os.environ.get("TILLPOINT_SMTP_USER"),
+                                     password=os.environ.get("TILLPOINT_SMTP_PASSWORD"))
+    if args.message_sms_gateway:
+        channels.sms = HttpGatewayChannel(args.message_sms_gateway, token)
+    if args.message_push_gateway:
+        channels.push = HttpGatewayChannel(args.message_push_gateway, token)
+    return channels
 
 
 def _sms_gateway(args: argparse.Namespace) -> SmsGateway | None:

@@ -607,6 +607,57 @@ MIGRATIONS: list[str | PerDialect] = [
         points INTEGER NOT NULL, PRIMARY KEY (hit_id, lot_id)
     );
     """,
+    # 28: messages that reach customers (central.messages): the outbox, one row per stable
+    # key; where and how each customer is reached; templates per kind and language; quiet
+    # hours; the triggers' cursors (from now on: no messages about the past)
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY, msg_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+        customer_id TEXT NOT NULL, purpose TEXT NOT NULL
+            CHECK (purpose IN ('service', 'advertising')),
+        channel TEXT NOT NULL, store TEXT, params TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'skipped',
+                                               'failed')),
+        created_at TEXT NOT NULL, due_at TEXT NOT NULL, claim TEXT, lease_until TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+        reclaimed INTEGER NOT NULL DEFAULT 0, uncertain INTEGER NOT NULL DEFAULT 0,
+        sent_at TEXT, provider_id TEXT, note TEXT
+    );
+    CREATE INDEX messages_due ON messages(status, due_at);
+    CREATE INDEX messages_customer ON messages(customer_id, id);
+    CREATE INDEX messages_kind ON messages(kind, id);
+    CREATE TABLE message_contacts (
+        customer_id TEXT PRIMARY KEY REFERENCES customers(id), email TEXT, push_token TEXT,
+        language TEXT, home_store TEXT, service_opt_out INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL, source TEXT NOT NULL, actor TEXT NOT NULL
+    );
+    CREATE TABLE message_seen (
+        customer_id TEXT PRIMARY KEY, tier TEXT, offers TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE message_templates (
+        kind TEXT NOT NULL, language TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
+        updated_at TEXT NOT NULL, actor TEXT NOT NULL, PRIMARY KEY (kind, language)
+    );
+    CREATE TABLE message_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1), quiet_from TEXT NOT NULL,
+        quiet_to TEXT NOT NULL, expiring_days INTEGER NOT NULL, idle_days INTEGER NOT NULL,
+        updated_at TEXT NOT NULL, actor TEXT NOT NULL
+    );
+    CREATE TABLE message_receipt_lines (
+        msg_key TEXT PRIMARY KEY, customer_id TEXT NOT NULL, text TEXT NOT NULL,
+        queued_at TEXT NOT NULL, printed_at TEXT, till_id TEXT, receipt_id TEXT
+    );
+    CREATE INDEX message_receipt_lines_customer ON message_receipt_lines(customer_id)
+        WHERE printed_at IS NULL;
+    CREATE TABLE message_cursors (name TEXT PRIMARY KEY, position TEXT NOT NULL);
+    INSERT INTO message_cursors SELECT 'returns', CAST(value AS TEXT) FROM counters
+        WHERE name = 'ingest';
+    INSERT INTO message_cursors SELECT 'customers', CAST(value AS TEXT) FROM counters
+        WHERE name = 'customer_change';
+    INSERT INTO message_cursors VALUES ('activations', '');
+    INSERT INTO message_cursors VALUES ('expiring', '');
+    INSERT INTO message_cursors VALUES ('days', '');
+    """,
 ]
 
 

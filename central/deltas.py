@@ -13,6 +13,7 @@ from central import (
     campaign_budgets,
     deliveries,
     ledger,
+    messages,
     offer_grants,
     offline_caps,
     quarantine,
@@ -62,6 +63,7 @@ def _page(conn: Connection, till_id: str, cursor: int,
         cards = _cards(conn, ids)
         points = ledger.states_at(conn, {r["id"]: r["debt"] for r in rows}, now)
         allowances = campaign_budgets.customers_allowances(conn, ids, budgets, now)
+        waiting = messages.receipt_lines(conn, ids, now)
         customers = []
         texts = []
         withheld: list[tuple[str, str]] = []
@@ -69,6 +71,8 @@ def _page(conn: Connection, till_id: str, cursor: int,
             try:
                 customer = _customer(r, cards.get(r["id"], []), points[r["id"]],
                                      allowances[r["id"]], tier_rules, now)
+                if r["id"] in waiting:  # absent: none (a till's profile is replaced whole)
+                    customer["receipt_lines"] = waiting[r["id"]]
                 texts.append(_encoded(customer))
                 customers.append(customer)
             except (bounds.OutOfBounds, DatabaseError, ValueError, TypeError) as e:

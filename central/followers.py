@@ -1,22 +1,25 @@
 """The central's background work: followers of the journal and jobs of the clock, and where
 they run.
 
-Re-pricing and campaign budgets follow the ingest sequence (central.ingest_log) and claim
-each page by moving their cursor, so however many processes run them each entry is done
-once; maturing lots and tier windows take a try-lock and skip while another process holds
-it. That makes them free to run anywhere: in every API process (`--role all`, the default,
-what one store needs), or in processes of their own (`--role followers`) beside API
-processes that only ingest and answer (`--role ingest`), so that their work never waits
-in the event loop in front of a till's acknowledgement.
+Re-pricing, campaign budgets, KPI figures and the message triggers follow the ingest
+sequence (central.ingest_log) or another cursor and claim each page by moving it, so
+however many processes run them each entry is done once; the message sender claims each
+message under a lease (central.messages); maturing lots and tier windows take a try-lock
+and skip while another process holds it. That makes them free to run anywhere: in every
+API process (`--role all`, the default, what one store needs), or in processes of their
+own (`--role followers`) beside API processes that only ingest and answer (`--role
+ingest`), so that their work never waits in the event loop in front of a till's
+acknowledgement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,12 +34,15 @@ from central import (
     fraud_watch,
     kpi_counts,
     ledger,
+    message_triggers,
     metrics,
     repricing,
     rulesets,
 )
 from central.clock import utcnow
 from central.db import Connection, Unavailable
+from central.message_channels import Channels
+from central.message_sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +53,26 @@ TIER_ROLLOVER_INTERVAL_S = 600.0  # windows turn at midnight: within ten minutes
 MATURING_INTERVAL_S = 60.0
 # The liability KPI reads the newest of these; each is one pass over the ledger.
 POINTS_SNAPSHOT_INTERVAL_S = 900.0
+# Messages to customers (central.messages): triggers queue, the sender sends what is due.
+MESSAGE_TRIGGERS_INTERVAL_S = 60.0
+MESSAGE_SENDER_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
 class Job:
     name: str
     every: float
-    # One step of the work; True while there is more to do at once.
-    step: Callable[[Connection, datetime], bool]
+    # One step of the work; True while there is more to do at once. A step that waits on
+    # the network (the message sender) is a coroutine function.
+    step: Callable[[Connection, datetime], bool | Awaitable[bool]]
 
 
-def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S) -> list[Job]:
-    """Every background job of the central, for the connection they will run on."""
+def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S,
+         channels: Channels | None = None) -> list[Job]:
+    """Every background job of the central, for the connection they will run on.
+    `channels`: how messages to customers leave; none configured, they wait in the outbox."""
     cache = repricing.RuleSets(conn)
+    sender = Sender(channels or Channels())
     return [
         Job("re-pricing", reprice_every,
             lambda c, now: repricing.reprice_pending(c, now, cache=cache) > 0),
@@ -78,7 +91,22 @@ def jobs(conn: Connection, reprice_every: float = REPRICING_INTERVAL_S) -> list[
             lambda c, now: ledger.mature_due(c, now) > 0),
         Job("tier windows", TIER_ROLLOVER_INTERVAL_S,
             lambda c, now: customers.roll_tier_windows(c, now) > 0),
+        # The triggers move cursors, the sender claims rows: each runs once across processes.
+        Job("message receipts", reprice_every,
+            lambda c, now: message_triggers.follow_receipts(c, now) > 0),
+        Job("message customers", reprice_every,
+            lambda c, now: message_triggers.follow_customers(c, now) > 0),
+        Job("message schedules", MESSAGE_TRIGGERS_INTERVAL_S,
+            lambda c, now: _message_schedules(c, now, cache)),
+        Job("message sender", min(reprice_every, MESSAGE_SENDER_INTERVAL_S), sender.step),
     ]
+
+
+def _message_schedules(conn: Connection, now: datetime, cache: repricing.RuleSets) -> bool:
+    message_triggers.follow_activations(conn, now)
+    message_triggers.follow_expiring(conn, now, cache)
+    message_triggers.follow_days(conn, now, cache)
+    return False  # each looked at everything due; again at the next interval
 
 
 def _snapshot_points(conn: Connection, now: datetime) -> bool:
@@ -93,7 +121,12 @@ async def run_job(job: Job, conn: Callable[[], Connection],
     waiting_for_db = False
     while True:
         try:
-            while job.step(conn(), clock()):
+            while True:
+                more = job.step(conn(), clock())
+                if inspect.isawaitable(more):
+                    more = await more
+                if not more:
+                    break
                 await asyncio.sleep(0)
             if waiting_for_db:
                 log.warning("%s resumed: the database is back", job.name)
@@ -126,7 +159,8 @@ async def running(all_jobs: list[Job], conn: Callable[[], Connection],
 
 async def serve(data_dir: Path, database: str | None,
                 metrics_at: tuple[str, int] | None = None,
-                clock: Callable[[], datetime] = utcnow) -> None:
+                clock: Callable[[], datetime] = utcnow,
+                channels: Channels | None = None) -> None:
     """`tillpoint central run --role followers`: the background jobs alone, until SIGTERM.
     No API: tills and head office are served by the `--role ingest` processes."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +176,7 @@ async def serve(data_dir: Path, database: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with running(jobs(conn), lambda: conn, clock):
+        async with running(jobs(conn, channels=channels), lambda: conn, clock):
             log.info("central followers running (database %s)",
                      db.redacted(database) if database else data_dir / "central.db")
             sdnotify.SystemdNotifier().notify("READY=1")

@@ -80,6 +80,13 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/approvals"): {A, S, Y, U},
     ("POST", "/api/v1/approvals/{id}/approve"): {A, Y},
     ("POST", "/api/v1/approvals/{id}/reject"): {A, Y},
+    ("GET", "/api/v1/message-templates"): {A, M, S, U},
+    ("PUT", "/api/v1/message-templates"): {A, M},
+    ("GET", "/api/v1/message-settings"): {A, M, S, U},
+    ("PUT", "/api/v1/message-settings"): {A, M},
+    ("GET", "/api/v1/message-contacts/{id}"): {A, S},
+    ("PUT", "/api/v1/message-contacts/{id}"): {A, S},
+    ("GET", "/api/v1/messages"): {A, S, U},
 }
 
 
