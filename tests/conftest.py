@@ -1,5 +1,5 @@
 """Fixtures shared across test modules: a central app on a temporary database, SQLite and
-PostgreSQL in turn (tests/databases.py)."""
+PostgreSQL in turn (tests/databases.py); a headless Chromium page (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from central.app import make_app
 from central.web_common import DB, SECRETS
+from tests.browser import browser_page  # noqa: F401 - a fixture, for every module
 from tests.databases import KINDS, postgres_schema
 
 
