@@ -20,6 +20,7 @@ from aiohttp import web
 from central import (
     api_approvals,
     api_audit,
+    api_customers,
     api_kpis,
     api_office,
     api_staff,
@@ -91,6 +92,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app[METRICS].watch(lambda: app[DB], clock, lambda: app[api_sync.WRITER].depth)
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
+    app.router.add_routes(api_customers.routes)
     app.router.add_routes(api_staff.routes)
     app.router.add_routes(api_audit.routes)
     app.router.add_routes(api_approvals.routes)

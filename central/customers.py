@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 
 from central import ledger, rulesets, tiers
 from central.clock import iso
+from central.customer_search import name_key
 from central.db import Connection, transaction
 from central.errors import Refused
-from protocol import bounds, lots
+from protocol import bounds, lots, phones
 from protocol.card_keys import CardKeyring
 from protocol.cards import masked, normalize_card_number
 
@@ -48,9 +49,10 @@ def create(
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ?", (phone,)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
         conn.execute(
-            "INSERT INTO customers (id, name, phone, tier, segments, birthday, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (customer_id, name, phone, tier, json.dumps(segments), birthday, iso(now)),
+            "INSERT INTO customers (id, name, name_key, phone, tier, segments, birthday,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (customer_id, name, name_key(name), phone, tier, json.dumps(segments), birthday,
+             iso(now)),
         )
         _insert_card(conn, card_keys, customer_id, digits, now)
         if welcome_bonus:
@@ -231,19 +233,15 @@ def _birthday(value: object) -> str | None:
 
 
 def _phone(value: object) -> str | None:
-    """A phone number as digits with an optional leading '+'; empty means none (a second
-    customer without a phone is no duplicate of the first)."""
-    if value is None:
+    """A phone number in E.164 (protocol.phones), so one number typed two ways is one
+    customer's; empty means none (a second customer without a phone is no duplicate of
+    the first)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not isinstance(value, str) or len(value) > 32:
-        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
-    compact = "".join(ch for ch in value if ch not in " -().")
-    if not compact:
-        return None
-    digits = compact.removeprefix("+")
-    if not bounds.ascii_digits(digits) or not 5 <= len(digits) <= 15:
-        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
-    return compact
+    try:
+        return phones.e164(value)
+    except phones.InvalidPhone as e:
+        raise CustomerError(400, str(e)) from None
 
 
 # What head office may change of a customer, and how each value is checked.
@@ -276,6 +274,10 @@ def update(conn: Connection, customer_id: str, changes: dict,
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ? AND id != ?",
                                   (phone, customer_id)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
+        if "name" in values:
+            values["name_key"] = name_key(values["name"])
+        if "phone" in values:
+            values["phone_review"] = None  # a number given anew settles the migration's doubt
         sets = ", ".join(f"{k} = ?" for k in values)  # keys come from _EDITABLE only
         conn.execute(f"UPDATE customers SET {sets} WHERE id = ?", (*values.values(), customer_id))
         ledger.touch(conn, customer_id)

@@ -27,6 +27,8 @@ A, M, N, S, Y, U = (Role.ADMIN, Role.MARKETING, Role.ANALYST, Role.SUPPORT, Role
 EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/customers"): {A, S},
     ("POST", "/api/v1/customers/lookup"): {A, S, Y},
+    ("GET", "/api/v1/customers"): {A, S, Y},
+    ("POST", "/api/v1/customers/search"): {A, S, Y},
     ("POST", "/api/v1/customers/{id}/cards"): {A, S},
     ("GET", "/api/v1/customers/{id}"): {A, S, Y},
     ("PATCH", "/api/v1/customers/{id}"): {A, S},

@@ -1,0 +1,82 @@
+"""The head-office API for finding customers (central.customer_search).
+
+`GET /api/v1/customers` takes its filters in the query string; a whole card number is
+refused there (URLs end up in access logs and proxies' logs) and goes in the body of
+`POST /api/v1/customers/search`, which takes every filter. Both are reads of personal
+data, so each is audited: which filters were used and which customers came back, never
+the values searched for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from central import customer_search
+from central.customer_search import CustomerQuery
+from central.office_auth import audited
+from central.roles import Role as R
+from central.roles import admits
+from central.web_common import DB, SECRETS, ApiError, field, json_body, query_int
+from protocol import bounds, phones
+from protocol.cards import InvalidCardNumber
+
+routes = web.RouteTableDef()
+PAGE = bounds.IntRange(1, customer_search.MAX_PAGE, "customers")
+MAX_NAME = 200
+_TEXT_FILTERS = {"id": 64, "phone": phones.MAX_TYPED, "name": MAX_NAME, "after": 64}
+
+
+@routes.get("/api/v1/customers")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
+async def list_customers(request: web.Request) -> web.Response:
+    """Filters `id`, `card` (its last four digits), `phone`, `name`; paging `after`
+    (`next_after` of the page before) and `limit` (50, at most 200)."""
+    q = request.query
+    unknown = set(q) - {*_TEXT_FILTERS, "card", "limit"}
+    if unknown:
+        raise ApiError(400, f"unknown filter {sorted(unknown)[0]!r}; filters: id, card, phone,"
+                            " name, after, limit")
+    texts = {k: bounds.text(q[k], k, max_len=n) for k, n in _TEXT_FILTERS.items() if k in q}
+    card = q.get("card")
+    if card is not None and not (len(card) == 4 and bounds.ascii_digits(card)):
+        raise ApiError(400, "field 'card' must be the card's last four digits here; send a"
+                            " whole card number as 'card_number' to POST"
+                            " /api/v1/customers/search, never in a URL")
+    query = CustomerQuery(last4=card, limit=query_int(request, "limit", 50, PAGE), **texts)
+    return await _search(request, query)
+
+
+@routes.post("/api/v1/customers/search")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
+async def search_customers(request: web.Request) -> web.Response:
+    """As GET /api/v1/customers, with the filters in the body, where a whole card number
+    (`card_number`) may go too."""
+    body = await json_body(request)
+    unknown = set(body) - {*_TEXT_FILTERS, "card", "card_number", "limit"}
+    if unknown:
+        raise ApiError(400, f"unknown field {sorted(unknown)[0]!r}; fields: id, card,"
+                            " card_number, phone, name, after, limit")
+    texts = {k: field(body, k, str, required=False, max_len=n) for k, n in _TEXT_FILTERS.items()}
+    card = field(body, "card", str, required=False, max_len=4)
+    if card is not None and not (len(card) == 4 and bounds.ascii_digits(card)):
+        raise ApiError(400, "field 'card' must be the card's last four digits")
+    query = CustomerQuery(
+        last4=card, card_number=field(body, "card_number", str, required=False, max_len=64),
+        limit=field(body, "limit", int, required=False, default=50, within=PAGE), **texts)
+    return await _search(request, query)
+
+
+async def _search(request: web.Request, query: CustomerQuery) -> web.Response:
+    try:
+        with audited(request, "customer.search", "customers") as change:
+            found: dict[str, Any] = customer_search.search(
+                request.app[DB], request.app[SECRETS].card_keys, query)
+            change.after = {"filters": query.filters(),
+                            "found": [c["id"] for c in found["customers"]]}
+    except InvalidCardNumber as e:
+        raise ApiError(400, str(e)) from None
+    except phones.InvalidPhone as e:
+        raise ApiError(400, str(e)) from None
+    return web.json_response(found)
