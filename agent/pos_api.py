@@ -181,6 +181,11 @@ async def identify(request: web.Request) -> web.Response:
             till.guessing.missed()
         raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
                             card_last4=last4)
+    if (block := customers.blocked(db, customer_id, tokens)) is not None:
+        # Refused as head office said, with its reason for the cashier; the customer is not
+        # taken as present, so nothing is earned or spent on this identification.
+        raise CheckoutError(403, block.message(last4), blocked=True, reason=block.reason,
+                            card_blocked=block.card, card_last4=last4)
     view = customers.view(db, customer_id, till.checkout.clock())
     assert view is not None
     present = None

@@ -1,4 +1,5 @@
-"""The head-office API for finding customers (central.customer_search).
+"""The head-office API for finding customers (central.customer_search) and blocking them or
+their cards (central.blocks).
 
 `GET /api/v1/customers` takes its filters in the query string; a whole card number is
 refused there (URLs end up in access logs and proxies' logs) and goes in the body of
@@ -13,12 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
-from central import customer_search
+from central import blocks, customer_search
 from central.customer_search import CustomerQuery
 from central.office_auth import audited
 from central.roles import Role as R
 from central.roles import admits
-from central.web_common import DB, SECRETS, ApiError, field, json_body, query_int
+from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body, query_int
 from protocol import bounds, phones
 from protocol.cards import InvalidCardNumber
 
@@ -80,3 +81,56 @@ async def _search(request: web.Request, query: CustomerQuery) -> web.Response:
     except phones.InvalidPhone as e:
         raise ApiError(400, str(e)) from None
     return web.json_response(found)
+
+
+def _card(body: dict[str, Any]) -> dict[str, str | None] | None:
+    """The card a block names, if any: `card_number`, or `card` (its last four digits)."""
+    number = field(body, "card_number", str, required=False, max_len=64)
+    last4 = field(body, "card", str, required=False, max_len=4)
+    if last4 is not None and not (len(last4) == 4 and bounds.ascii_digits(last4)):
+        raise ApiError(400, "field 'card' must be the card's last four digits")
+    if number is None and last4 is None:
+        return None
+    return {"card_number": number, "last4": last4}
+
+
+async def _set_block(request: web.Request, blocked: bool) -> web.Response:
+    body = await json_body(request)
+    unknown = set(body) - {"reason", "card", "card_number", "actor"}
+    if unknown:
+        raise ApiError(400, f"unknown field {sorted(unknown)[0]!r}; fields: reason, and to"
+                            " name one card: card (last four digits) or card_number")
+    cid = request.match_info["id"]
+    card = _card(body)
+    verb = "block" if blocked else "unblock"
+    action = f"customer.card.{verb}" if card else f"customer.{verb}"
+    conn, now = request.app[DB], request.app[CLOCK]()
+    try:
+        with audited(request, action, f"customer:{cid}") as change:
+            if card is None:
+                done = blocks.set_customer(conn, cid, body.get("reason"), now, blocked=blocked)
+                change.after = done
+            else:
+                done = blocks.set_card(conn, request.app[SECRETS].card_keys, cid, card,
+                                       body.get("reason"), now, blocked=blocked)
+                # "last4": the audit log keeps that a card was named, not which
+                change.after = {"blocked": blocked, "reason": done["reason"],
+                                "last4": done["card"]}
+    except InvalidCardNumber as e:
+        raise ApiError(400, str(e)) from None
+    return web.json_response({"customer_id": cid, **done})
+
+
+@routes.post("/api/v1/customers/{id}/block")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
+async def block(request: web.Request) -> web.Response:
+    """Block the customer, or one card (`card` or `card_number`), with a `reason` the
+    cashier is shown; tills refuse them after their next sync."""
+    return await _set_block(request, True)
+
+
+@routes.post("/api/v1/customers/{id}/unblock")
+@admits(R.ADMIN, R.SUPPORT, R.SECURITY)
+async def unblock(request: web.Request) -> web.Response:
+    """Lift a block of the customer or of one card, with a `reason`."""
+    return await _set_block(request, False)

@@ -83,8 +83,8 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
     if row is None:
         raise CustomerError(404, "no such customer")
     cards = conn.execute(
-        "SELECT last4, retired_at FROM cards WHERE customer_id = ? ORDER BY created_at",
-        (customer_id,)).fetchall()
+        "SELECT last4, retired_at, blocked, blocked_at FROM cards WHERE customer_id = ?"
+        " ORDER BY created_at", (customer_id,)).fetchall()
     return {
         "id": row["id"],
         "name": row["name"],
@@ -98,6 +98,11 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
         "cards": ["****" + c["last4"] for c in cards if c["retired_at"] is None],
         # cards whose key retired before they were seen again: the customer links them anew
         "cards_to_relink": ["****" + c["last4"] for c in cards if c["retired_at"]],
+        # head office's blocks (central.blocks): the tills refuse these, showing the reason
+        "blocked": None if row["blocked"] is None else {"reason": row["blocked"],
+                                                        "at": row["blocked_at"]},
+        "blocked_cards": [{"last4": c["last4"], "reason": c["blocked"], "at": c["blocked_at"]}
+                          for c in cards if c["blocked"] is not None and not c["retired_at"]],
         "balance": ledger.balance(conn, customer_id, now).to_dict(),
     }
 

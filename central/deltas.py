@@ -53,7 +53,7 @@ def _page(conn: Connection, till_id: str, cursor: int,
         budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
-            " window_spend, granted_offers, change_seq, debt FROM customers"
+            " window_spend, granted_offers, change_seq, debt, blocked FROM customers"
             " WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
@@ -67,7 +67,7 @@ def _page(conn: Connection, till_id: str, cursor: int,
         withheld: list[tuple[str, str]] = []
         for r in rows:
             try:
-                customer = _customer(r, cards.get(r["id"], []), points[r["id"]],
+                customer = _customer(r, cards.get(r["id"], {}), points[r["id"]],
                                      allowances[r["id"]], tier_rules, now)
                 texts.append(_encoded(customer))
                 customers.append(customer)
@@ -107,20 +107,20 @@ def _page(conn: Connection, till_id: str, cursor: int,
     }, customers, texts
 
 
-def _cards(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
-    """Each customer's live card tokens: a card whose key retired is of no use to a till,
-    it waits to be linked again."""
-    out: dict[str, list[str]] = {}
+def _cards(conn: Connection, ids: list[str]) -> dict[str, dict[str, str | None]]:
+    """Each customer's live card tokens, with the reason of each blocked one (else None): a
+    card whose key retired is of no use to a till, it waits to be linked again."""
+    out: dict[str, dict[str, str | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        for customer_id, token in conn.execute(
-                "SELECT customer_id, token FROM cards WHERE customer_id IN"
+        for customer_id, token, blocked in conn.execute(
+                "SELECT customer_id, token, blocked FROM cards WHERE customer_id IN"
                 f" ({','.join('?' * len(chunk))}) AND retired_at IS NULL", chunk):
-            out.setdefault(customer_id, []).append(token)
+            out.setdefault(customer_id, {})[token] = blocked
     return out
 
 
-def _customer(r: Row, cards: list[str], points: balances.State,
+def _customer(r: Row, cards: dict[str, str | None], points: balances.State,
               allowances: dict[str, int], tier_rules: dict | None, now: datetime) -> dict:
     """One customer as tills receive them, checked to be within bounds before it goes.
 
@@ -130,7 +130,11 @@ def _customer(r: Row, cards: list[str], points: balances.State,
                                   r["window_spend"], now)
     out = {
         "id": r["id"],
-        "cards": cards,
+        "cards": list(cards),
+        # A block, with the reason the till shows (central.blocks): the customer's, and each
+        # blocked card's by its token. Tills refuse them.
+        "blocked": r["blocked"],
+        "blocked_cards": {token: why for token, why in cards.items() if why is not None},
         "tier": tier,
         "segments": json.loads(r["segments"]),
         # Month and day: what the rules need, not the year (152-FZ).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import credits, deliveries, ingest_log, ledger, quarantine
+from central import blocks, credits, deliveries, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
 from central.clock import parse_iso
 from central.db import Connection, Row, Unavailable, transaction
@@ -183,6 +183,9 @@ def _reprice_one(conn: Connection, cache: RuleSets, r: Row,
         if entry.get("kind") != "sale" or entry.get("customer_id") is None:
             return None  # returns are priced from their sale; non-members earn nothing
         sold_at = parse_iso(r["sold_at"] or entry["at"])
+        if why := blocks.sale_refusal(conn, r["till_id"], entry["customer_id"], sold_at):
+            _not_credited(conn, r, why, now)
+            return False
         verdict = _judge(conn, cache, r["till_id"], entry, sold_at)
     if verdict.ok:
         credits.confirm(conn, r["till_id"], r["receipt_id"], list(verdict.lots), now,
@@ -203,6 +206,16 @@ def _mismatch(conn: Connection, r: Row, why: str, now: datetime) -> None:
         credits.give_back(conn, r["till_id"], r["seq"], r["receipt_id"], r["customer_id"],
                           spent, why, now)
     quarantine.quarantine(conn, r["till_id"], message, now)
+
+
+def _not_credited(conn: Connection, r: Row, why: str, now: datetime) -> None:
+    """A blocked customer's sale (central.blocks): nothing credited, with an alert of its
+    own. The till is not quarantined, since its pricing is not in doubt; what the sale
+    spent stays spent, as the goods went with it."""
+    raise_alert(conn, now, "blocked-customer-sale",
+                f"entry {r['seq']} (receipt {r['receipt_id']}) not credited: {why}",
+                till_id=r["till_id"], customer_id=r["customer_id"])
+    credits.withhold(conn, r["till_id"], r["seq"], r["receipt_id"], why, now)
 
 
 def _failed(conn: Connection, r: Row, why: str, now: datetime) -> bool:

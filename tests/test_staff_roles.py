@@ -29,6 +29,8 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/customers/lookup"): {A, S, Y},
     ("GET", "/api/v1/customers"): {A, S, Y},
     ("POST", "/api/v1/customers/search"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/block"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/unblock"): {A, S, Y},
     ("POST", "/api/v1/customers/{id}/cards"): {A, S},
     ("GET", "/api/v1/customers/{id}"): {A, S, Y},
     ("PATCH", "/api/v1/customers/{id}"): {A, S},
