@@ -11,6 +11,7 @@ import sqlite_utils
 from agent import campaign_allowances
 from agent.store import without_fsync
 from protocol import balances
+from protocol.phones import is_phone_token
 from protocol.rules import birthday_from_wire
 from protocol.wire import unpack
 
@@ -56,6 +57,17 @@ def blocked(db: sqlite_utils.Database, customer_id: str,
         if row is not None:
             return Blocked(row[0], card=True)
     return None
+
+
+def by_phone_tokens(db: sqlite_utils.Database, tokens: list[str]) -> str | None:
+    """The customer whose phone has one of these tokens (a number's under each card key,
+    newest first)."""
+    if not tokens:
+        return None
+    found = dict(db.execute(
+        f"SELECT token, customer_id FROM phones WHERE token IN ({','.join('?' * len(tokens))})",
+        list(tokens)).fetchall())
+    return next((found[t] for t in tokens if t in found), None)
 
 
 def by_token(db: sqlite_utils.Database, token: str) -> str | None:
@@ -216,12 +228,15 @@ def apply_chunk(db: sqlite_utils.Database, delta: dict, chunk: list[dict]) -> No
              _lots_json(c)) for c in chunk]
     cards = [(token, c["id"], _reason((c.get("blocked_cards") or {}).get(token)))
              for c in chunk for token in c["cards"]]
+    phones = [(token, c["id"]) for c in chunk for token in c.get("phones") or ()
+              if is_phone_token(token)]
     with without_fsync(db):
-        _store_chunk(db, rows, chunk, cards)
+        _store_chunk(db, rows, chunk, cards, phones)
 
 
 def _store_chunk(db: sqlite_utils.Database, rows: list[tuple], chunk: list[dict],
-                 cards: list[tuple[str, str, str | None]]) -> None:
+                 cards: list[tuple[str, str, str | None]],
+                 phones: list[tuple[str, str]]) -> None:
     with db.atomic():
         db.conn.executemany(
             "INSERT OR REPLACE INTO customers (id, tier, segments, available, blocked, pending,"
@@ -232,6 +247,11 @@ def _store_chunk(db: sqlite_utils.Database, rows: list[tuple], chunk: list[dict]
                             [(c["id"],) for c in chunk])
         db.conn.executemany("INSERT OR REPLACE INTO cards (token, customer_id, blocked)"
                             " VALUES (?, ?, ?)", cards)
+        db.conn.executemany("DELETE FROM phones WHERE customer_id = ?",
+                            [(c["id"],) for c in chunk])
+        # a number moved from one customer to another is the newer one's
+        db.conn.executemany("INSERT OR REPLACE INTO phones (token, customer_id) VALUES (?, ?)",
+                            phones)
 
 
 MAX_REASON = 200

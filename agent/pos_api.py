@@ -34,7 +34,7 @@ from agent.pos_input import (
 )
 from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
-from protocol import app_codes, bounds
+from protocol import app_codes, bounds, phones
 from protocol import presence as proofs
 from protocol.card_keys import CardKeyError, CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
@@ -143,22 +143,20 @@ async def status(request: web.Request) -> web.Response:
 
 @routes.post("/pos/v1/identify")
 async def identify(request: web.Request) -> web.Response:
-    """By a card number the POS sends, or else by the card last presented at the reader."""
+    """By a card number or a phone number the POS sends, or else by the card last presented
+    at the reader."""
     till = request.app[TILL]
     body = await _body(request)
     number = body.get("card_number")
+    if "phone" in body:
+        if number is not None:
+            raise BadRequest("send card_number or phone, not both")
+        return await _identify_by_phone(till, body["phone"])
     if number is not None:
         if not isinstance(number, str):
             raise BadRequest("card_number must be a string")
-        wait = till.typed_limit.retry_after()
-        if wait is not None:
-            till.guessing.refused()
-            till.report_guessing()
-            return web.json_response(
-                {"error": f"too many typed card numbers at this till: try again in {wait} s,"
-                          " or present the card at the reader", "retry_after": wait},
-                status=429, headers={"Retry-After": str(wait)})
-        till.typed_limit.take()
+        if (refused := _typed_refusal(till)) is not None:
+            return refused
         digits = normalize_card_number(number)
         tokens = [t for _, t in till.card_keys.tokens(digits)]
         last4 = digits[-4:]
@@ -196,6 +194,56 @@ async def identify(request: web.Request) -> web.Response:
         "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,
         "balance": {"available": view.available, "pending": view.pending},
         "present": present,
+    })
+
+
+def _typed_refusal(till: Till) -> web.Response | None:
+    """429 if the till has taken its share of typed numbers (card or phone, one budget:
+    agent.card_lookup), else None and the attempt is counted."""
+    wait = till.typed_limit.retry_after()
+    if wait is not None:
+        till.guessing.refused()
+        till.report_guessing()
+        return web.json_response(
+            {"error": f"too many typed card or phone numbers at this till: try again in"
+                      f" {wait} s, or present the card at the reader", "retry_after": wait},
+            status=429, headers={"Retry-After": str(wait)})
+    till.typed_limit.take()
+    return None
+
+
+async def _identify_by_phone(till: Till, typed: Any) -> web.Response:
+    """The customer whose phone the cashier typed. The number is put in E.164 and hashed
+    under each card key (protocol.phones), as the central hashed the phone it sent: the
+    till holds tokens, never numbers. Like a typed card number it is rate-limited and
+    earns but does not spend (agent.presence): anyone can read a phone number out."""
+    if not isinstance(typed, str):
+        raise BadRequest("field 'phone' must be a string")
+    if (refused := _typed_refusal(till)) is not None:
+        return refused
+    try:
+        number = phones.e164(typed)
+    except phones.InvalidPhone as e:
+        raise BadRequest(str(e)) from None
+    tokens = [t for _, t in phones.tokens(till.app_keys(), number)]
+    db = till.checkout.db
+    till.checkout.presence.forget()  # a new identification: whoever was present is not now
+    customer_id = customers.by_phone_tokens(db, tokens)
+    if customer_id is None and await till.refresher.after_miss():
+        customer_id = customers.by_phone_tokens(db, tokens)
+    if customer_id is None:
+        till.guessing.missed()
+        raise CheckoutError(404, "unknown phone number: no member of the programme has it")
+    if (block := customers.blocked(db, customer_id)) is not None:
+        raise CheckoutError(403, block.message(), blocked=True, reason=block.reason,
+                            card_blocked=False)
+    view = customers.view(db, customer_id, till.checkout.clock())
+    assert view is not None
+    return web.json_response({
+        "customer_id": customer_id, "card_last4": None, "card_kind": None,
+        "identified_by": "phone", "tier": view.tier,
+        "balance": {"available": view.available, "pending": view.pending},
+        "present": None,
     })
 
 

@@ -21,28 +21,30 @@ from central import (
 )
 from central.alerts import raise_alert
 from central.db import Connection, DatabaseError, Row, transaction
-from protocol import balances, bounds, rules
+from protocol import balances, bounds, phones, rules
+from protocol.card_keys import CardKeyring
 
 MAX_DELTA = 1000
 
 
 def customer_deltas(conn: Connection, till_id: str, cursor: int,
-                    now: datetime) -> dict:
-    """One page of changes since `cursor`, as a dict."""
-    head, customers, _ = _page(conn, till_id, cursor, now)
+                    now: datetime, keys: CardKeyring | None = None) -> dict:
+    """One page of changes since `cursor`, as a dict. `keys`: the card keys, whose newest
+    makes the phone tokens (protocol.phones); without them no phone goes."""
+    head, customers, _ = _page(conn, till_id, cursor, now, keys)
     return {**head, "customers": customers}
 
 
 def customer_deltas_json(conn: Connection, till_id: str, cursor: int,
-                         now: datetime) -> bytes:
+                         now: datetime, keys: CardKeyring | None = None) -> bytes:
     """The same page as the JSON a till receives, made of each customer's text as it was
     checked: a page is encoded once."""
-    head, _, texts = _page(conn, till_id, cursor, now)
+    head, _, texts = _page(conn, till_id, cursor, now, keys)
     return (json.dumps(head)[:-1] + ', "customers": [' + ", ".join(texts) + "]}").encode()
 
 
-def _page(conn: Connection, till_id: str, cursor: int,
-          now: datetime) -> tuple[dict, list[dict], list[str]]:
+def _page(conn: Connection, till_id: str, cursor: int, now: datetime,
+          keys: CardKeyring | None) -> tuple[dict, list[dict], list[str]]:
     with conn.snapshot():  # one read snapshot for the balances and the acknowledgement
         till = conn.execute(
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
@@ -53,7 +55,8 @@ def _page(conn: Connection, till_id: str, cursor: int,
         budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
-            " window_spend, granted_offers, change_seq, debt, blocked FROM customers"
+            " window_spend, granted_offers, change_seq, debt, blocked, phone, phone_review"
+            " FROM customers"
             " WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
@@ -69,6 +72,7 @@ def _page(conn: Connection, till_id: str, cursor: int,
             try:
                 customer = _customer(r, cards.get(r["id"], {}), points[r["id"]],
                                      allowances[r["id"]], tier_rules, now)
+                customer["phones"] = _phones(r, keys)
                 texts.append(_encoded(customer))
                 customers.append(customer)
             except (bounds.OutOfBounds, DatabaseError, ValueError, TypeError) as e:
@@ -118,6 +122,15 @@ def _cards(conn: Connection, ids: list[str]) -> dict[str, dict[str, str | None]]
                 f" ({','.join('?' * len(chunk))}) AND retired_at IS NULL", chunk):
             out.setdefault(customer_id, {})[token] = blocked
     return out
+
+
+def _phones(r: Row, keys: CardKeyring | None) -> list[str]:
+    """The customer's phone as tills hold it: its token under the newest card key, for
+    identification by phone (agent.pos_api). None for a number the phone migration left
+    for review (central.customer_search.backfill): another customer holds it."""
+    if not keys or r["phone"] is None or r["phone_review"] is not None:
+        return []
+    return [phones.phone_token(keys.newest.secret, r["phone"])]
 
 
 def _customer(r: Row, cards: dict[str, str | None], points: balances.State,

@@ -2,12 +2,23 @@
 
 "+7 900 111-22-33", "8 (900) 111 22 33" and "+79001112233" are one number; the central keeps
 it in this form, and a till turns a typed number into this form before it hashes it, so the
-same phone gives the same token at every till and at the central (protocol.card_keys).
+same phone gives the same token at every till and at the central.
+
+A till holds phones only as phone tokens: a keyed HMAC of the E.164 number under the card
+keys (protocol.card_keys), in a domain of its own so that no phone token is ever a card
+token. A till's database, journal or logs give no number back without the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import phonenumbers
+
+from protocol.card_keys import CardKeyring
+
+TOKEN_PREFIX = "pt_"
 
 DEFAULT_REGION = "RU"  # a number typed without a country code is Russian ("8 900 ...")
 MAX_TYPED = 32  # characters as typed, spaces and punctuation included
@@ -36,3 +47,21 @@ def e164(typed: object, field: str = "phone", region: str = DEFAULT_REGION) -> s
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(field)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_token(secret: bytes, number: str) -> str:
+    """The token of an E.164 `number` under one key."""
+    mac = hmac.new(secret, b"phone:" + number.encode("ascii"), hashlib.sha256).hexdigest()
+    return TOKEN_PREFIX + mac[:32]
+
+
+def tokens(ring: CardKeyring, number: str) -> list[tuple[int, str]]:
+    """The E.164 `number`'s token under every key of the ring, newest first: a central
+    sends the newest, a till tries them all, as for cards."""
+    return [(k.version, phone_token(k.secret, number)) for k in ring]
+
+
+def is_phone_token(value: object) -> bool:
+    return (isinstance(value, str) and value.startswith(TOKEN_PREFIX)
+            and len(value) == len(TOKEN_PREFIX) + 32
+            and all(c in "0123456789abcdef" for c in value[len(TOKEN_PREFIX):]))
