@@ -34,7 +34,7 @@ from agent.pos_input import (
 )
 from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
-from protocol import app_codes, bounds, phones
+from protocol import app_codes, bounds, pars, phones
 from protocol import presence as proofs
 from protocol.card_keys import CardKeyError, CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
@@ -148,10 +148,12 @@ async def identify(request: web.Request) -> web.Response:
     till = request.app[TILL]
     body = await _body(request)
     number = body.get("card_number")
+    if len({"card_number", "phone", "par"} & set(body)) > 1:
+        raise BadRequest("send one of card_number, phone and par")
     if "phone" in body:
-        if number is not None:
-            raise BadRequest("send card_number or phone, not both")
         return await _identify_by_phone(till, body["phone"])
+    if "par" in body:
+        return await _identify_by_par(till, body["par"])
     if number is not None:
         if not isinstance(number, str):
             raise BadRequest("card_number must be a string")
@@ -226,22 +228,49 @@ async def _identify_by_phone(till: Till, typed: Any) -> web.Response:
     except phones.InvalidPhone as e:
         raise BadRequest(str(e)) from None
     tokens = [t for _, t in phones.tokens(till.app_keys(), number)]
+    return await _typed_answer(till, tokens, customers.by_phone_tokens, "phone", None,
+                               "unknown phone number: no member of the programme has it")
+
+
+async def _identify_by_par(till: Till, typed: Any) -> web.Response:
+    """The customer whose bank card the payment terminal reported by its payment account
+    reference (protocol.pars): no card number at all. Only the POS vouches for where it
+    came from, so, like a typed number, it is rate-limited and earns but does not spend."""
+    if not isinstance(typed, str):
+        raise BadRequest("field 'par' must be a string")
+    if (refused := _typed_refusal(till)) is not None:
+        return refused
+    try:
+        par = pars.normalize_par(typed)
+    except pars.InvalidPar as e:
+        raise BadRequest(str(e)) from None
+    tokens = [t for _, t in pars.tokens(till.app_keys(), par)]
+    return await _typed_answer(till, tokens, customers.by_tokens, "par", par[-4:],
+                               f"unknown payment account reference ...{par[-4:]}: no"
+                               " member's card")
+
+
+async def _typed_answer(till: Till, tokens: list[str],
+                        find: Callable[[Any, list[str]], str | None], how: str,
+                        last4: str | None, unknown: str) -> web.Response:
+    """Who a typed phone or a PAR names: asked of the central on a miss within its budget,
+    refused with the reason if blocked, never taken as present (it earns, not spends)."""
     db = till.checkout.db
     till.checkout.presence.forget()  # a new identification: whoever was present is not now
-    customer_id = customers.by_phone_tokens(db, tokens)
+    customer_id = find(db, tokens)
     if customer_id is None and await till.refresher.after_miss():
-        customer_id = customers.by_phone_tokens(db, tokens)
+        customer_id = find(db, tokens)
     if customer_id is None:
         till.guessing.missed()
-        raise CheckoutError(404, "unknown phone number: no member of the programme has it")
-    if (block := customers.blocked(db, customer_id)) is not None:
-        raise CheckoutError(403, block.message(), blocked=True, reason=block.reason,
-                            card_blocked=False)
+        raise CheckoutError(404, unknown)
+    if (block := customers.blocked(db, customer_id, tokens)) is not None:
+        raise CheckoutError(403, block.message(last4), blocked=True, reason=block.reason,
+                            card_blocked=block.card)
     view = customers.view(db, customer_id, till.checkout.clock())
     assert view is not None
     return web.json_response({
-        "customer_id": customer_id, "card_last4": None, "card_kind": None,
-        "identified_by": "phone", "tier": view.tier,
+        "customer_id": customer_id, "card_last4": last4, "card_kind": how if last4 else None,
+        "identified_by": how, "tier": view.tier,
         "balance": {"available": view.available, "pending": view.pending},
         "present": None,
     })

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central import blocks, customer_search
+from central import blocks, customer_search, customers
 from central.customer_search import CustomerQuery
 from central.office_auth import audited
 from central.roles import Role as R
@@ -22,6 +22,7 @@ from central.roles import admits
 from central.web_common import CLOCK, DB, SECRETS, ApiError, field, json_body, query_int
 from protocol import bounds, phones
 from protocol.cards import InvalidCardNumber
+from protocol.pars import InvalidPar
 
 routes = web.RouteTableDef()
 PAGE = bounds.IntRange(1, customer_search.MAX_PAGE, "customers")
@@ -87,11 +88,12 @@ def _card(body: dict[str, Any]) -> dict[str, str | None] | None:
     """The card a block names, if any: `card_number`, or `card` (its last four digits)."""
     number = field(body, "card_number", str, required=False, max_len=64)
     last4 = field(body, "card", str, required=False, max_len=4)
-    if last4 is not None and not (len(last4) == 4 and bounds.ascii_digits(last4)):
-        raise ApiError(400, "field 'card' must be the card's last four digits")
+    # letters too: a card known by its payment account reference ends as the PAR does
+    if last4 is not None and not (len(last4) == 4 and last4.isascii() and last4.isalnum()):
+        raise ApiError(400, "field 'card' must be the card's last four characters")
     if number is None and last4 is None:
         return None
-    return {"card_number": number, "last4": last4}
+    return {"card_number": number, "last4": None if last4 is None else last4.upper()}
 
 
 async def _set_block(request: web.Request, blocked: bool) -> web.Response:
@@ -134,3 +136,31 @@ async def block(request: web.Request) -> web.Response:
 async def unblock(request: web.Request) -> web.Response:
     """Lift a block of the customer or of one card, with a `reason`."""
     return await _set_block(request, False)
+
+
+@routes.delete("/api/v1/customers/{id}/cards/{card}")
+@admits(R.ADMIN, R.SUPPORT)
+async def unlink_card(request: web.Request) -> web.Response:
+    """Remove a card from the customer: `{card}` its last four characters (never the whole
+    number in a URL); where two cards end alike, the body names it: `card_number` or `par`.
+    Tills drop it with their next delta."""
+    body = await json_body(request) if request.can_read_body else {}
+    unknown = set(body) - {"card_number", "par", "actor"}
+    if unknown:
+        raise ApiError(400, f"unknown field {sorted(unknown)[0]!r}; fields: card_number, par")
+    last4 = request.match_info["card"]
+    if len(last4) != 4 or not last4.isascii() or not last4.isalnum():
+        raise ApiError(400, "field 'card' must be the card's last four characters, e.g."
+                            " /cards/0012; a whole card number never goes in a URL")
+    cid = request.match_info["id"]
+    number = field(body, "card_number", str, required=False, max_len=64)
+    par = field(body, "par", str, required=False, max_len=64)
+    try:
+        with audited(request, "customer.card.unlink", f"customer:{cid}") as change:
+            change.before = {"cards": customers.read(request.app[DB], cid)["cards"]}
+            change.after = customers.unlink_card(request.app[DB],
+                                                 request.app[SECRETS].card_keys, cid,
+                                                 last4.upper(), number, par)
+    except (InvalidCardNumber, InvalidPar) as e:
+        raise ApiError(400, str(e)) from None
+    return web.json_response(change.after)

@@ -11,9 +11,9 @@ from central.clock import iso
 from central.customer_search import name_key
 from central.db import Connection, transaction
 from central.errors import Refused
-from protocol import bounds, lots, phones
+from protocol import bounds, lots, pars, phones
 from protocol.card_keys import CardKeyring
-from protocol.cards import masked, normalize_card_number
+from protocol.cards import card_kind, masked, normalize_card_number
 
 
 class CustomerError(Refused):
@@ -83,7 +83,7 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
     if row is None:
         raise CustomerError(404, "no such customer")
     cards = conn.execute(
-        "SELECT last4, retired_at, blocked, blocked_at FROM cards WHERE customer_id = ?"
+        "SELECT last4, retired_at, blocked, blocked_at, kind FROM cards WHERE customer_id = ?"
         " ORDER BY created_at", (customer_id,)).fetchall()
     return {
         "id": row["id"],
@@ -96,6 +96,10 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
         "granted_offers": json.loads(row["granted_offers"]),
         "purchases": row["purchases"],
         "cards": ["****" + c["last4"] for c in cards if c["retired_at"] is None],
+        # each live card's kind: loyalty, bank, virtual, par (a bank card by its payment
+        # account reference), or None for one linked before kinds were kept
+        "card_details": [{"last4": c["last4"], "kind": c["kind"]}
+                         for c in cards if c["retired_at"] is None],
         # cards whose key retired before they were seen again: the customer links them anew
         "cards_to_relink": ["****" + c["last4"] for c in cards if c["retired_at"]],
         # head office's blocks (central.blocks): the tills refuse these, showing the reason
@@ -118,14 +122,26 @@ def _card_owner(conn: Connection, card_keys: CardKeyring,
     return None
 
 
+CARD_KINDS = ("loyalty", "bank", "virtual")
+
+
 def _insert_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
-                 digits: str, now: datetime) -> None:
+                 digits: str, now: datetime, kind: str | None = None) -> None:
     version, token = card_keys.token(digits)
     conn.execute(
-        "INSERT INTO cards (token, customer_id, last4, created_at, key_version)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (token, customer_id, masked(digits)[-4:], iso(now), version),
+        "INSERT INTO cards (token, customer_id, last4, created_at, key_version, kind)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (token, customer_id, masked(digits)[-4:], iso(now), version,
+         kind or card_kind(digits)),
     )
+
+
+def _kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if value not in CARD_KINDS:
+        raise CustomerError(400, f"field 'kind' must be one of {', '.join(CARD_KINDS)}")
+    return str(value)
 
 
 def by_card(conn: Connection, card_keys: CardKeyring, card_number: str) -> str:
@@ -146,11 +162,13 @@ def by_card(conn: Connection, card_keys: CardKeyring, card_number: str) -> str:
 
 
 def link_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
-              card_number: str, now: datetime) -> dict:
-    """Link a card to an existing account: a new card, or one whose key retired (then its
-    old record, kept for display, goes). The caller has made sure of the customer (README:
-    relinking a card)."""
+              card_number: str, now: datetime, kind: object = None) -> dict:
+    """Link a card to an existing account: a new card (of `kind`: loyalty, bank or virtual;
+    by default told from its number), or one whose key retired (then its old record, kept
+    for display, goes). The caller has made sure of the customer (README: relinking a
+    card)."""
     digits = normalize_card_number(card_number)
+    kind = _kind(kind)
     with transaction(conn):
         read(conn, customer_id)
         owner = _card_owner(conn, card_keys, digits)
@@ -160,7 +178,60 @@ def link_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
             raise CustomerError(409, "this card belongs to another customer")
         conn.execute("DELETE FROM cards WHERE customer_id = ? AND last4 = ?"
                      " AND retired_at IS NOT NULL", (customer_id, digits[-4:]))
-        _insert_card(conn, card_keys, customer_id, digits, now)
+        _insert_card(conn, card_keys, customer_id, digits, now, kind)
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def _par_owner(conn: Connection, card_keys: CardKeyring, par: str) -> str | None:
+    for version, token in pars.tokens(card_keys, par):
+        row = conn.execute("SELECT customer_id FROM cards WHERE token = ? AND key_version = ?"
+                           " AND retired_at IS NULL", (token, version)).fetchone()
+        if row is not None:
+            return str(row["customer_id"])
+    return None
+
+
+def link_par(conn: Connection, card_keys: CardKeyring, customer_id: str, par: object,
+             now: datetime) -> dict:
+    """Link a bank card by its payment account reference (protocol.pars): the till then
+    identifies the customer from what the payment terminal reports."""
+    par = pars.normalize_par(par)
+    with transaction(conn):
+        read(conn, customer_id)
+        owner = _par_owner(conn, card_keys, par)
+        if owner is not None:
+            raise CustomerError(409, "this payment account reference is already linked"
+                                     + (" to this customer" if owner == customer_id
+                                        else " to another customer"))
+        version, token = pars.token(card_keys, par)
+        conn.execute(
+            "INSERT INTO cards (token, customer_id, last4, created_at, key_version, kind)"
+            " VALUES (?, ?, ?, ?, ?, 'par')",
+            (token, customer_id, par[-4:], iso(now), version))
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def unlink_card(conn: Connection, card_keys: CardKeyring, customer_id: str, last4: str,
+                card_number: object = None, par: object = None) -> dict:
+    """Remove one of the customer's cards, named by its last four characters, or where two
+    end alike by its whole `card_number` or `par`. Tills drop it with their next delta."""
+    with transaction(conn):
+        read(conn, customer_id)
+        rows = conn.execute("SELECT token, key_version FROM cards WHERE customer_id = ?"
+                            " AND last4 = ?", (customer_id, last4)).fetchall()
+        if card_number is not None or par is not None:
+            named = (set(pars.tokens(card_keys, pars.normalize_par(par))) if par is not None
+                     else set(card_keys.tokens(normalize_card_number(str(card_number)))))
+            rows = [r for r in rows if (r["key_version"], r["token"]) in named]
+        if not rows:
+            raise CustomerError(404, f"the customer has no card ending {last4}"
+                                     + (" with this number" if card_number or par else ""))
+        if len(rows) > 1:
+            raise CustomerError(409, f"the customer has {len(rows)} cards ending {last4}:"
+                                     " name the one to remove by its 'card_number' or 'par'")
+        conn.execute("DELETE FROM cards WHERE token = ?", (rows[0]["token"],))
         ledger.touch(conn, customer_id)
     return read(conn, customer_id)
 

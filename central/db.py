@@ -532,7 +532,8 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     # order, so a prefix is a range of it as in SQLite); cards by their last four digits;
     # phones in E.164, with those that could not be (a number two customers had typed two
     # ways, or no valid number) kept as typed and marked for review; a block's reason on a
-    # customer or a card, and when.
+    # customer or a card, and when; a card's kind (loyalty, bank, virtual, or par: a bank
+    # card known by its payment account reference; NULL for cards linked before kinds).
     WithData(PerDialect(
         sqlite="""
     ALTER TABLE customers ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
@@ -541,6 +542,7 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     ALTER TABLE customers ADD COLUMN blocked_at TEXT;
     ALTER TABLE cards ADD COLUMN blocked TEXT;
     ALTER TABLE cards ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN kind TEXT;
     CREATE INDEX customers_name_key ON customers(name_key, id);
     CREATE INDEX cards_last4 ON cards(last4, customer_id);
     """,
@@ -551,6 +553,7 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     ALTER TABLE customers ADD COLUMN blocked_at TEXT;
     ALTER TABLE cards ADD COLUMN blocked TEXT;
     ALTER TABLE cards ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN kind TEXT;
     CREATE INDEX customers_name_key ON customers(name_key, id);
     CREATE INDEX cards_last4 ON cards(last4, customer_id);
     """), data=_customer_search_backfill),
