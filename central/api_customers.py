@@ -27,7 +27,8 @@ from protocol.pars import InvalidPar
 routes = web.RouteTableDef()
 PAGE = bounds.IntRange(1, customer_search.MAX_PAGE, "customers")
 MAX_NAME = 200
-_TEXT_FILTERS = {"id": 64, "phone": phones.MAX_TYPED, "name": MAX_NAME, "after": 64}
+# `after` carries a name's key in a name search's cursor (central.customer_search)
+_TEXT_FILTERS = {"id": 64, "phone": phones.MAX_TYPED, "name": MAX_NAME, "after": 2048}
 
 
 @routes.get("/api/v1/customers")

@@ -1,16 +1,21 @@
 """Finding customers: by id, card (last four digits or the whole number), phone and name,
-a page at a time in a stable order (by id, `after` the last id of the page before).
+a page at a time in a stable order: by id, or with a name by name then id; `after` is the
+`next_after` of the page before (an opaque cursor).
 
 Names are matched as people type them in Russian: case-folded beyond ASCII (str.casefold),
 ё as е, spaces collapsed, from the start of the name. Each customer keeps that form of the
 name in `name_key` (written wherever the name is), and a prefix is a range of that indexed
-column, so a search reads the index, never every name. Phones are kept in E.164
-(protocol.phones), so the typed number is normalised and matched exactly. A whole card
-number becomes its tokens under every live key (protocol.card_keys) and is never stored.
+column, read in the index's order (name_key, id), so a page of a search that matches a
+hundred thousand names reads that page's rows, never every name and never a sort. Phones
+are kept in E.164 (protocol.phones), so the typed number is normalised and matched
+exactly. A whole card number becomes its tokens under every live key
+(protocol.card_keys) and is never stored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from datetime import datetime
 
 from central import alerts
 from central.db import Connection
+from central.errors import Refused
 from protocol import phones
 from protocol.card_keys import CardKeyring
 from protocol.cards import normalize_card_number
@@ -73,21 +79,30 @@ def search(conn: Connection, card_keys: CardKeyring, q: CustomerQuery) -> dict:
     if q.phone is not None:
         where.append("c.phone = ?")
         params.append(phones.e164(q.phone))
-    if q.name is not None:
-        key = name_key(q.name)
-        if key:  # a name of spaces alone matches everyone
-            where.append("c.name_key >= ? AND c.name_key < ?")
-            params += [key, key + _TOP]
+    key = name_key(q.name) if q.name is not None else ""
+    if key:  # a name of spaces alone matches everyone
+        where.append("c.name_key >= ? AND c.name_key < ?")
+        params += [key, key + _TOP]
     if q.after is not None:
-        where.append("c.id > ?")
-        params.append(q.after)
+        if key:
+            after_key, after_id = _name_cursor(q.after)
+            where.append("(c.name_key > ? OR (c.name_key = ? AND c.id > ?))")
+            params += [after_key, after_key, after_id]
+        else:
+            where.append("c.id > ?")
+            params.append(q.after)
     limit = max(1, min(q.limit, MAX_PAGE))
     rows = conn.execute(
-        "SELECT c.id, c.name, c.phone, c.tier, c.segments, c.blocked, c.phone_review"
-        " FROM customers c" + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY c.id LIMIT ?", (*params, limit + 1)).fetchall()
+        "SELECT c.id, c.name, c.name_key, c.phone, c.tier, c.segments, c.blocked,"
+        " c.phone_review FROM customers c" + (" WHERE " + " AND ".join(where) if where else "")
+        + (" ORDER BY c.name_key, c.id" if key else " ORDER BY c.id") + " LIMIT ?",
+        (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
+    next_after = None
+    if more:
+        last = rows[-1]
+        next_after = _name_after(last["name_key"], last["id"]) if key else last["id"]
     cards = _cards(conn, [r["id"] for r in rows])
     found = [{
         "id": r["id"], "name": r["name"], "phone": r["phone"], "tier": r["tier"],
@@ -96,7 +111,24 @@ def search(conn: Connection, card_keys: CardKeyring, q: CustomerQuery) -> dict:
         # set by the phone migration: a number another customer had first, or no valid one
         "phone_review": r["phone_review"],
     } for r in rows]
-    return {"customers": found, "next_after": rows[-1]["id"] if more else None}
+    return {"customers": found, "next_after": next_after}
+
+
+def _name_after(key: str, customer_id: str) -> str:
+    """The cursor past (name_key, id), URL-safe; callers pass it back as it came."""
+    raw = json.dumps([key, customer_id], ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _name_cursor(after: str) -> tuple[str, str]:
+    try:
+        key, customer_id = json.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
+        if not isinstance(key, str) or not isinstance(customer_id, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        raise Refused(400, "field 'after' must be the 'next_after' of the page before"
+                      ) from None
+    return key, customer_id
 
 
 def _cards(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
