@@ -26,6 +26,7 @@ from central import (
     api_staff,
     api_sync,
     card_keys,
+    customer_phones,
     db,
     followers,
     metrics,
@@ -85,6 +86,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
     if retired:
         log.warning("%d cards' key has retired: their customers link them again", retired)
+    if customer_phones.follow_key(conn, app[SECRETS].card_keys):
+        log.warning("a new card key: customers' phone tokens go to the tills again")
     app[CLOCK] = clock
     app[TRUSTED_PROXIES] = trusted_proxies
     app[THROTTLE] = Throttle()

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from central import alerts
+from central import alerts, customer_phones
 from central.db import Connection
 from central.errors import Refused
 from protocol import phones
@@ -185,3 +185,5 @@ def backfill(conn: Connection, now: datetime) -> None:
                                f" ways; {keeper} keeps it, {cid} keeps it as typed until"
                                " support settles which customer it belongs to",
                                customer_id=cid)
+    # Tills hold phones (as tokens) from now on: each customer with one goes to them again.
+    customer_phones.mark_changed(conn)

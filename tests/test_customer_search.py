@@ -282,6 +282,13 @@ def test_the_migration_puts_phones_in_e164_and_keeps_both_of_a_duplicate(databas
         "cus_f": ("+79007778899", None, "ефим"),
         "cus_g": (None, None, "жанна"),
     }
+    # tills are to receive the settled phones (as tokens): those customers go to them again
+    marks = {r["id"]: r["change_seq"] for r in conn.execute(
+        "SELECT id, change_seq FROM customers")}
+    counter = conn.execute("SELECT value FROM counters WHERE name = 'customer_change'"
+                           ).fetchone()[0]
+    assert {cid for cid, mark in marks.items() if mark} == {"cus_a", "cus_c", "cus_f"}
+    assert max(marks.values()) <= counter
     alerts = {(r["kind"], r["customer_id"]) for r in conn.execute(
         "SELECT kind, customer_id FROM alerts")}
     assert alerts == {("customer-phone-duplicate", "cus_b"),

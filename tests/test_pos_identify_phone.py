@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 
+import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from agent.card_lookup import TYPED_PER_MINUTE
@@ -155,8 +156,10 @@ async def test_deltas_carry_phone_tokens_only_for_settled_numbers(central, clock
                         "+7({a}){b}-{c}{d}", "7 {a} {b} {c} {d}"]),
        st.integers(900, 999), st.integers(0, 999), st.integers(0, 99), st.integers(0, 99))
 def test_one_number_typed_any_way_is_one_e164(form, a, b, c, d):
-    typed = form.format(a=a, b=f"{b:03d}", c=f"{c:02d}", d=f"{d:02d}")
     expected = f"+7{a}{b:03d}{c:02d}{d:02d}"
+    # a number of an allocated range (libphonenumber's metadata): others are refused alike
+    assume(phonenumbers.is_valid_number(phonenumbers.parse(expected)))
+    typed = form.format(a=a, b=f"{b:03d}", c=f"{c:02d}", d=f"{d:02d}")
     assert phones.e164(typed) == expected
 
 
@@ -165,3 +168,30 @@ def test_a_phone_token_is_never_a_card_token(digits):
     secret = b"k" * 32
     assert phones.phone_token(secret, "+" + digits) != card_token(secret, digits)
     assert phones.phone_token(secret, "+" + digits).startswith("pt_")
+
+
+def test_phones_go_to_the_tills_again_under_a_new_card_key(database, tmp_path):
+    from datetime import UTC, datetime
+
+    from central import customer_phones, customers, db
+    from protocol.card_keys import CardKeyring, new_key
+
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    ring = CardKeyring([new_key(1, now)])
+    conn = db.connect(database)
+    try:
+        with_phone = customers.create(conn, ring, now, card_number=CARD, phone=PHONE)["id"]
+        without = customers.create(conn, ring, now, card_number=OTHER_CARD)["id"]
+        assert customer_phones.follow_key(conn, ring) is False  # first start: recorded
+        assert customer_phones.follow_key(conn, ring) is False
+        cursor = conn.execute("SELECT value FROM counters WHERE name = 'customer_change'"
+                              ).fetchone()[0]
+        assert deltas.customer_deltas(conn, "t1", cursor, now, ring)["customers"] == []
+        rotated = ring.rotated(now)
+        assert customer_phones.follow_key(conn, rotated) is True
+        page = deltas.customer_deltas(conn, "t1", cursor, now, rotated)["customers"]
+        assert [c["id"] for c in page] == [with_phone] and without != with_phone
+        assert page[0]["phones"] == [phones.phone_token(rotated.newest.secret, "+79001112233")]
+        assert customer_phones.follow_key(conn, rotated) is False  # once per key
+    finally:
+        conn.close()
