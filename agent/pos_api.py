@@ -363,6 +363,9 @@ def _present_customer(till: Till, body: dict[str, Any]) -> str:
         raise BadRequest("customer_id is required: the customer identified for this checkout")
     if customers.view(till.checkout.db, customer_id) is None:
         raise CheckoutError(404, "customer is not known to this till")
+    if (block := customers.blocked(till.checkout.db, customer_id)) is not None:
+        # no codes for a customer who may neither earn nor spend here
+        raise CheckoutError(403, block.message(), blocked=True, reason=block.reason)
     return customer_id
 
 

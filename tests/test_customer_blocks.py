@@ -255,6 +255,11 @@ async def test_tills_refuse_a_blocked_customer_after_their_next_sync(live_centra
                                    json={"customer_id": cid, "lines": [SOCKS], **extra})
         assert resp.status == 403 and STOLEN in await error(resp)
     assert till.checkout.printer.documents == []  # type: ignore[attr-defined]
+    # nor is the customer proved present by a code
+    for path, extra in (("/pos/v1/presence/sms", {}), ("/pos/v1/presence/code",
+                                                       {"code": "123456"})):
+        resp = await till.pos.post(path, headers=till.auth, json={"customer_id": cid, **extra})
+        assert resp.status == 403 and STOLEN in await error(resp)
     await block(central, cid, unblock=True, reason="found")
     await till.sync()
     assert (await till.identify(CARD)).status == 200
