@@ -99,7 +99,9 @@ async def link_card(request: web.Request) -> web.Response:
     cid = request.match_info["id"]
     try:
         with audited(request, "customer.card.link", _customer(cid)) as change:
-            if "par" in body and "card_number" not in body:
+            if "par" in body and "card_number" in body:
+                raise ApiError(400, "send 'card_number' or 'par', not both")
+            if "par" in body:
                 linked = customers.link_par(request.app[DB], request.app[SECRETS].card_keys,
                                             cid, field(body, "par", str, max_len=64),
                                             request.app[CLOCK]())

@@ -83,7 +83,7 @@ async def test_two_cards_ending_alike_are_told_apart_by_their_number(central):
 @pytest.mark.parametrize(("body", "named"), [
     ({"par": "V001"}, "par"), ({"par": "V0010013019123456789012345-78"}, "par"),
     ({"par": 5}, "par"), ({"card_number": VIRTUAL, "kind": "plastic"}, "kind"),
-    ({"card_number": "12"}, "card_number"),
+    ({"card_number": "12"}, "card_number"), ({"card_number": VIRTUAL, "par": PAR}, "par"),
 ])
 async def test_bad_links_are_400_naming_the_field(central, body, named):
     cid = await new(central)
