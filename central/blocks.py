@@ -8,13 +8,15 @@ refuses the customer or the card from then on, showing the reason (agent.pos_api
 The central credits nothing to a blocked customer for a sale the till made after it had been
 sent the block: what counts is what that till was sent (central.deliveries keeps each view
 with its `blocked`), so a till offline since before the block, which could not know, has its
-sales credited as usual. A card's block is the till's to enforce: a sale's entry names the
-customer, not the card it was identified by.
+sales credited as usual. So is a card's block, where the sale names the card: a sale that
+spent points carries the presented card's tokens in its proof of presence; a sale that only
+earned names the customer alone, and there a card's block is the till's to enforce.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,14 +105,16 @@ def _card_token(conn: Connection, card_keys: CardKeyring, customer_id: str,
     return str(rows[0]["token"])
 
 
-def sale_refusal(conn: Connection, till_id: str, customer_id: str,
-                 sold_at: datetime) -> str | None:
+def sale_refusal(conn: Connection, till_id: str, customer_id: str, sold_at: datetime,
+                 card_tokens: Sequence[str] = ()) -> str | None:
     """Why a sale the till made for the customer at `sold_at` is not credited, or None.
 
     Refused when every view of the customer that the till may have held at the sale carried
     a block: the newest sent before the sale (by more than the clocks may differ), and any
     sent within that margin of it. A till that had not been sent the block sold in good
-    faith; one that had was told to refuse the customer."""
+    faith; one that had was told to refuse the customer. `card_tokens`: the card the sale
+    names in its proof of presence (protocol.presence), refused the same way if that card
+    was blocked in every such view; a sale without a card proof names no card."""
     margin_before, margin_after = sold_at - CLOCK_TOLERANCE, sold_at + CLOCK_TOLERANCE
     held: list[dict[str, Any]] = []
     for r in conn.execute(
@@ -120,6 +124,13 @@ def sale_refusal(conn: Connection, till_id: str, customer_id: str,
         held.append(json.loads(r["view"]))
         if parse_iso(r["delivered_at"]) <= margin_before:
             break  # the newest surely held; older ones had been replaced by it
-    if not held or not all(v.get("blocked") for v in held):
+    if not held:
         return None
-    return f"the customer was blocked ({held[0]['blocked']}) and this till had been told"
+    if all(v.get("blocked") for v in held):
+        return f"the customer was blocked ({held[0]['blocked']}) and this till had been told"
+    card_blocks = [next((why for t in card_tokens
+                         if (why := (v.get("blocked_cards") or {}).get(t))), None)
+                   for v in held]
+    if card_tokens and all(card_blocks):
+        return f"the card was blocked ({card_blocks[0]}) and this till had been told"
+    return None

@@ -32,7 +32,7 @@ CLOCK_TOLERANCE = timedelta(minutes=5)
 # upgrade to pull again.
 LEGACY_GRACE = timedelta(days=1)
 VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purchases",
-               "qualifying_spend", "available", "pending", "blocked")
+               "qualifying_spend", "available", "pending", "blocked", "blocked_cards")
 
 
 def record_ruleset(conn: Connection, till_id: str, version: int, now: datetime) -> None:

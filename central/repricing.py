@@ -114,6 +114,14 @@ def _judge(conn: Connection, cache: RuleSets, till_id: str, entry: dict[str, Any
     return check_entry(entry, cache.get(entry["ruleset_version"]), customer, sold_at)
 
 
+def _presented_card(entry: dict[str, Any]) -> list[str]:
+    """The tokens of the card the entry's proof of presence names (none without one)."""
+    proof = entry.get("presence")
+    if isinstance(proof, dict) and proof.get("method") == "card":
+        return [t for t in proof.get("tokens") or () if isinstance(t, str)]
+    return []
+
+
 def _spent(conn: Connection, till_id: str, receipt_id: str) -> int:
     """What the ledger debited for this sale (its redemption), from the ledger itself: the
     body of an entry that did not re-price is not to be trusted, nor perhaps readable."""
@@ -183,7 +191,8 @@ def _reprice_one(conn: Connection, cache: RuleSets, r: Row,
         if entry.get("kind") != "sale" or entry.get("customer_id") is None:
             return None  # returns are priced from their sale; non-members earn nothing
         sold_at = parse_iso(r["sold_at"] or entry["at"])
-        if why := blocks.sale_refusal(conn, r["till_id"], entry["customer_id"], sold_at):
+        if why := blocks.sale_refusal(conn, r["till_id"], entry["customer_id"], sold_at,
+                                      _presented_card(entry)):
             _not_credited(conn, r, why, now)
             return False
         verdict = _judge(conn, cache, r["till_id"], entry, sold_at)

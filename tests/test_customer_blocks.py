@@ -9,12 +9,14 @@ sync client, checkout and POS API (tests/sync_fixtures.py, tests/pos_rig.py)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agent.checkout import Checkout
+from agent.devices.reader import CardPresented
 from agent.pos_api import LastCard, Till, make_app
 from agent.pos_auth import PosSecret, write_pos_secret
 from agent.taxes import StoreVat
@@ -172,6 +174,16 @@ async def test_a_sale_is_refused_only_if_every_view_the_till_may_have_held_was_b
     assert blocks.sale_refusal(conn, tid, cid, t0 + timedelta(hours=2)) is not None
     assert blocks.sale_refusal(conn, tid, cid, t0 + timedelta(hours=3, minutes=2)) is None
     assert blocks.sale_refusal(conn, tid, cid, t0 + timedelta(hours=4)) is None
+    # a card's block refuses a sale that names the card, in every view the till held
+    card = {"blocked": None, "blocked_cards": {"ct_blocked": "lost"}}
+    conn.execute("INSERT INTO till_views (till_id, customer_id, delivered_at, view)"
+                 " VALUES (?, ?, ?, ?)", (tid, cid, iso(t0 + timedelta(hours=5)),
+                                          json.dumps(card)))
+    later = t0 + timedelta(hours=6)
+    assert "lost" in (blocks.sale_refusal(conn, tid, cid, later, ["ct_other", "ct_blocked"])
+                      or "")
+    assert blocks.sale_refusal(conn, tid, cid, later, ["ct_other"]) is None
+    assert blocks.sale_refusal(conn, tid, cid, later) is None  # no card named
     # another till was never sent the block: its sales are credited
     other = await enrolled_till(central)
     _view(conn, other.till_id, cid, t0, None)
@@ -320,3 +332,44 @@ async def test_the_central_credits_only_what_tills_sold_before_they_were_told(
     assert got == [("blocked-customer-sale", told.local.ident.till_id)]
     assert central.db.execute("SELECT COUNT(*) FROM tills WHERE quarantined_at IS NOT NULL"
                               ).fetchone()[0] == 0
+
+
+async def test_a_card_blocked_at_a_till_that_was_told_earns_nothing_when_presented(
+        live_central, tills, monkeypatch):  # noqa: F811
+    """A sale that spends names the presented card in its proof of presence: the central
+    refuses to credit it if that card was blocked in what the till had been sent."""
+    central = live_central
+    monkeypatch.setattr(blocks, "CLOCK_TOLERANCE", timedelta(0))
+    cid = await new(central, CARD, bonus=500)
+    await central.post(f"/api/v1/customers/{cid}/cards", headers=central.admin,
+                       json={"card_number": THIRD_CARD})
+    till = await tills()
+    await block(central, cid, card="0012", reason=STOLEN)
+    await till.sync()
+    ring = central.secrets.card_keys
+
+    async def present_and_sell(card: str):
+        till.till.last_card.presented(CardPresented(tuple(t for _, t in ring.tokens(card)),
+                                                    "loyalty", card[-4:], time.monotonic()))
+        who = await till.pos.post("/pos/v1/identify", headers=till.auth, json={})
+        assert who.status == 200, await who.text()
+        assert (await who.json())["present"] == "card"
+        sale = await till.sell(cid, redeem=10)
+        assert sale.status == 201, await sale.text()
+        return (await sale.json())["receipt_id"]
+
+    # the other card is fine; the blocked one, presented at a tampered till, is not
+    good = await present_and_sell(THIRD_CARD)
+    till.local.db.execute("UPDATE cards SET blocked = NULL")
+    till.local.db.conn.commit()
+    bad = await present_and_sell(CARD)
+    await till.local.sync.push()
+    while repricing.reprice_pending(central.db, datetime.now(UTC)):
+        pass
+    holds = {r["receipt_id"]: r["hold"] for r in central.db.execute(
+        "SELECT receipt_id, hold FROM lots WHERE till_id IS NOT NULL")}
+    assert holds == {good: None, bad: "refused"}
+    kinds = [r["kind"] for r in central.db.execute(
+        "SELECT kind FROM alerts WHERE kind IN ('blocked-customer-sale',"
+        " 'repricing-mismatch')")]
+    assert kinds == ["blocked-customer-sale"]
