@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.checkout import Checkout
 from agent.devices.reader import CardPresented
 from agent.pos_api import LastCard, Till, make_app
 from agent.pos_auth import PosSecret, write_pos_secret
 from agent.taxes import StoreVat
-from central import blocks, deltas, repricing
+from central import blocks, db, deltas, repricing
 from central.clock import iso
 from tests.pos_rig import CASHIER, PaperPrinter
 from tests.sync_fixtures import LocalTill, enrol, live_central  # noqa: F401
@@ -373,3 +376,41 @@ async def test_a_card_blocked_at_a_till_that_was_told_earns_nothing_when_present
         "SELECT kind FROM alerts WHERE kind IN ('blocked-customer-sale',"
         " 'repricing-mismatch')")]
     assert kinds == ["blocked-customer-sale"]
+
+
+_deliveries = st.lists(st.tuples(st.integers(0, 120), st.booleans()), max_size=8)
+
+
+@pytest.fixture
+def one_central(tmp_path: Path):
+    """One SQLite central for all of a property test's examples (tills apart by id)."""
+    conn = db.connect(tmp_path / "property.db")
+    yield conn
+    conn.close()
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_deliveries, st.integers(0, 130))
+def test_what_the_till_may_have_held_decides(one_central, deliveries, sold_minute):
+    """Deliveries to a till at minutes (blocked or not), a sale at a minute; the tolerance
+    five minutes. Credited if any view the till may have held lacked the block; refused if
+    the last view surely held, and every one sent near the sale, carried it."""
+    conn = one_central
+    till_id = f"t{uuid.uuid4().hex[:8]}"
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    tol = 5
+    for minute, blocked in sorted(deliveries, key=lambda d: d[0]):
+        _view(conn, till_id, "cus_x", t0 + timedelta(minutes=minute),
+              STOLEN if blocked else None)
+    why = blocks.sale_refusal(conn, till_id, "cus_x", t0 + timedelta(minutes=sold_minute))
+    ordered = sorted(deliveries, key=lambda d: d[0])
+    before = [b for m, b in ordered if m <= sold_minute - tol]
+    near = [b for m, b in ordered if sold_minute - tol < m <= sold_minute + tol]
+    surely_held = before[-1:] if before else []
+    if not any(b for m, b in ordered if m <= sold_minute + tol):
+        assert why is None  # never told
+    if any(not b for b in near) or (surely_held and not surely_held[0]):
+        assert why is None  # may have held a view without the block
+    if (surely_held or near) and all(surely_held + near):
+        assert why is not None and STOLEN in why
