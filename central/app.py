@@ -21,6 +21,7 @@ from central import (
     api_approvals,
     api_audit,
     api_campaigns,
+    api_customers,
     api_fraud,
     api_kpis,
     api_messages,
@@ -28,6 +29,7 @@ from central import (
     api_staff,
     api_sync,
     card_keys,
+    customer_phones,
     db,
     followers,
     metrics,
@@ -91,6 +93,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
     if retired:
         log.warning("%d cards' key has retired: their customers link them again", retired)
+    if customer_phones.follow_key(conn, app[SECRETS].card_keys):
+        log.warning("a new card key: customers' phone tokens go to the tills again")
     app[CLOCK] = clock
     app[TRUSTED_PROXIES] = trusted_proxies
     app[THROTTLE] = Throttle()
@@ -98,6 +102,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app[METRICS].watch(lambda: app[DB], clock, lambda: app[api_sync.WRITER].depth)
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
+    app.router.add_routes(api_customers.routes)
     app.router.add_routes(api_staff.routes)
     app.router.add_routes(api_audit.routes)
     app.router.add_routes(api_approvals.routes)

@@ -27,7 +27,12 @@ A, M, N, S, Y, U = (Role.ADMIN, Role.MARKETING, Role.ANALYST, Role.SUPPORT, Role
 EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/customers"): {A, S},
     ("POST", "/api/v1/customers/lookup"): {A, S, Y},
+    ("GET", "/api/v1/customers"): {A, S, Y},
+    ("POST", "/api/v1/customers/search"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/block"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/unblock"): {A, S, Y},
     ("POST", "/api/v1/customers/{id}/cards"): {A, S},
+    ("DELETE", "/api/v1/customers/{id}/cards/{card}"): {A, S},
     ("GET", "/api/v1/customers/{id}"): {A, S, Y},
     ("PATCH", "/api/v1/customers/{id}"): {A, S},
     ("POST", "/api/v1/customers/{id}/consents"): {A, S},
@@ -127,7 +132,7 @@ async def test_every_route_admits_exactly_its_roles(proxied, clock):
     headers = tokens_by_role(central, clock)
     sources = 0
     for (method, path), roles in EXPECTED.items():
-        url = re.sub(r"\{id\}", "nobody1", path)
+        url = re.sub(r"\{\w+\}", "nobody1", path)  # every path parameter
         for role in ROLES:
             resp = await central.request(method, url, headers=headers[role], json={})
             said = (await resp.json()).get("error", "")
