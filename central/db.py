@@ -658,6 +658,24 @@ MIGRATIONS: list[str | PerDialect] = [
     INSERT INTO message_cursors VALUES ('expiring', '');
     INSERT INTO message_cursors VALUES ('days', '');
     """,
+    # 29: sales channels (central.channels): a credential per web shop or app, each with the
+    # virtual till its orders are journalled under; each confirm and return kept by the
+    # channel's own key (order id, return id) for idempotent repeats (central.channel_orders)
+    """
+    CREATE TABLE channels (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('web', 'app')), store TEXT NOT NULL,
+        till_id TEXT NOT NULL UNIQUE REFERENCES tills(id), token_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL, created_by TEXT NOT NULL, revoked_at TEXT
+    );
+    CREATE TABLE channel_requests (
+        channel_id TEXT NOT NULL REFERENCES channels(id), request_key TEXT NOT NULL,
+        order_id TEXT NOT NULL, body_hash TEXT NOT NULL, receipt_id TEXT NOT NULL,
+        answer TEXT NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY (channel_id, request_key)
+    );
+    CREATE INDEX channel_requests_order ON channel_requests(channel_id, order_id);
+    """,
 ]
 
 
