@@ -7,10 +7,12 @@ import threading
 from datetime import UTC
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from central import channel_orders, channels, db, kpi_counts, repricing
 from central.errors import Refused
-from protocol import lots, rules
+from protocol import bounds, lots, rules
 
 CARD = "4000000000000002"
 SHOES = [{"sku": "shoe-1", "qty": 2000, "price": 150_000, "category": "sports/shoes"}]
@@ -254,3 +256,24 @@ async def test_two_confirms_of_one_order_at_once_move_points_once(central, clock
                                " AND kind = 'redeem'", (cid,)).fetchone()
     assert tuple(spent) == (1, -1000)
     assert (await balance(central, cid))["available"] == 4000
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
+                    | st.text(max_size=300),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+LINE_FIELDS = ("sku", "qty", "price", "category", "brand", "flags")
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(field=st.sampled_from(LINE_FIELDS), value=JSON)
+def test_any_value_in_a_line_is_taken_or_refused_naming_it(field, value):
+    """One hostile value in one field of a valid line: the line is read, or refused with a
+    message naming that field, never anything else (a TypeError, an overflow)."""
+    line = {**SHOES[0], field: value}
+    try:
+        read = channel_orders.order_lines({"lines": [line]})
+    except (Refused, bounds.OutOfBounds) as e:
+        assert f"lines[0].{field}" in str(e) or "lines[0] amount" in str(e), str(e)
+    else:
+        assert read[0].amount == (read[0].qty * read[0].price + 500) // 1000
