@@ -706,6 +706,24 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     CREATE INDEX customers_name_key ON customers(name_key, id);
     CREATE INDEX cards_last4 ON cards(last4, customer_id);
     """), data=_customer_search_backfill),
+    # 30: sales channels (central.channels): a credential per web shop or app, each with the
+    # virtual till its orders are journalled under; each confirm and return kept by the
+    # channel's own key (order id, return id) for idempotent repeats (central.channel_orders)
+    """
+    CREATE TABLE channels (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('web', 'app')), store TEXT NOT NULL,
+        till_id TEXT NOT NULL UNIQUE REFERENCES tills(id), token_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL, created_by TEXT NOT NULL, revoked_at TEXT
+    );
+    CREATE TABLE channel_requests (
+        channel_id TEXT NOT NULL REFERENCES channels(id), request_key TEXT NOT NULL,
+        order_id TEXT NOT NULL, body_hash TEXT NOT NULL, receipt_id TEXT NOT NULL,
+        answer TEXT NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY (channel_id, request_key)
+    );
+    CREATE INDEX channel_requests_order ON channel_requests(channel_id, order_id);
+    """,
 ]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from central import blocks, credits, deliveries, fraud_watch, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
+from central.channels import is_virtual_till
 from central.clock import parse_iso
 from central.db import Connection, Row, Unavailable, transaction
 from protocol import rules
@@ -190,6 +191,8 @@ def _reprice_one(conn: Connection, cache: RuleSets, r: Row,
     else:
         if entry.get("kind") != "sale" or entry.get("customer_id") is None:
             return None  # returns are priced from their sale; non-members earn nothing
+        if is_virtual_till(r["till_id"]):
+            return None  # a channel's order: priced and credited by the central itself
         sold_at = parse_iso(r["sold_at"] or entry["at"])
         if why := blocks.sale_refusal(conn, r["till_id"], entry["customer_id"], sold_at,
                                       _presented_card(entry)):

@@ -92,6 +92,9 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/message-contacts/{id}"): {A, S},
     ("PUT", "/api/v1/message-contacts/{id}"): {A, S},
     ("GET", "/api/v1/messages"): {A, S, U},
+    ("GET", "/api/v1/channels"): {A},
+    ("POST", "/api/v1/channels"): {A},
+    ("POST", "/api/v1/channels/{id}/revoke"): {A},
 }
 
 
