@@ -31,6 +31,7 @@ from central import (
     api_sync,
     card_keys,
     customer_phones,
+    dashboard,
     db,
     followers,
     metrics,
@@ -112,6 +113,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_fraud.routes)
     app.router.add_routes(api_messages.routes)
     app.router.add_routes(api_channel.routes)
+    app.router.add_routes(dashboard.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/fraud-hits/{id}/hold"): {A, Y},
     ("GET", "/api/v1/repricing"): {A, Y, N, U},
     ("GET", "/api/v1/staff/me"): set(ROLES),
+    ("GET", "/api/v1/dashboard"): set(ROLES),
     ("GET", "/api/v1/staff"): {A, Y, U},
     ("POST", "/api/v1/staff"): {A},
     ("POST", "/api/v1/staff/{id}/revoke"): {A, Y},
