@@ -169,6 +169,9 @@ async def values(page, chart: str, series: str, shape: str) -> list[str]:
 async def test_the_dashboard_shows_the_store_figures_worked_out_by_hand(
         live_central, tmp_path, browser_page):
     page = browser_page
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     till, people = await small_store(live_central, tmp_path)
     try:
         await page.set_viewport_size({"width": 1280, "height": 900})
@@ -283,6 +286,8 @@ async def test_the_dashboard_shows_the_store_figures_worked_out_by_hand(
         await page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         shutil.copy(shot, "/tmp/dashboard.png")
+        # Nothing the policy blocked, no script error; only the 404 of "nobody" above.
+        assert [p for p in problems if "404" not in p] == [], problems
     finally:
         await till.close()
 
@@ -324,6 +329,44 @@ async def test_without_a_token_the_page_asks_for_one_and_refuses_a_wrong_one(
     assert await page.is_visible("#sign-in-form") and not await page.is_visible("#board")
 
 
+async def test_the_policy_refuses_html_from_script_and_a_revoked_token_signs_out(
+        live_central, browser_page):
+    page = browser_page
+    account, tok = staff.add(live_central.db, live_central.secrets.staff_token_key, "Ivan",
+                             "analyst", "test", utcnow())
+    await sign_in(page, live_central, tok)
+    # Trusted Types: a string given to innerHTML throws, so data can never become markup.
+    said = await page.evaluate("""() => {
+        try { document.body.innerHTML = '<b>x</b>'; return 'assigned'; }
+        catch (e) { return e.name; } }""")
+    assert said == "TypeError"
+    staff.revoke(live_central.db, account.id, "test", utcnow())
+    await page.click("#show")
+    await page.wait_for_selector("body[data-state='signed-out']")
+    assert "sign in again" in await page.text_content("#sign-in-error")
+    assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_alerts_page_on_to_older_ones(live_central, browser_page):
+    page = browser_page
+    for i in range(25):
+        alerts.raise_alert(live_central.db, utcnow(), "test", f"alert number {i}")
+    await sign_in(page, live_central, live_central.secrets.admin_token)
+    await page.wait_for_selector("#alerts[data-loaded='true']")
+    assert await count(page, "#alert-table tbody tr") == 20  # newest first: 24 down to 5
+    assert await page.text_content("#alert-table tbody tr td:nth-child(5)") == (
+        "alert number 24")
+    await page.click("#alerts-more")
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#alert-table tbody tr').length === 25")
+    assert await page.text_content("#alert-table tbody tr:last-child td:nth-child(5)") == (
+        "alert number 0")
+    assert not await page.is_visible("#alerts-more")
+    # No fraud hits yet: the section says so.
+    await page.wait_for_selector("#fraud[data-loaded='true']")
+    assert await page.text_content("#fraud-table tbody") == "None."
+
+
 async def test_an_analyst_sees_the_kpis_but_not_the_customer_lookup(
         live_central, tmp_path, browser_page):
     page = browser_page
@@ -360,7 +403,7 @@ async def test_the_period_refused_by_the_api_says_which_field(live_central, brow
     await page.fill("#to", "2027-02-01")
     await page.click("#show")  # more days than a day chart holds: the page says so itself
     await page.wait_for_function(
-        "document.getElementById('period-error').textContent.includes('by month')")
+        "() => document.getElementById('period-error').textContent.includes('by month')")
 
 
 async def test_the_page_is_static_and_locked_down(live_central):
