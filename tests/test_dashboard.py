@@ -207,6 +207,10 @@ async def test_the_dashboard_shows_the_store_figures_worked_out_by_hand(
         assert await figure(page, "liability.kopecks") == "125.00 ₽"
         assert await figure(page, "liability.breakage_bp") == "0.00 %"
 
+        # Both first bought in November: one cohort of two, both buying in it.
+        assert await page.text_content("tr[data-cohort='2026-11'] [data-field='size']") == "2"
+        assert await page.text_content("tr[data-cohort='2026-11'] [data-month='2026-11']") == (
+            "2026-11: 2 (100.00 %)")
         # Each figure with its definition beside it, as the KPI report words it.
         card = page.locator("[data-card='participation'] .definition")
         assert "basis points" in await card.text_content()

@@ -309,6 +309,25 @@
       + r.average_receipt.definition + ".";
   }
 
+  function renderCohorts(r) {
+    const body = $("cohorts").tBodies[0];
+    clear(body);
+    const cohorts = Object.entries(r.cohorts.by_cohort);
+    for (const [cohort, c] of cohorts) {
+      const months = Object.entries(c.months).map(([month, m]) =>
+        el("span", { class: "cohort-month", "data-month": month },
+          `${month}: ${grouped(m.buying)} (${format("bp", m.retention_bp)})`));
+      body.append(el("tr", { "data-cohort": cohort }, el("th", {}, cohort),
+        el("td", { "data-field": "size" }, grouped(c.size)),
+        el("td", { "data-field": "months" }, ...months)));
+    }
+    if (!cohorts.length) {
+      body.append(el("tr", { class: "empty" },
+        el("td", { colspan: 3 }, "No member made a first purchase in the period.")));
+    }
+    $("cohorts-definition").textContent = r.cohorts.definition;
+  }
+
   // ---- charts: our own SVG ----
 
   const W = 560, H = 220, LEFT = 72, RIGHT = 12, TOP = 12, BOTTOM = 36;
@@ -450,6 +469,7 @@
         + (where.region ? `, region ${where.region}` : "");
       renderCards(whole);
       renderVersus(whole);
+      renderCohorts(whole);
       renderCharts(reports, parts);
       show(section.querySelector(".denied"), "");
       section.dataset.loaded = "true";
