@@ -18,6 +18,7 @@ import sdnotify
 from aiohttp import web
 
 from central import (
+    api_account,
     api_approvals,
     api_audit,
     api_campaigns,
@@ -114,6 +115,9 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_messages.routes)
     app.router.add_routes(api_channel.routes)
     app.router.add_routes(dashboard.routes)
+    # the customer's own account; its sign-in codes leave by the same channels (without
+    # any: a development central, codes to the log)
+    api_account.setup(app, channels)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

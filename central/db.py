@@ -724,6 +724,22 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     );
     CREATE INDEX channel_requests_order ON channel_requests(channel_id, order_id);
     """,
+    # 31: the customer's own account (central.account_sign_in): one-time sign-in codes and
+    # sessions, each kept only as a hash; a code names the contact it went to by a keyed hash
+    """
+    CREATE TABLE account_codes (
+        id TEXT PRIMARY KEY, contact_hash TEXT NOT NULL, customer_id TEXT,
+        code_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL
+            CHECK (status IN ('open', 'used', 'void'))
+    );
+    CREATE INDEX account_codes_contact ON account_codes(contact_hash, created_at);
+    CREATE TABLE account_sessions (
+        token_hash TEXT PRIMARY KEY, customer_id TEXT NOT NULL, created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, ended_at TEXT
+    );
+    CREATE INDEX account_sessions_customer ON account_sessions(customer_id);
+    """,
 ]
 
 
