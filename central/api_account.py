@@ -219,7 +219,7 @@ async def _send_code(request: web.Request, contact: account_sign_in.Contact,
             " Nobody from the shop will ever ask you for it.")
     try:
         await channel.send(Outgoing(key=f"account-code:{issued.challenge}", to=contact.address,
-                                    subject="Your sign-in code", body=text))
+                                    subject="Sign-in code", body=text))
     except (NotSent, Rejected):
         account_sign_in.void(conn, issued.challenge)
         raise ApiError(503, "the sign-in code could not be sent; try again later") from None
