@@ -105,13 +105,19 @@ def issue(conn: Connection, key: bytes, contact: Contact, now: datetime) -> Issu
         recent = [parse_iso(r["created_at"]) for r in conn.execute(
             "SELECT created_at FROM account_codes WHERE contact_hash = ? AND created_at > ?"
             " ORDER BY created_at", (contact_hash, iso(now - CODE_PERIOD)))]
+        # Both rules may hold a contact back: the wait is until neither does.
+        waits = []
         if recent and now < recent[-1] + RESEND_AFTER:
-            raise TooSoon("a code was sent to this contact less than a minute ago: use it, or"
-                          " ask again later", _seconds(recent[-1] + RESEND_AFTER - now))
+            waits.append((recent[-1] + RESEND_AFTER - now,
+                          "a code was sent to this contact less than a minute ago: use it,"
+                          " or ask again later"))
         if len(recent) >= CODES_PER_PERIOD:
-            raise TooSoon(f"{CODES_PER_PERIOD} codes were sent to this contact in the last ten"
-                          " minutes: use one of them, or ask again later",
-                          _seconds(recent[-CODES_PER_PERIOD] + CODE_PERIOD - now))
+            waits.append((recent[-CODES_PER_PERIOD] + CODE_PERIOD - now,
+                          f"{CODES_PER_PERIOD} codes were sent to this contact in the last"
+                          " ten minutes: use one of them, or ask again later"))
+        if waits:
+            wait, why = max(waits)
+            raise TooSoon(why, _seconds(wait))
         customer_id = owner(conn, contact)
         conn.execute("UPDATE account_codes SET status = 'void'"
                      " WHERE contact_hash = ? AND status = 'open'", (contact_hash,))
