@@ -6,8 +6,11 @@ Retry-After. On both databases (the `central` fixture)."""
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import timedelta
+from fnmatch import fnmatch
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -454,7 +457,16 @@ async def test_the_page_and_its_assets_are_served_from_the_package(central):
         assert (await central.get(f"/account/assets/{name}")).status == 404
 
 
-def test_codes_and_contacts_hash_under_a_key(tmp_path):
+def test_the_page_is_declared_package_data_so_an_install_ships_it():
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    declared = config["tool"]["setuptools"]["package-data"]["central"]
+    shipped = {p.name for p in (root / "central" / "web" / "account").iterdir()}
+    assert shipped == set(api_account.PAGE_FILES)
+    assert all(any(fnmatch(f"web/account/{name}", g) for g in declared) for name in shipped)
+
+
+def test_codes_and_contacts_hash_under_a_key():
     a = account_sign_in._keyed(b"k1", "account-code", "ach_1", "123456")
     assert a != account_sign_in._keyed(b"k2", "account-code", "ach_1", "123456")
     assert a != account_sign_in._keyed(b"k1", "account-contact", "ach_1", "123456")
