@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from central.web_common import (
     CLOCK,
     DB,
     SECRETS,
+    TRUSTED_PROXIES,
     ApiError,
     error_response,
     field,
@@ -256,9 +258,22 @@ async def sign_in(request: web.Request) -> web.Response:
     resp = web.json_response(answer)
     if kind == "cookie":
         resp.set_cookie(COOKIE, token, path="/account", httponly=True, samesite="Strict",
-                        secure=request.secure,
+                        secure=_over_tls(request),
                         max_age=int(account_sign_in.SESSION_LIFETIME.total_seconds()))
     return resp
+
+
+def _over_tls(request: web.Request) -> bool:
+    """Whether the customer's browser reached us over TLS: directly, or through a trusted
+    proxy that says so (a proxy's TLS would otherwise leave the cookie without `Secure`)."""
+    if request.secure:
+        return True
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return (request.app[TRUSTED_PROXIES].trusts(peer)
+            and request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https")
 
 
 @routes.post("/account/v1/sign-out")

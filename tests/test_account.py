@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from central import account_sign_in, api_account, ledger, repricing
+from central.app import make_app
+from central.client_source import TrustedProxies
 from central.message_channels import LogChannel
+from central.web_common import SECRETS
 from protocol import rules
 from tests.test_central_sync_api import enrolled_till, send
 from tests.test_till_takeover import pull, sale, sent_view
@@ -114,6 +117,22 @@ async def test_a_code_signs_in_once_and_the_session_is_a_cookie_or_a_bearer(cent
     token = resp.cookies.get(api_account.COOKIE)
     assert token is None or not any(token.value in r for r in rows)
     assert [r["actor"] for r in audit_rows(central, "account.sign-in")] == [f"customer:{cid}"]
+
+
+@pytest.mark.parametrize(("proxies", "secure"), [((), False), (("127.0.0.1",), True)])
+async def test_the_cookie_is_secure_when_a_trusted_proxy_says_tls(aiohttp_client, tmp_path,
+                                                                  clock, proxies, secure):
+    app = make_app(tmp_path / "central", clock, reprice_every=None,
+                   trusted_proxies=TrustedProxies.parse(proxies))
+    central = await aiohttp_client(app)
+    central.admin = {"Authorization": f"Bearer {app[SECRETS].admin_token}"}
+    await customer(central, **ANNA)
+    challenge = (await (await ask_code(central, phone=ANNA["phone"])).json())["challenge"]
+    resp = await central.post("/account/v1/sign-in", headers={"X-Forwarded-Proto": "https"},
+                              json={"challenge": challenge,
+                                    "code": last_code(central, ANNA["phone"])})
+    assert resp.status == 200
+    assert ("; Secure" in resp.headers["Set-Cookie"]) is secure
 
 
 async def test_a_session_lasts_thirty_minutes_and_ends_at_sign_out(central, clock):
