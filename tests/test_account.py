@@ -16,6 +16,7 @@ import pytest
 
 from central import account_sign_in, api_account, ledger, repricing
 from central.app import make_app
+from central.auth_failures import Throttle
 from central.client_source import TrustedProxies
 from central.message_channels import LogChannel
 from central.web_common import SECRETS
@@ -244,6 +245,19 @@ async def test_per_source_limits_answer_429_with_retry_after(central, clock):
     resp = await central.post("/account/v1/sign-in", json={"challenge": challenge,
                                                            "code": "123456"})
     assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+async def test_every_account_route_is_under_the_per_source_request_limit(central, clock):
+    await customer(central, **ANNA)
+    headers = await sign_in(central, ANNA["phone"])
+    central.app[api_account.LIMITS].requests = Throttle(limit=3, window=60.0)
+    for _ in range(3):
+        assert (await central.get("/account/v1/balance", headers=headers)).status == 200
+    for method, path in (("GET", "/balance"), ("GET", "/me"), ("POST", "/sign-in/code")):
+        resp = await central.request(method, f"/account/v1{path}", headers=headers, json={})
+        assert resp.status == 429, path
+        assert 0 < int(resp.headers["Retry-After"]) <= 60
+        assert "too many requests" in (await resp.json())["error"]
 
 
 # -- the account --------------------------------------------------------------------------
