@@ -18,8 +18,8 @@ from central import account_sign_in, api_account, ledger, repricing
 from central.app import make_app
 from central.auth_failures import Throttle
 from central.client_source import TrustedProxies
-from central.message_channels import LogChannel
-from central.web_common import SECRETS
+from central.message_channels import Channels, LogChannel, NotSent, Outgoing
+from central.web_common import DB, SECRETS
 from protocol import rules
 from tests.test_central_sync_api import enrolled_till, send
 from tests.test_till_takeover import pull, sale, sent_view
@@ -134,6 +134,25 @@ async def test_the_cookie_is_secure_when_a_trusted_proxy_says_tls(aiohttp_client
                                     "code": last_code(central, ANNA["phone"])})
     assert resp.status == 200
     assert ("; Secure" in resp.headers["Set-Cookie"]) is secure
+
+
+class DownChannel:
+    async def send(self, message: Outgoing) -> str:
+        raise NotSent("the gateway cannot be reached")
+
+
+@pytest.mark.parametrize("sms", [None, DownChannel()])
+async def test_a_code_that_cannot_be_sent_is_503_and_void(aiohttp_client, tmp_path, clock,
+                                                          sms):
+    app = make_app(tmp_path / "central", clock, reprice_every=None,
+                   channels=Channels(sms=sms, email=LogChannel("email")))
+    central = await aiohttp_client(app)
+    central.admin = {"Authorization": f"Bearer {app[SECRETS].admin_token}"}
+    await customer(central, **ANNA)
+    resp = await ask_code(central, phone=ANNA["phone"])
+    assert resp.status == 503
+    statuses = [r["status"] for r in app[DB].execute("SELECT status FROM account_codes")]
+    assert statuses == ["void"]
 
 
 async def test_a_session_lasts_thirty_minutes_and_ends_at_sign_out(central, clock):
