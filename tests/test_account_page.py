@@ -42,6 +42,11 @@ async def test_sign_in_see_the_balance_and_activate_an_offer(aiohttp_server, aio
     await page.wait_for_selector("#code-form", state="visible")
     [message] = list(sms.sent)
     assert message.to == ANNA["phone"]
+    wrong = f"{(int(message.body[:6]) + 1) % 10**6:06d}"
+    await page.fill("#code", wrong)
+    await page.click("#check-code")
+    await page.wait_for_selector("#notice.error")
+    assert "4 tries left" in (await page.text_content("#notice") or "")
     await page.fill("#code", message.body[:6])
     await page.click("#check-code")
     await page.wait_for_selector("body[data-loaded=yes]")
