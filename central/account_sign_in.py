@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
 from central.errors import Refused
-from protocol import bounds
+from protocol import bounds, phones
 
 CODE_DIGITS = 6
 CODE_LIFETIME = timedelta(minutes=5)
@@ -40,7 +40,7 @@ SESSION_LIFETIME = timedelta(minutes=30)
 @dataclass(frozen=True)
 class Contact:
     channel: str  # "sms" or "email" (central.message_channels.Channels)
-    address: str  # the phone as stored (compact digits) or the e-mail, lower-cased
+    address: str  # the phone in E.164, as stored, or the e-mail, lower-cased
 
 
 class TooSoon(Refused):
@@ -64,14 +64,11 @@ def contact_of(phone: object, email: object) -> Contact:
     if (phone is None) == (email is None):
         raise Refused(400, "give exactly one of the fields 'phone' and 'email'")
     if phone is not None:
-        if not isinstance(phone, str) or len(phone) > 32:
-            raise Refused(400, "field 'phone' must be a phone number of 5 to 15 digits")
-        # As central.customers stores a phone: digits with an optional leading '+'.
-        compact = "".join(ch for ch in phone if ch not in " -().")
-        digits = compact.removeprefix("+")
-        if not bounds.ascii_digits(digits) or not 5 <= len(digits) <= 15:
-            raise Refused(400, "field 'phone' must be a phone number of 5 to 15 digits")
-        return Contact("sms", compact)
+        # In E.164, as central.customers keeps phones: "8 (900) 111-22-33" is "+79001112233".
+        try:
+            return Contact("sms", phones.e164(phone))
+        except phones.InvalidPhone as e:
+            raise Refused(400, str(e)) from None
     text = bounds.text(email, "email", max_len=254, required=True).strip()
     local, at, domain = text.rpartition("@")
     if not at or not local or "." not in domain or any(ch.isspace() for ch in text):

@@ -14,7 +14,7 @@ Requests and answers (JSON; errors {"error": "..."} naming the field):
 - POST /account/v1/sign-out -> 204
   With a session (cookie, or `Authorization: Bearer acs_...`); without one: 401.
 - GET  /account/v1/me -> {"id", "name", "phone", "email", "language", "service_opt_out",
-    "tier", "cards", "consents"}
+    "tier", "cards", "blocked": null | {"reason", "at"}, "consents"}
 - GET  /account/v1/balance -> {"available", "pending", "debt", "pending_lots":
     [{"points", "activates_at"}], "expiring_within_30_days", "expiring_lots":
     [{"points", "expires_at"}], "as_of"}
@@ -23,7 +23,7 @@ Requests and answers (JSON; errors {"error": "..."} naming the field):
     "goods": [{"sku", "name", "qty", "price", "amount"}]}], "movements": [...]}
 - GET  /account/v1/offers -> {"offers": [{"offer", "campaigns", "until", "activated"}],
     "earned": [{"offer", "expires_at"}]}
-- POST /account/v1/offers {"offer": str} -> 200 as GET
+- POST /account/v1/offers {"offer": str} -> 200 as GET; 403 while the customer is blocked
 - PATCH /account/v1/contacts {"email"?, "language"?, "service_opt_out"?} -> 200 as /me
 - POST /account/v1/consents {"kind": "processing"|"advertising", "granted": bool}
     -> 201 {"processing", "advertising"}
@@ -297,6 +297,7 @@ def _me(request: web.Request) -> dict[str, Any]:
             "language": reach.language if reach else None,
             "service_opt_out": reach.service_opt_out if reach else False,
             "tier": profile["tier"], "cards": profile["cards"],
+            "blocked": profile["blocked"],
             "consents": personal_data.consents(conn, cid)}
 
 
@@ -334,6 +335,11 @@ async def activate_offer(request: web.Request) -> web.Response:
     _only(body, ("offer",))
     offer = field(body, "offer", str).strip()
     conn, cid, now = request.app[DB], request[CUSTOMER], request.app[CLOCK]()
+    if (blocked := customers.read(conn, cid)["blocked"]) is not None:
+        # A blocked customer still reads, downloads and erases their data; they take up
+        # nothing new until head office lifts the block.
+        raise ApiError(403, f"the account is blocked ({blocked['reason']}): offers cannot be"
+                            " activated; ask the shop's support")
     with audited(request, "customer.offer.activate") as change:
         account_views.activatable(conn, cid, offer, now)
         # The same domain code as head office's activation (POST /api/v1/customers/{id}/offers)

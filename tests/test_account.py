@@ -95,7 +95,7 @@ def audit_rows(central, action: str) -> list[dict]:
 
 async def test_a_code_signs_in_once_and_the_session_is_a_cookie_or_a_bearer(central, clock):
     cid = await customer(central, **ANNA)
-    resp = await ask_code(central, phone="+7 999 000-00-01")  # as people type it
+    resp = await ask_code(central, phone="8 (999) 000-00-01")  # as people type it
     assert resp.status == 202
     answer = await resp.json()
     assert answer["channel"] == "sms" and answer["resend_after"] == 60
@@ -343,6 +343,13 @@ async def test_activating_a_personal_offer_goes_through_the_domain_and_the_audit
     for other in ("free-car", "golf-x2", "summer"):
         resp = await central.post("/account/v1/offers", headers=headers, json={"offer": other})
         assert resp.status == 404 and "'offer'" in (await resp.json())["error"]
+    resp = await central.post(f"/api/v1/customers/{cid}/block", headers=central.admin,
+                              json={"reason": "card fraud review"})
+    assert resp.status == 200, await resp.text()
+    resp = await central.post("/account/v1/offers", headers=headers,
+                              json={"offer": "perfume-x3"})
+    assert resp.status == 403 and "card fraud review" in (await resp.json())["error"]
+    assert (await get(central, "/me", headers))["blocked"]["reason"] == "card fraud review"
 
 
 async def test_contacts_and_consents_come_from_the_account(central, clock):
