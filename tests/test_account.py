@@ -503,7 +503,8 @@ async def test_bad_json_and_bad_query_are_400(central, clock):
 async def test_the_page_and_its_assets_are_served_from_the_package(central):
     resp = await central.get("/account")
     assert resp.status == 200 and resp.content_type == "text/html"
-    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    policy = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "require-trusted-types-for 'script'" in policy
     page = await resp.text()
     assert "/account/assets/account.js" in page and "http" not in page.replace(
         "http-equiv", "")  # nothing from another origin
