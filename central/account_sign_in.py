@@ -93,8 +93,15 @@ def owner(conn: Connection, contact: Contact) -> str | None:
     return str(rows[0]["id"]) if len(rows) == 1 else None
 
 
-def issue(conn: Connection, key: bytes, contact: Contact, now: datetime) -> Issued:
-    """A new code for the contact; TooSoon if it had its codes for now."""
+PURPOSES = ("sign-in", "email")
+
+
+def issue(conn: Connection, key: bytes, contact: Contact, now: datetime, *,
+          purpose: str = "sign-in", customer_id: str | None = None) -> Issued:
+    """A new code for the contact; TooSoon if it had its codes for now. For signing in the
+    code is the contact's owner's; to prove a new e-mail address (`purpose` "email") it is
+    the `customer_id` who wants it as theirs, and it signs nobody in."""
+    assert purpose in PURPOSES
     contact_hash = _keyed(key, "account-contact", contact.channel, contact.address)
     with transaction(conn):
         # One issuer per contact at a time, across central processes: the count holds.
@@ -115,7 +122,8 @@ def issue(conn: Connection, key: bytes, contact: Contact, now: datetime) -> Issu
         if waits:
             wait, why = max(waits)
             raise TooSoon(why, _seconds(wait))
-        customer_id = owner(conn, contact)
+        if purpose == "sign-in":
+            customer_id = owner(conn, contact)
         conn.execute("UPDATE account_codes SET status = 'void'"
                      " WHERE contact_hash = ? AND status = 'open'", (contact_hash,))
         challenge = "ach_" + secrets.token_urlsafe(18)
@@ -123,10 +131,21 @@ def issue(conn: Connection, key: bytes, contact: Contact, now: datetime) -> Issu
         expires = now + CODE_LIFETIME
         conn.execute(
             "INSERT INTO account_codes (id, contact_hash, customer_id, code_hash, created_at,"
-            " expires_at, attempts, status) VALUES (?, ?, ?, ?, ?, ?, 0, 'open')",
+            " expires_at, attempts, status, purpose) VALUES (?, ?, ?, ?, ?, ?, 0, 'open', ?)",
             (challenge, contact_hash, customer_id, _keyed(key, "account-code", challenge, code),
-             iso(now), iso(expires)))
+             iso(now), iso(expires), purpose))
     return Issued(challenge, expires, customer_id, code)
+
+
+def sent_to(conn: Connection, key: bytes, challenge: str, contact: Contact) -> bool | None:
+    """Whether the code of `challenge` went to `contact` (only its hash is kept); None: no
+    such challenge."""
+    row = conn.execute("SELECT contact_hash FROM account_codes WHERE id = ?",
+                       (challenge,)).fetchone()
+    if row is None:
+        return None
+    return hmac.compare_digest(
+        row["contact_hash"], _keyed(key, "account-contact", contact.channel, contact.address))
 
 
 def _seconds(delta: timedelta) -> int:
@@ -138,8 +157,9 @@ def void(conn: Connection, challenge: str) -> None:
     conn.execute("UPDATE account_codes SET status = 'void' WHERE id = ?", (challenge,))
 
 
-def check(conn: Connection, key: bytes, challenge: str, code: str, now: datetime) -> str:
-    """The customer of a right code (the code is used up); else Refused: 422 for a wrong
+def check(conn: Connection, key: bytes, challenge: str, code: str, now: datetime,
+          purpose: str = "sign-in") -> str:
+    """The customer of a right code for `purpose` (used up); else Refused: 422 for a wrong
     code while tries are left, 410 once void, used or expired, 404 for no such challenge.
     A wrong try is committed even though the refusal is raised."""
     if not bounds.ascii_digits(code) or len(code) != CODE_DIGITS:
@@ -148,20 +168,21 @@ def check(conn: Connection, key: bytes, challenge: str, code: str, now: datetime
     with transaction(conn):
         row = conn.execute(
             "SELECT customer_id, code_hash, expires_at, attempts, status FROM account_codes"
-            " WHERE id = ?" + conn.dialect.for_update, (challenge,)).fetchone()
+            " WHERE id = ? AND purpose = ?" + conn.dialect.for_update,
+            (challenge, purpose)).fetchone()
         if row is None:
-            raise Refused(404, "field 'challenge': no such sign-in code was sent")
+            raise Refused(404, "field 'challenge': no such code was sent for this")
         if row["status"] != "open":
-            raise Refused(410, f"this sign-in code is {row['status']}: ask for a new one")
+            raise Refused(410, f"this code is {row['status']}: ask for a new one")
         if now >= parse_iso(row["expires_at"]):
             void(conn, challenge)
-            refusal = Refused(410, "this sign-in code has expired: ask for a new one")
+            refusal = Refused(410, "this code has expired: ask for a new one")
         elif row["customer_id"] is None or not hmac.compare_digest(
                 row["code_hash"], _keyed(key, "account-code", challenge, code)):
             attempts = row["attempts"] + 1
             conn.execute("UPDATE account_codes SET attempts = ?, status = ? WHERE id = ?",
                          (attempts, "void" if attempts >= CODE_ATTEMPTS else "open", challenge))
-            refusal = (Refused(410, f"{CODE_ATTEMPTS} wrong codes: this sign-in code is void,"
+            refusal = (Refused(410, f"{CODE_ATTEMPTS} wrong codes: this code is void,"
                                     " ask for a new one") if attempts >= CODE_ATTEMPTS
                        else Refused(422, f"field 'code' is wrong: {CODE_ATTEMPTS - attempts}"
                                          " tries left"))

@@ -24,7 +24,10 @@ Requests and answers (JSON; errors {"error": "..."} naming the field):
 - GET  /account/v1/offers -> {"offers": [{"offer", "campaigns", "until", "activated"}],
     "earned": [{"offer", "expires_at"}]}
 - POST /account/v1/offers {"offer": str} -> 200 as GET; 403 while the customer is blocked
-- PATCH /account/v1/contacts {"email"?, "language"?, "service_opt_out"?} -> 200 as /me
+- PATCH /account/v1/contacts {"email"?: null, "language"?, "service_opt_out"?} -> 200 as /me
+- POST /account/v1/contacts/email {"email": str} -> 202 {"challenge", "channel", "expires_at",
+    "resend_after"}: a code to the new address; 429 + Retry-After
+- POST /account/v1/contacts/email/confirm {"challenge", "code", "email"} -> 200 as /me
 - POST /account/v1/consents {"kind": "processing"|"advertising", "granted": bool}
     -> 201 {"processing", "advertising"}
 - GET  /account/v1/personal-data -> the export (central.personal_data.export), as a download
@@ -198,7 +201,7 @@ async def request_code(request: web.Request) -> web.Response:
         return too_many(str(e), e.retry_after)
     limits.codes.failed(source(request))
     if issued.customer_id is not None:
-        await _send_code(request, contact, issued)
+        await _send_code(request, contact, issued, "sign-in")
     # The same answer whether or not the contact is a customer's.
     return web.json_response({
         "challenge": issued.challenge, "channel": contact.channel,
@@ -207,7 +210,7 @@ async def request_code(request: web.Request) -> web.Response:
 
 
 async def _send_code(request: web.Request, contact: account_sign_in.Contact,
-                     issued: account_sign_in.Issued) -> None:
+                     issued: account_sign_in.Issued, what: str) -> None:
     # Sent at once, not through the outbox: a code is good for minutes, and the outbox would
     # keep it in clear.
     channel = request.app[CHANNELS].get(contact.channel)
@@ -217,14 +220,14 @@ async def _send_code(request: web.Request, contact: account_sign_in.Contact,
         raise ApiError(503, f"sign-in codes by {contact.channel} are not available here;"
                             " try the other contact")
     minutes = int(account_sign_in.CODE_LIFETIME.total_seconds() // 60)
-    text = (f"{issued.code} is your sign-in code. It is good for {minutes} minutes."
+    text = (f"{issued.code} is your {what} code. It is good for {minutes} minutes."
             " Nobody from the shop will ever ask you for it.")
     try:
         await channel.send(Outgoing(key=f"account-code:{issued.challenge}", to=contact.address,
-                                    subject="Sign-in code", body=text))
+                                    subject=f"Your {what} code", body=text))
     except (NotSent, Rejected):
         account_sign_in.void(conn, issued.challenge)
-        raise ApiError(503, "the sign-in code could not be sent; try again later") from None
+        raise ApiError(503, f"the {what} code could not be sent; try again later") from None
 
 
 @routes.post("/account/v1/sign-in")
@@ -355,11 +358,72 @@ async def change_contacts(request: web.Request) -> web.Response:
     _only(body, CONTACT_FIELDS)
     if not body:
         raise ApiError(400, f"give at least one of the fields {', '.join(CONTACT_FIELDS)}")
+    if body.get("email") is not None:
+        raise ApiError(400, "field 'email' is set with POST /account/v1/contacts/email and the"
+                            " code sent to it (here only removed, with null)")
     conn, cid = request.app[DB], request[CUSTOMER]
     with audited(request, "message-contacts.set") as change:
         change.before = {"changed": sorted(body)}
         messages.set_contacts(conn, cid, body, "account", actor_of(cid), request.app[CLOCK]())
         change.after = {"changed": sorted(body), "source": "account"}
+    return web.json_response(_me(request))
+
+
+@routes.post("/account/v1/contacts/email")
+@signed_in
+async def request_email_code(request: web.Request) -> web.Response:
+    """A new e-mail address becomes the customer's once they prove it is theirs: a code goes
+    to it, and .../confirm with that code saves it. Without the proof anyone signed in could
+    name another person's address, which then would sign in to their account."""
+    limits = request.app[LIMITS]
+    if (wait := _limited(limits.codes, request)) is not None:
+        return too_many("too many codes asked for from this address; try again later", wait)
+    body = await json_body(request)
+    _only(body, ("email",))
+    contact = account_sign_in.contact_of(None, field(body, "email", str, max_len=254))
+    conn, cid, now = request.app[DB], request[CUSTOMER], request.app[CLOCK]()
+    try:
+        issued = account_sign_in.issue(conn, request.app[SECRETS].staff_token_key, contact,
+                                       now, purpose="email", customer_id=cid)
+    except account_sign_in.TooSoon as e:
+        return too_many(str(e), e.retry_after)
+    limits.codes.failed(source(request))
+    await _send_code(request, contact, issued, "e-mail confirmation")
+    return web.json_response({
+        "challenge": issued.challenge, "channel": contact.channel,
+        "expires_at": issued.expires_at.isoformat(),
+        "resend_after": int(account_sign_in.RESEND_AFTER.total_seconds())}, status=202)
+
+
+@routes.post("/account/v1/contacts/email/confirm")
+@signed_in
+async def confirm_email(request: web.Request) -> web.Response:
+    limits, src = request.app[LIMITS], source(request)
+    if (wait := limits.wrong_codes.retry_after(src)) is not None:
+        return too_many("too many wrong codes from this address; try again later", wait)
+    body = await json_body(request)
+    _only(body, ("challenge", "code", "email"))
+    challenge = field(body, "challenge", str, max_len=64)
+    code = field(body, "code", str, max_len=16)
+    email = account_sign_in.contact_of(None, field(body, "email", str, max_len=254)).address
+    conn, cid, now = request.app[DB], request[CUSTOMER], request.app[CLOCK]()
+    key = request.app[SECRETS].staff_token_key
+    went = account_sign_in.sent_to(conn, key, challenge, account_sign_in.Contact("email", email))
+    if went is None:
+        raise ApiError(404, "field 'challenge': no such code was sent for this")
+    if not went:
+        raise ApiError(400, "field 'email' is not the address the code was sent to")
+    try:
+        proved = account_sign_in.check(conn, key, challenge, code, now, purpose="email")
+    except Refused as e:
+        if e.status in (404, 410, 422):
+            limits.wrong_codes.failed(src)
+        raise
+    if proved != cid:
+        raise ApiError(404, "field 'challenge': no such code was sent for this")
+    with audited(request, "message-contacts.set") as change:
+        messages.set_contacts(conn, cid, {"email": email}, "account", actor_of(cid), now)
+        change.after = {"changed": ["email"], "source": "account", "proved": True}
     return web.json_response(_me(request))
 
 

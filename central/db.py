@@ -726,12 +726,14 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     """,
     # 31: the customer's own account (central.account_sign_in): one-time sign-in codes and
     # sessions, each kept only as a hash; a code names the contact it went to by a keyed hash
+    # and says what it proves (signing in, or a new e-mail address being the customer's)
     """
     CREATE TABLE account_codes (
         id TEXT PRIMARY KEY, contact_hash TEXT NOT NULL, customer_id TEXT,
         code_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL
-            CHECK (status IN ('open', 'used', 'void'))
+            CHECK (status IN ('open', 'used', 'void')),
+        purpose TEXT NOT NULL CHECK (purpose IN ('sign-in', 'email'))
     );
     CREATE INDEX account_codes_contact ON account_codes(contact_hash, created_at);
     CREATE TABLE account_sessions (

@@ -356,12 +356,34 @@ async def test_contacts_and_consents_come_from_the_account(central, clock):
     cid = await customer(central, **ANNA)
     headers = await sign_in(central, ANNA["phone"])
     resp = await central.patch("/account/v1/contacts", headers=headers,
-                               json={"email": "anna@example.org", "language": "ru",
-                                     "service_opt_out": True})
+                               json={"language": "ru", "service_opt_out": True})
     assert resp.status == 200, await resp.text()
     me = await resp.json()
-    assert (me["email"], me["language"], me["service_opt_out"]) == (
-        "anna@example.org", "ru", True)
+    assert (me["email"], me["language"], me["service_opt_out"]) == (None, "ru", True)
+    # a new e-mail address is saved once the code sent to it comes back
+    resp = await central.post("/account/v1/contacts/email", headers=headers,
+                              json={"email": "Anna@Example.org"})
+    assert resp.status == 202, await resp.text()
+    challenge = (await resp.json())["challenge"]
+    assert (await get(central, "/me", headers))["email"] is None
+    code = last_code(central, "anna@example.org", "email")
+    for body, status, named in (
+            ({"challenge": challenge, "code": code, "email": "eve@example.org"}, 400, "'email'"),
+            ({"challenge": "ach_other", "code": code, "email": "anna@example.org"}, 404,
+             "'challenge'"),
+            ({"challenge": challenge, "code": code}, 400, "'email'")):
+        resp = await central.post("/account/v1/contacts/email/confirm", headers=headers,
+                                  json=body)
+        assert resp.status == status and named in (await resp.json())["error"]
+    # the code proves the address; it signs nobody in
+    resp = await central.post("/account/v1/sign-in", json={"challenge": challenge,
+                                                           "code": code})
+    assert resp.status == 404
+    resp = await central.post("/account/v1/contacts/email/confirm", headers=headers,
+                              json={"challenge": challenge, "code": code,
+                                    "email": "anna@example.org"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["email"] == "anna@example.org"
     row = central.db.execute("SELECT source, actor FROM message_contacts WHERE customer_id = ?",
                              (cid,)).fetchone()
     assert (row["source"], row["actor"]) == ("account", f"customer:{cid}")
@@ -373,7 +395,7 @@ async def test_contacts_and_consents_come_from_the_account(central, clock):
         "actor": f"customer:{cid}"}
     assert [r["actor"] for r in audit_rows(central, "customer.consent")] == [f"customer:{cid}"]
     assert [r["actor"] for r in audit_rows(central, "message-contacts.set")] == [
-        f"customer:{cid}"]
+        f"customer:{cid}"] * 2
     assert (await get(central, "/me", headers))["consents"]["advertising"]["granted"] is True
 
 
@@ -463,6 +485,12 @@ async def test_bad_sign_in_input_is_400_naming_the_field(central, path, body, na
     ("POST", "/offers", {"offer": "x" * 5000}, "offer"),
     ("PATCH", "/contacts", {}, "email"),
     ("PATCH", "/contacts", {"email": "nope"}, "'email'"),
+    ("PATCH", "/contacts", {"email": "new@example.org"}, "'email'"),
+    ("POST", "/contacts/email", {}, "'email'"),
+    ("POST", "/contacts/email", {"email": "nope"}, "'email'"),
+    ("POST", "/contacts/email", {"email": "a@b.c", "phone": "+79990000003"}, "'phone'"),
+    ("POST", "/contacts/email/confirm", {"code": "123456", "email": "a@b.c"}, "'challenge'"),
+    ("POST", "/contacts/email/confirm", {"challenge": "ach_x", "email": "a@b.c"}, "'code'"),
     ("PATCH", "/contacts", {"language": "fr"}, "'language'"),
     ("PATCH", "/contacts", {"service_opt_out": "yes"}, "'service_opt_out'"),
     ("PATCH", "/contacts", {"phone": "+7999"}, "'phone'"),

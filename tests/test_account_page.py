@@ -17,9 +17,9 @@ from tests.test_till_takeover import pull, sale, sent_view
 
 async def test_sign_in_see_the_balance_and_activate_an_offer(aiohttp_server, aiohttp_client,
                                                              browser_page, tmp_path, clock):
-    sms = LogChannel("sms")
+    sms, email = LogChannel("sms"), LogChannel("email")
     app = make_app(tmp_path / "central", clock, reprice_every=None,
-                   channels=Channels(sms=sms))
+                   channels=Channels(sms=sms, email=email))
     server = await aiohttp_server(app)
     central = await aiohttp_client(server)
     central.db, central.admin = app[DB], {"Authorization": f"Bearer {app[SECRETS].admin_token}"}
@@ -73,6 +73,20 @@ async def test_sign_in_see_the_balance_and_activate_an_offer(aiohttp_server, aio
     actors = [r["actor"] for r in central.db.execute(
         "SELECT actor FROM audit WHERE action = 'customer.offer.activate'")]
     assert actors == [f"customer:{cid}"]
+
+    # a new e-mail address, saved once the code sent to it is typed back
+    await page.fill("#email", "anna@example.org")
+    await page.click("#contacts-form button[type=submit]")
+    await page.wait_for_selector("#email-code-form", state="visible")
+    [confirmation] = list(email.sent)
+    assert confirmation.to == "anna@example.org"
+    await page.fill("#email-code", confirmation.body[:6])
+    await page.click("#email-code-form button[type=submit]")
+    await page.wait_for_selector("#email-code-form", state="hidden")
+    assert await page.text_content("#notice") == "The new address is saved."
+    contact = central.db.execute("SELECT email, source FROM message_contacts"
+                                 " WHERE customer_id = ?", (cid,)).fetchone()
+    assert (contact["email"], contact["source"]) == ("anna@example.org", "account")
 
     # signed out, the page asks to sign in again and the session is gone
     await page.click("#sign-out")

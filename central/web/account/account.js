@@ -6,6 +6,8 @@
 const API = "/account/v1";
 let challenge = null;
 let lastContact = null;
+let currentEmail = "";
+let pendingEmail = null; // {challenge, email} while a new address awaits its code
 
 const $ = (id) => document.getElementById(id);
 
@@ -109,7 +111,8 @@ async function showAccount() {
   $("sign-in").hidden = true;
   $("account").hidden = false;
   $("who").textContent = me.name || me.phone || me.email || me.id;
-  $("email").value = me.email || "";
+  currentEmail = me.email || "";
+  $("email").value = currentEmail;
   $("service-opt-out").checked = !!me.service_opt_out;
   $("consent-processing").checked = !!(me.consents.processing && me.consents.processing.granted);
   $("consent-advertising").checked = !!(me.consents.advertising && me.consents.advertising.granted);
@@ -183,9 +186,34 @@ $("contacts-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   try {
     const email = $("email").value.trim();
-    await call("PATCH", "/contacts", {
-      email: email || null, service_opt_out: $("service-opt-out").checked });
-    notice("Saved.");
+    const changes = { service_opt_out: $("service-opt-out").checked };
+    if (!email && currentEmail) changes.email = null; // removing needs no proof
+    await call("PATCH", "/contacts", changes);
+    if (email && email !== currentEmail) {
+      // A new address is saved once the code sent to it comes back.
+      const sent = await call("POST", "/contacts/email", { email });
+      pendingEmail = { challenge: sent.challenge, email };
+      $("email-code-form").hidden = false;
+      notice("We sent a code to the new address: type it below to confirm it.");
+    } else {
+      currentEmail = email;
+      notice("Saved.");
+    }
+  } catch (e) {
+    notice(e.message, true);
+  }
+});
+
+$("email-code-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const me = await call("POST", "/contacts/email/confirm", {
+      challenge: pendingEmail.challenge, code: $("email-code").value.trim(),
+      email: pendingEmail.email });
+    currentEmail = me.email || "";
+    pendingEmail = null;
+    $("email-code-form").hidden = true;
+    notice("The new address is saved.");
   } catch (e) {
     notice(e.message, true);
   }
