@@ -28,6 +28,7 @@ from protocol.rules.conditions import (
 )
 from protocol.rules.context import Context
 from protocol.rules.explain import ExplainEntry
+from protocol.rules.holdout import held_out
 from protocol.rules.results import Discount
 
 
@@ -46,6 +47,8 @@ class Selection:
     nets: tuple[int, ...]  # per line, after discounts
     misses: tuple[ExplainEntry, ...]
     discount_totals: dict[str, int]  # campaign id -> kopecks
+    # campaigns that would have applied but hold this customer out (their control group)
+    held_out: tuple[str, ...] = ()
 
 
 def _miss(c: m.Campaign, miss: Miss) -> ExplainEntry:
@@ -63,6 +66,7 @@ def select(ctx: Context) -> Selection:
     )
     misses: list[ExplainEntry] = []
     passing: list[Chosen] = []
+    held: list[str] = []
     for pos, trigger in cands:
         c = rs.campaigns[pos]
         miss = check_customer_and_time(c, ctx)
@@ -91,6 +95,13 @@ def select(ctx: Context) -> Selection:
         if miss is not None:
             misses.append(_miss(c, miss))
             continue
+        # After every condition, so the control group is those it would have applied to:
+        # their receipts compare with the treated ones (central.campaign_roi). Not in the
+        # explanation: the cashier has nothing to tell the customer.
+        if c.holdout_bp and ctx.member and held_out(
+                rs.holdout_salt, c.id, cust.id, c.holdout_bp):
+            held.append(c.id)
+            continue
         allowance = cust.allowances.get(c.id)
         if allowance is not None and allowance <= 0:
             misses.append(_miss(c, ("budget", "campaign budget used up on this till")))
@@ -98,7 +109,7 @@ def select(ctx: Context) -> Selection:
         reqs = requirement_lines(c.when, ctx) if c.when.requires else ()
         passing.append(Chosen(c, tuple(matched), reqs, allowance))
     losers = _group_losers(ctx, passing)
-    return _apply(ctx, passing, losers, misses)
+    return _apply(ctx, passing, losers, misses, tuple(held))
 
 
 def _group_losers(ctx: Context, passing: list[Chosen]) -> dict[str, m.Campaign]:
@@ -140,7 +151,7 @@ def estimate(ctx: Context, ch: Chosen) -> int:
 
 def _apply(
     ctx: Context, passing: list[Chosen], losers: dict[str, m.Campaign],
-    misses: list[ExplainEntry],
+    misses: list[ExplainEntry], held: tuple[str, ...] = (),
 ) -> Selection:
     nets = [v.line.amount for v in ctx.lines]
     discounts: list[list[Discount]] = [[] for _ in ctx.lines]
@@ -182,5 +193,5 @@ def _apply(
                     stopped.setdefault(i, c.name)
     return Selection(
         chosen=tuple(chosen), discounts=tuple(tuple(d) for d in discounts), nets=tuple(nets),
-        misses=tuple(misses), discount_totals=totals,
+        misses=tuple(misses), discount_totals=totals, held_out=held,
     )
