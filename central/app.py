@@ -21,6 +21,7 @@ from central import (
     api_approvals,
     api_audit,
     api_campaigns,
+    api_costs,
     api_customers,
     api_fraud,
     api_kpis,
@@ -110,6 +111,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_campaigns.routes)
     app.router.add_routes(api_fraud.routes)
     app.router.add_routes(api_messages.routes)
+    app.router.add_routes(api_costs.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.
