@@ -26,6 +26,7 @@ from protocol.rules import (
     default_ruleset_doc,
     settle,
 )
+from protocol.rules import model as rules_model
 from protocol.rules.holdout import held_out, holdout_point
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -144,3 +145,28 @@ def test_a_bad_salt_is_refused_naming_the_field() -> None:
 def test_a_holdout_in_percent_with_decimals_is_basis_points() -> None:
     rules = compile_ruleset(_doc("12.5"))
     assert rules.campaigns[rules.by_id["double"]].holdout_bp == 1250
+
+
+def _grouped(holdout_percent: int, rival_percent: int) -> rules_model.RuleSet:
+    doc = default_ruleset_doc()
+    doc["holdout_salt"] = "g"
+    doc["campaigns"] += [
+        {"id": "held", "name": "held", "group": "g", "holdout": 99,
+         "effect": {"type": "percent", "percent": holdout_percent}},
+        {"id": "rival", "name": "rival", "group": "g",
+         "effect": {"type": "percent", "percent": rival_percent}},
+    ]
+    return compile_ruleset(doc)
+
+
+def test_a_held_out_campaign_counts_only_where_it_would_have_won_its_group() -> None:
+    who = next(Customer(id=f"c{i}") for i in range(100) if held_out("g", "held", f"c{i}", 9900))
+    receipt = _receipt(100_000)
+    # It would have won: held out, the customer gets the group's runner-up instead.
+    s = settle(_grouped(20, 10), receipt, who, NOW)
+    assert s.held_out == ("held",)
+    assert {e.campaign for ln in s.lines for e in ln.earned} == {"base", "rival"}
+    # It would have lost to the rival anyway: no control receipt, as no treated one.
+    s = settle(_grouped(5, 10), receipt, who, NOW)
+    assert s.held_out == ()
+    assert {e.campaign for ln in s.lines for e in ln.earned} == {"base", "rival"}
