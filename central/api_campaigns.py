@@ -214,7 +214,10 @@ async def dry_run_change(request: web.Request) -> web.Response:
 @admits(*READERS)
 async def campaign_figures_of(request: web.Request) -> web.Response:
     found = _found(request)
-    return web.json_response(campaign_figures.figures(request.app[DB], found.id))
+    conn = request.app[DB]
+    return web.json_response({**campaign_figures.figures(conn, found.id),
+                              # members' receipts treated and held out (campaign ROI)
+                              "receipts_by_group": campaign_roi.group_receipts(conn, found.id)})
 
 
 def _day(request: web.Request, name: str) -> date:

@@ -151,6 +151,14 @@ def behind(conn: Connection) -> int:
 # -- the figures ---------------------------------------------------------------------------
 
 
+def group_receipts(conn: Connection, campaign_id: str) -> dict[str, int]:
+    """Members' receipts in each group since the campaign began (for its figures)."""
+    got = {r["control"]: int(r["n"]) for r in conn.execute(
+        "SELECT control, SUM(receipts) AS n FROM campaign_roi_days WHERE campaign_id = ?"
+        " GROUP BY control", (campaign_id,))}
+    return {"treated": got.get(TREATED, 0), "control": got.get(CONTROL, 0)}
+
+
 def roi(conn: Connection, campaign_id: str, start: date, end: date) -> dict[str, Any]:
     """The campaign's ROI over store-local days start..end, with every input shown."""
     args = (campaign_id, start.isoformat(), end.isoformat())

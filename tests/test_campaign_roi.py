@@ -128,8 +128,11 @@ async def test_roi_worked_out_by_hand_equals_the_api(live_central, tmp_path, kin
                     "to": (day + timedelta(days=1)).isoformat()})
         assert resp.status == 200, await resp.text()
         got = await resp.json()
+        resp = await central.get("/api/v1/campaigns/snacks/figures", headers=central.admin)
+        figures = await resp.json()
     finally:
         await till.close()
+    assert figures["receipts_by_group"] == {"treated": 3, "control": 1}
 
     # By hand. Treated: t1 (chips ×2 + cola; gum), t2 (chips); control: c1 (chips + cola).
     if kind == "discount":  # 10 % off the snack lines, none of it for the control group
