@@ -10,8 +10,9 @@ Anonymous receipts are in neither group. Both groups are thus receipts the campa
 to, with and without the campaign.
 
 Kept up as receipts arrive: a follower of the journal (the ingest sequence, like
-central.campaign_figures) adds each member's sale to small rollups by campaign, store-local
-day and group: receipts, revenue, and the points and discount the campaign gave; quantity and
+central.campaign_figures) adds each member's sale, for the campaigns that hold out a control
+group in the rule set it was priced with, to small rollups by campaign, store-local day and
+group: receipts, revenue, and the points and discount the campaign gave; quantity and
 revenue by SKU; which customers bought. A request reads days, never receipts; the cost of
 goods is priced at read time from the product cost feed (central.product_costs) as it is then.
 
@@ -80,6 +81,7 @@ def count_pending(conn: Connection, rulesets: RuleSets | None = None,
         return 0
     sums = _Sums()
     zones: dict[tuple[int, str], tzinfo] = {}
+    measured: dict[int, frozenset[str]] = {}
     for r in page.rows:
         if r["kind"] != "sale" or not r["customer_id"]:
             continue  # anonymous receipts are in neither group
@@ -93,9 +95,13 @@ def count_pending(conn: Connection, rulesets: RuleSets | None = None,
                      for ln in settled.get("lines") or ()]
         except (InvalidMessage, KeyError, TypeError, ValueError, AttributeError):
             continue  # unreadable: re-pricing raises the alert for it
+        version = r["ruleset_version"]
+        if version not in measured:
+            measured[version] = _with_holdout(rulesets, version)
+        given = {c: v for c, v in given.items() if c in measured[version]}
         if not given and not held:
             continue
-        where = (r["ruleset_version"], r["store"])
+        where = (version, r["store"])
         if where not in zones:
             zones[where] = store_zone(rulesets, *where)
         day = parse_iso(r["at"]).astimezone(zones[where]).date().isoformat()
@@ -118,6 +124,14 @@ def count_pending(conn: Connection, rulesets: RuleSets | None = None,
             return 0
         _write(conn, sums)
     return max(1, len(page.rows))
+
+
+def _with_holdout(rulesets: RuleSets, version: int) -> frozenset[str]:
+    """The campaigns of a rule-set version that hold out a control group: only those are
+    followed (without a control group there is nothing to compare, and the always-on
+    campaigns would copy every member's receipt into the rollups)."""
+    rs = rulesets.get(version)
+    return frozenset(c.id for c in rs.campaigns if c.holdout_bp) if rs else frozenset()
 
 
 def _write(conn: Connection, sums: _Sums) -> None:
@@ -189,7 +203,7 @@ def roi(conn: Connection, campaign_id: str, start: date, end: date) -> dict[str,
     incremental, why_not = None, None
     if not treated["customers"] or not control["customers"]:
         why_not = "no receipts of the " + ("treated" if not treated["customers"] else "control") \
-            + " group in the period"
+            + " group in the period (only a campaign with a holdout has a control group)"
     else:
         exact = Fraction(treated["margin"]) - Fraction(
             control["margin"] * treated["customers"], control["customers"])

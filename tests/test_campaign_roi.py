@@ -133,6 +133,9 @@ async def test_roi_worked_out_by_hand_equals_the_api(live_central, tmp_path, kin
     finally:
         await till.close()
     assert figures["receipts_by_group"] == {"treated": 3, "control": 1}
+    # the always-on base campaign holds nobody out: it is not followed at all
+    assert central.db.execute("SELECT COUNT(*) FROM campaign_roi_days"
+                              " WHERE campaign_id = 'base'").fetchone()[0] == 0
 
     # By hand. Treated: t1 (chips ×2 + cola; gum), t2 (chips); control: c1 (chips + cola).
     if kind == "discount":  # 10 % off the snack lines, none of it for the control group
