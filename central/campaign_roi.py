@@ -3,7 +3,8 @@
 Who is compared. A campaign with a `holdout` holds out a share of members, drawn by a hash
 of the rule set's salt, the campaign and the customer (protocol.rules.holdout), at the till
 and in re-pricing alike. On each member's receipt a campaign is either:
-- treated: it gave the receipt something (points on a line, a receipt bonus, a discount);
+- treated: it gave the receipt something (points on a line, a receipt bonus, a discount,
+  an offer for the next purchase);
 - control: it would have applied, but the customer is in its control group (the settlement's
   `held_out`).
 Anonymous receipts are in neither group. Both groups are thus receipts the campaign applies
@@ -88,6 +89,9 @@ def count_pending(conn: Connection, rulesets: RuleSets | None = None,
         try:
             settled = unpack(r["body"])["detail"]["settlement"]
             given = given_by(settled)
+            for grant in settled.get("offers_granted") or ():
+                # an offer for next time is what such a campaign gives; it costs at its use
+                given.setdefault(str(grant["campaign"]), (0, 0))
             held = [str(c) for c in settled.get("held_out") or ()]
             lines = [(str(ln["sku"]), int(ln["qty"]),
                       int(ln["amount"]) - sum(int(d["amount"]) for d in ln.get("discounts")

@@ -256,3 +256,39 @@ async def test_a_bad_holdout_is_refused_naming_the_field(live_central):
     resp = await live_central.post("/api/v1/campaigns", headers=live_central.admin, json={
         "id": "y", "name": "y", "holdout": 100, "effect": {"type": "percent", "percent": 1}})
     assert resp.status == 400 and "'holdout'" in await resp.text()
+
+
+async def test_an_offer_campaign_counts_its_grants_as_treated_and_costs_nothing_yet(
+        live_central, tmp_path):
+    central = live_central
+    doc = rules.default_ruleset_doc()
+    doc["holdout_salt"] = SALT
+    rulesets.publish(central.db, doc, "test", utcnow())
+    resp = await central.post("/api/v1/campaigns", headers=central.admin, json={
+        "id": "cross", "name": "coffee next time", "holdout": 50,
+        "lines": {"categories": ["snacks"]},
+        "effect": {"type": "next_purchase_offer", "offer": "coffee"}, "status": "live"})
+    assert resp.status == 201, await resp.text()
+    current = rulesets.current(central.db)
+    rs = rules.compile_ruleset(current.doc)
+    ([t1], [c1]) = await groups_of(central, "cross", 1)
+    till = LocalTill(await enrol(central, "s1"), tmp_path / "till.db")
+    try:
+        at = utcnow().replace(microsecond=0)
+        sold = [sell(till, t1, [line(CHIPS)], at, rs, current.version),
+                sell(till, c1, [line(CHIPS)], at, rs, current.version)]
+        assert [g.campaign for g in sold[0].offers_granted] == ["cross"]
+        assert sold[1].offers_granted == () and sold[1].held_out == ("cross",)
+        assert await till.sync.push() == 2
+        while campaign_roi.count_pending(central.db):
+            pass
+        day = at.date().isoformat()
+        got = await (await central.get("/api/v1/campaigns/cross/roi", headers=central.admin,
+                                       params={"from": day, "to": day})).json()
+    finally:
+        await till.close()
+    # no cost feed: both on revenue; the same basket, so nothing incremental, and no cost
+    assert got["treated"]["customers"] == got["control"]["customers"] == 1
+    assert got["treated"]["basis"] == got["control"]["basis"] == got["basis"] == "revenue"
+    assert got["incremental_margin"]["kopecks"] == 0 and got["cost"]["kopecks"] == 0
+    assert got["roi_bp"] is None and got["why_not"] == "the campaign cost nothing in the period"
