@@ -8,12 +8,12 @@ Marketing and admins change them; analysts, support, security and auditors read 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
 
-from central import campaign_dry_run, campaign_figures, campaign_publish, campaigns
+from central import campaign_dry_run, campaign_figures, campaign_publish, campaign_roi, campaigns
 from central.campaign_publish import summary
 from central.office_auth import audited, caller
 from central.roles import Role as R
@@ -26,6 +26,9 @@ CHANGERS = (R.ADMIN, R.MARKETING)
 READERS = (R.ADMIN, R.MARKETING, R.ANALYST, R.SUPPORT, R.SECURITY, R.AUDITOR)
 # A dry run prices receipts and shows sums; it names no customer.
 DRY_RUNNERS = (R.ADMIN, R.MARKETING, R.ANALYST)
+# ROI shows margins, so cost prices in aggregate: those who read the cost feed.
+ROI_READERS = (R.ADMIN, R.MARKETING, R.ANALYST)
+MAX_ROI_DAYS = 3660
 PAGE = bounds.IntRange(1, campaigns.MAX_PAGE, "campaigns")
 VERSION = bounds.IntRange(1, bounds.MAX_COUNTER, "campaign version")
 
@@ -211,4 +214,29 @@ async def dry_run_change(request: web.Request) -> web.Response:
 @admits(*READERS)
 async def campaign_figures_of(request: web.Request) -> web.Response:
     found = _found(request)
-    return web.json_response(campaign_figures.figures(request.app[DB], found.id))
+    conn = request.app[DB]
+    return web.json_response({**campaign_figures.figures(conn, found.id),
+                              # members' receipts treated and held out (campaign ROI)
+                              "receipts_by_group": campaign_roi.group_receipts(conn, found.id)})
+
+
+def _day(request: web.Request, name: str) -> date:
+    value = request.query.get(name)
+    if value is None:
+        raise ApiError(400, f"query '{name}' is required (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"query '{name}' must be a day, YYYY-MM-DD") from None
+
+
+@routes.get("/api/v1/campaigns/{id}/roi")
+@admits(*ROI_READERS)
+async def campaign_roi_of(request: web.Request) -> web.Response:
+    found = _found(request)
+    start, end = _day(request, "from"), _day(request, "to")
+    if end < start:
+        raise ApiError(400, "query 'to' is before 'from'")
+    if (end - start).days > MAX_ROI_DAYS:
+        raise ApiError(400, f"query 'from'..'to' spans more than {MAX_ROI_DAYS} days")
+    return web.json_response(campaign_roi.roi(request.app[DB], found.id, start, end))

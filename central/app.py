@@ -23,6 +23,7 @@ from central import (
     api_audit,
     api_campaigns,
     api_channel,
+    api_costs,
     api_customers,
     api_fraud,
     api_kpis,
@@ -118,6 +119,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     # the customer's own account; its sign-in codes leave by the same channels (without
     # any: a development central, codes to the log)
     api_account.setup(app, channels)
+    app.router.add_routes(api_costs.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

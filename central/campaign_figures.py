@@ -35,7 +35,7 @@ def count_pending(conn: Connection, limit: int = CHUNK) -> int:
             continue
         try:
             settled = unpack(r["body"])["detail"]["settlement"]
-            given = _given(settled)
+            given = given_by(settled)
         except (InvalidMessage, KeyError, TypeError, ValueError, AttributeError):
             continue  # unreadable: re-pricing raises the alert for it
         for campaign_id, (points, discount) in given.items():
@@ -57,7 +57,7 @@ def count_pending(conn: Connection, limit: int = CHUNK) -> int:
     return max(1, len(page.rows))
 
 
-def _given(settled: dict[str, Any]) -> dict[str, tuple[int, int]]:
+def given_by(settled: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Per campaign, (points, discount) a journalled settlement says it gave."""
     points: dict[str, int] = defaultdict(int)
     discount: dict[str, int] = defaultdict(int)

@@ -742,6 +742,36 @@ MIGRATIONS: list[str | PerDialect | WithData] = [
     );
     CREATE INDEX account_sessions_customer ON account_sessions(customer_id);
     """,
+    # 32: campaign ROI (central.product_costs, central.campaign_roi): head office's cost
+    # prices by SKU with the upload they came in; and per campaign, store-local day and group
+    # (treated or held out as its control group) what members' receipts bought: receipts,
+    # revenue, points and discount the campaign gave; revenue and quantity by SKU (cost of
+    # goods is priced at read time, with the feed as it is then); and which customers bought
+    # (distinct customers over any period), kept up by a follower of the journal.
+    """
+    CREATE TABLE product_costs (sku TEXT PRIMARY KEY, cost INTEGER NOT NULL);
+    CREATE TABLE product_cost_feed (
+        id INTEGER PRIMARY KEY CHECK (id = 1), skus INTEGER NOT NULL, digest TEXT NOT NULL,
+        uploaded_at TEXT NOT NULL, uploaded_by TEXT NOT NULL
+    );
+    CREATE TABLE campaign_roi_days (
+        campaign_id TEXT NOT NULL, day TEXT NOT NULL, control INTEGER NOT NULL,
+        receipts INTEGER NOT NULL, revenue INTEGER NOT NULL, points INTEGER NOT NULL,
+        discount INTEGER NOT NULL, PRIMARY KEY (campaign_id, day, control)
+    );
+    CREATE TABLE campaign_roi_skus (
+        campaign_id TEXT NOT NULL, day TEXT NOT NULL, control INTEGER NOT NULL,
+        sku TEXT NOT NULL, qty INTEGER NOT NULL, revenue INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, day, control, sku)
+    );
+    CREATE TABLE campaign_roi_customers (
+        campaign_id TEXT NOT NULL, day TEXT NOT NULL, control INTEGER NOT NULL,
+        customer_id TEXT NOT NULL, receipts INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, day, control, customer_id)
+    );
+    CREATE TABLE campaign_roi_accounting (name TEXT PRIMARY KEY, ingest_seq INTEGER NOT NULL);
+    INSERT INTO campaign_roi_accounting VALUES ('journal', 0);
+    """,
 ]
 
 

@@ -230,6 +230,7 @@ OFFICE = [
     ("PUT", "/api/v1/adjustment-policy", {"approval_above": 100}),
     ("PUT", "/api/v1/fraud-rules", {"card-many-stores": {"minutes": 5, "hold": True},
                                     "cashier-unusual": {"factor_percent": 250}}),
+    ("PUT", "/api/v1/product-costs", {"costs": [{"sku": "a", "cost": 100}]}),
     # Last: it takes the customer's card away from the lookups above.
     ("POST", "/api/v1/customers/{customer}/erase", {"actor": "dpo", "reason": "asked"}),
 ]
@@ -268,6 +269,9 @@ QUERIES = [("/api/v1/alerts", ("limit", "before", "acked", "kind")),
            ("/api/v1/campaigns", ("limit", "cursor", "status", "kind", "store", "channel", "q",
                                   "active_at")),
            ("/api/v1/fraud-hits", ("limit", "before", "rule", "verdict")),
+           ("/api/v1/product-costs", ("after", "limit")),
+           ("/api/v1/campaigns/base/roi?to=2026-11-30", ("from",)),
+           ("/api/v1/campaigns/base/roi?from=2026-11-01", ("to",)),
            ("/sync/v1/customers", ("since",)),
            ("/sync/v1/position", ("epoch", "from", "to"))]
 
@@ -279,7 +283,8 @@ def test_query_strings(central: Central, path: str, names: tuple[str, ...]) -> N
     @FUZZ
     @given(name=st.sampled_from(names), value=WEIRD_TEXT | st.integers().map(str))
     def one(name: str, value: str) -> None:
-        qs = f"{path}?{name}={quote(value.encode('utf-8', 'surrogatepass'))}"
+        qs = (f"{path}{'&' if '?' in path else '?'}{name}="
+              f"{quote(value.encode('utf-8', 'surrogatepass'))}")
         if name != "epoch" and path == "/sync/v1/position":
             qs += "&epoch=e"
         answer = (central.office("GET", qs) if path.startswith("/api/")

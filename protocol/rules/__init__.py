@@ -12,6 +12,7 @@ from protocol.rules.defaults import default_ruleset_doc, example_ruleset_doc
 from protocol.rules.engine import price, settle
 from protocol.rules.errors import InputError, RedemptionError, ReturnError, RuleSetError
 from protocol.rules.explain import ExplainEntry, Explanation
+from protocol.rules.holdout import held_out
 from protocol.rules.inputs import (
     ANONYMOUS,
     Customer,
@@ -65,6 +66,7 @@ __all__ = [
     "compile_ruleset",
     "default_ruleset_doc",
     "example_ruleset_doc",
+    "held_out",
     "journal_view",
     "local_time",
     "money_refunded",

@@ -27,7 +27,7 @@ EFFECT_TYPES = (
 MAX_DAYS = 36_600
 
 TOP = frozenset({"version", "valid_from", "programme", "tiers", "redemption", "campaigns", "meta",
-                 "stores"})
+                 "stores", "holdout_salt"})
 PROGRAMME = frozenset({
     "units", "default_unit", "rounding", "return_window_days", "return_windows", "lifetime",
     "excluded", "earn_on_redeemed", "time_zone", "after_return_window",
@@ -49,7 +49,7 @@ REDEMPTION = frozenset({"unit", "max_receipt_share", "lines", "min_balance", "mi
 REDEMPTION_LINE = frozenset({"match", "max_line_share"})
 CAMPAIGN = frozenset({
     "id", "name", "priority", "group", "stop", "members_only", "when", "lines", "effect",
-    "budget", "lifetime_days", "description",
+    "budget", "lifetime_days", "description", "holdout",
 })
 WHEN = frozenset({
     "from", "to", "weekdays", "hours", "stores", "regions", "channels", "segments",
@@ -134,6 +134,7 @@ def _compile(doc: Mapping[str, Any], decode: Callable[[bytes], Any] | None,
     campaigns = _resolve_multipliers(r, campaigns, paths)
     _one_unit(r, programme, redemption, campaigns, paths)
     stores = place.read_stores(r, d["stores"], "stores", CHANNELS) if "stores" in d else {}
+    salt = r.str_(d, "holdout_salt", "", default="")
     if r.errors:
         raise RuleSetError(r.errors)
     campaigns.sort(key=lambda c: (-c.priority, c.id))
@@ -141,7 +142,7 @@ def _compile(doc: Mapping[str, Any], decode: Callable[[bytes], Any] | None,
         version=version, valid_from=valid_from, programme=programme, tiers=tiers,
         redemption=redemption, campaigns=tuple(campaigns),
         by_id={c.id: i for i, c in enumerate(campaigns)},
-        index=CampaignIndex(campaigns), stores=stores,
+        index=CampaignIndex(campaigns), stores=stores, holdout_salt=salt,
     ), CompiledCampaigns(programme, tiers, by_encoding)
 
 
@@ -448,6 +449,9 @@ def _campaign(
         lines=_selector(r, d.get("lines", {}), join(path, "lines")), effect=effect,
         budget=budget,
         lifetime_days=r.int_(d, "lifetime_days", path, default=None, lo=1, hi=MAX_DAYS),
+        # a control group of 100 % would be a campaign nobody gets; 0 is no holdout
+        holdout_bp=r.scaled(d, "holdout", path, 2, 1, m.BP - 1,
+                            "a holdout share in percent", required=False),
     )
 
 

@@ -91,6 +91,7 @@ def settle(ruleset: m.RuleSet, receipt: Receipt, customer: Customer | None, now:
         total_amount=sum(x.amount for x in out.lines), tier=ctx.tier, tier_after=tier_after,
         qualifying_amount=out.qualifying, offers_granted=out.offers, offers_used=tuple(used),
         campaign_totals=out.campaign_totals, explanation=_explanation(ctx, sel, out, rc),
+        held_out=sel.held_out,
     )
 
 

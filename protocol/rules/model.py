@@ -203,6 +203,7 @@ class Campaign:
     effect: Effect
     budget: Budget | None = None
     lifetime_days: int | None = None  # overrides the programme's point lifetime
+    holdout_bp: int = 0  # share of members held out as a control group (protocol.rules.holdout)
 
     @property
     def receipt_level(self) -> bool:
@@ -309,3 +310,4 @@ class RuleSet:
     by_id: Mapping[str, int]
     index: CampaignIndex
     stores: Mapping[str, StorePlace] = field(default_factory=dict)
+    holdout_salt: str = ""  # the salt of control-group assignment (protocol.rules.holdout)

@@ -260,6 +260,9 @@ class Settlement:
     offers_used: tuple[str, ...] = ()
     campaign_totals: Mapping[str, int] = field(default_factory=dict)
     explanation: Explanation = field(default_factory=Explanation)
+    # Campaigns whose control group this customer is in and that would otherwise have
+    # applied (protocol.rules.holdout): the control group's receipts for campaign ROI.
+    held_out: tuple[str, ...] = ()
 
     @property
     def paid_money(self) -> int:
@@ -281,6 +284,8 @@ class Settlement:
             "offers_used": list(self.offers_used),
             "campaign_totals": dict(self.campaign_totals),
             "explanation": self.explanation.to_dict(),
+            # only when there is one: journals of sales without a control group are unchanged
+            **({"held_out": list(self.held_out)} if self.held_out else {}),
         }
 
     @classmethod
@@ -299,6 +304,7 @@ class Settlement:
             offers_used=tuple(d.get("offers_used", ())),
             campaign_totals=dict(d.get("campaign_totals", {})),
             explanation=Explanation.from_dict(d.get("explanation", {})),
+            held_out=tuple(d.get("held_out", ())),
         )
 
 

@@ -15,7 +15,7 @@ the amounts paid with money (accrual.py), so pricing and settling choose the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from protocol.rules import model as m
 from protocol.rules.accrual import campaign_points, discount_parts
@@ -28,6 +28,7 @@ from protocol.rules.conditions import (
 )
 from protocol.rules.context import Context
 from protocol.rules.explain import ExplainEntry
+from protocol.rules.holdout import held_out
 from protocol.rules.results import Discount
 
 
@@ -46,6 +47,8 @@ class Selection:
     nets: tuple[int, ...]  # per line, after discounts
     misses: tuple[ExplainEntry, ...]
     discount_totals: dict[str, int]  # campaign id -> kopecks
+    # campaigns that would have applied but hold this customer out (their control group)
+    held_out: tuple[str, ...] = ()
 
 
 def _miss(c: m.Campaign, miss: Miss) -> ExplainEntry:
@@ -63,6 +66,7 @@ def select(ctx: Context) -> Selection:
     )
     misses: list[ExplainEntry] = []
     passing: list[Chosen] = []
+    held: list[Chosen] = []
     for pos, trigger in cands:
         c = rs.campaigns[pos]
         miss = check_customer_and_time(c, ctx)
@@ -96,9 +100,25 @@ def select(ctx: Context) -> Selection:
             misses.append(_miss(c, ("budget", "campaign budget used up on this till")))
             continue
         reqs = requirement_lines(c.when, ctx) if c.when.requires else ()
-        passing.append(Chosen(c, tuple(matched), reqs, allowance))
-    losers = _group_losers(ctx, passing)
-    return _apply(ctx, passing, losers, misses)
+        ch = Chosen(c, tuple(matched), reqs, allowance)
+        # After every condition, so the control group is those it would have applied to:
+        # their receipts compare with the treated ones (central.campaign_roi). Not in the
+        # explanation: the cashier has nothing to tell the customer.
+        if c.holdout_bp and ctx.member and held_out(
+                rs.holdout_salt, c.id, cust.id, c.holdout_bp):
+            held.append(ch)
+        passing.append(ch)
+    if not held:
+        return _apply(ctx, passing, _group_losers(ctx, passing), misses)
+    # Held out: recorded only where the campaign would have applied, exclusive groups and
+    # stops included (what a treated receipt must pass too), judged without the holdout.
+    unheld = _apply(ctx, passing, _group_losers(ctx, passing), [])
+    would = {x.campaign.id for x in unheld.chosen}
+    held_ids = {ch.campaign.id for ch in held}
+    kept = [ch for ch in passing if ch.campaign.id not in held_ids]
+    sel = _apply(ctx, kept, _group_losers(ctx, kept), misses)
+    return replace(sel, held_out=tuple(ch.campaign.id for ch in held
+                                       if ch.campaign.id in would))
 
 
 def _group_losers(ctx: Context, passing: list[Chosen]) -> dict[str, m.Campaign]:
