@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,7 +33,8 @@ def publish(
         # One publisher at a time numbers the version and brings the campaigns table in line.
         conn.dialect.lock(conn, campaigns.PUBLISH_LOCK)
         current = conn.execute("SELECT MAX(version) FROM rulesets").fetchone()[0] or 0
-        doc = {**doc, "version": current + 1}
+        doc = {**doc, "version": current + 1,
+               "holdout_salt": doc.get("holdout_salt") or _holdout_salt(conn, current)}
         text = check_publishable(doc)
         compiled = compile_ruleset(doc)
         activates_at = activation(activates_at or now, compiled.valid_from)
@@ -52,6 +54,15 @@ def publish(
         campaign_budgets.store_budgets(conn, current + 1, doc)
         campaigns.adopt(conn, doc, current + 1, actor, now)
     return current + 1
+
+
+def _holdout_salt(conn: Connection, current: int) -> str:
+    """The salt of control groups (protocol.rules.holdout) for a document that names none:
+    the newest version's, so that who is held out stays the same from version to version;
+    for the first, a random one, so that nobody can work out the groups from the ids."""
+    row = conn.execute("SELECT doc FROM rulesets WHERE version = ?", (current,)).fetchone()
+    salt = json.loads(row[0]).get("holdout_salt") if row else None
+    return salt if isinstance(salt, str) and salt else secrets.token_hex(16)
 
 
 def activation(activates_at: datetime, valid_from: datetime | None) -> datetime:

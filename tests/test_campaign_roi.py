@@ -5,12 +5,12 @@ the API answers equal to the one worked out by hand here; and the cost feed's ow
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agent import journal
-from central import campaign_roi, customers, rulesets
+from central import campaign_roi, customers, db, rulesets
 from central.clock import utcnow
 from protocol import rules
 from protocol.journal import JournalEntry, new_receipt_id
@@ -91,7 +91,7 @@ async def groups_of(central, campaign: str, n: int) -> tuple[list[str], list[str
 @pytest.mark.parametrize("kind", sorted(EFFECTS))
 async def test_roi_worked_out_by_hand_equals_the_api(live_central, tmp_path, kind):
     central = live_central
-    doc = rules.default_ruleset_doc()
+    doc = rules.rules.default_ruleset_doc()
     doc["holdout_salt"] = SALT
     rulesets.publish(central.db, doc, "test", utcnow())
     resp = await central.post("/api/v1/campaigns", headers=central.admin, json={
@@ -261,7 +261,7 @@ async def test_a_bad_holdout_is_refused_naming_the_field(live_central):
 async def test_an_offer_campaign_counts_its_grants_as_treated_and_costs_nothing_yet(
         live_central, tmp_path):
     central = live_central
-    doc = rules.default_ruleset_doc()
+    doc = rules.rules.default_ruleset_doc()
     doc["holdout_salt"] = SALT
     rulesets.publish(central.db, doc, "test", utcnow())
     resp = await central.post("/api/v1/campaigns", headers=central.admin, json={
@@ -292,3 +292,27 @@ async def test_an_offer_campaign_counts_its_grants_as_treated_and_costs_nothing_
     assert got["treated"]["basis"] == got["control"]["basis"] == got["basis"] == "revenue"
     assert got["incremental_margin"]["kopecks"] == 0 and got["cost"]["kopecks"] == 0
     assert got["roi_bp"] is None and got["why_not"] == "the campaign cost nothing in the period"
+
+
+def test_the_central_gives_a_rule_set_a_secret_salt_and_keeps_it(database) -> None:
+    """Control groups keyed by a salt nobody chose would be predictable from the ids: a
+    rule set published without one gets a random one, later versions keep it, and one that
+    head office names is taken as named."""
+    conn = db.connect(database)
+    try:
+        now = datetime(2026, 11, 23, tzinfo=UTC)
+
+        def salt_of(version: int) -> str:
+            row = conn.execute("SELECT doc FROM rulesets WHERE version = ?",
+                               (version,)).fetchone()
+            return json.loads(row[0])["holdout_salt"]
+
+        first = rulesets.publish(conn, rules.default_ruleset_doc(), "test", now)
+        second = rulesets.publish(conn, rules.default_ruleset_doc(), "test", now)
+        assert len(salt_of(first)) == 32 and salt_of(second) == salt_of(first)
+        named = rulesets.publish(conn, {**rules.default_ruleset_doc(), "holdout_salt": "s-2027"},
+                                 "test", now)
+        assert salt_of(named) == "s-2027"
+        assert salt_of(rulesets.publish(conn, rules.default_ruleset_doc(), "test", now)) == "s-2027"
+    finally:
+        conn.close()
