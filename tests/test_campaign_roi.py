@@ -91,7 +91,7 @@ async def groups_of(central, campaign: str, n: int) -> tuple[list[str], list[str
 @pytest.mark.parametrize("kind", sorted(EFFECTS))
 async def test_roi_worked_out_by_hand_equals_the_api(live_central, tmp_path, kind):
     central = live_central
-    doc = rules.rules.default_ruleset_doc()
+    doc = rules.default_ruleset_doc()
     doc["holdout_salt"] = SALT
     rulesets.publish(central.db, doc, "test", utcnow())
     resp = await central.post("/api/v1/campaigns", headers=central.admin, json={
@@ -261,7 +261,7 @@ async def test_a_bad_holdout_is_refused_naming_the_field(live_central):
 async def test_an_offer_campaign_counts_its_grants_as_treated_and_costs_nothing_yet(
         live_central, tmp_path):
     central = live_central
-    doc = rules.rules.default_ruleset_doc()
+    doc = rules.default_ruleset_doc()
     doc["holdout_salt"] = SALT
     rulesets.publish(central.db, doc, "test", utcnow())
     resp = await central.post("/api/v1/campaigns", headers=central.admin, json={
