@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from central import fraud_hits, fraud_rules, ingest_log, ledger
+from central.channels import is_virtual_till
 from central.clock import iso, parse_iso
 from central.db import Connection, Unavailable, transaction
 from protocol.wire import InvalidMessage, unpack_map_skipping
@@ -82,7 +83,8 @@ def watch_pending(conn: Connection, now: datetime, limit: int = CHUNK) -> int:
             if customer is None:
                 continue
             if r["kind"] == "sale":
-                _card_many_stores(conn, rnd, r, at)
+                if not is_virtual_till(r["till_id"]):  # an order online is no card shown
+                    _card_many_stores(conn, rnd, r, at)
                 if r["redeemed"] > 0:
                     _redeem_after_adjustment(conn, rnd, r, at)
                     _spent_after_accrual(conn, rnd, r, at)

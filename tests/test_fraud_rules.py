@@ -21,6 +21,7 @@ from central.errors import Refused
 from central.web_common import DB, SECRETS
 from protocol import presence as proofs
 from protocol.journal import JournalEntry
+from tests import test_channel_orders as orders
 from tests.test_central_sync_api import send
 from tests.test_till_takeover import pull
 from tests.till_double import TestTill
@@ -537,3 +538,26 @@ async def test_the_central_runs_the_rules_by_itself_as_receipts_arrive(
         assert time.monotonic() < deadline, "the fraud follower never ran"
         await asyncio.sleep(0.05)
     assert [(h["rule"], h["customer_id"]) for h in found] == [("spent-after-accrual", ann)]
+
+
+async def test_an_online_order_beside_a_store_visit_is_not_a_card_in_two_stores(central, clock):
+    """An order from the app two minutes after a purchase in a store is a person at home,
+    not a card in two places: channel orders (central.channel_orders) are left out of (a)."""
+    north = await till_at(central, "north")
+    ann = await customer(central, bonus=300)
+    journal(north, "sale", ann, clock())
+    await push(central, north)
+    app = await orders.channel(central, "app")
+    clock.advance(minutes=2)
+    resp = await orders.post(central, app, "orders/A-1/confirm",
+                             {"customer_id": ann, "lines": orders.SHOES})
+    assert resp.status == 200, await resp.text()
+    clock.advance(minutes=1)
+    watch(central, clock)
+    assert await hits(central, rule="card-many-stores") == []
+    # The same two minutes at two real stores would hit (the near miss of this test).
+    south = await till_at(central, "south")
+    journal(south, "sale", ann, clock() - timedelta(minutes=1))
+    await push(central, south)
+    watch(central, clock)
+    assert [h["customer_id"] for h in await hits(central, rule="card-many-stores")] == [ann]
