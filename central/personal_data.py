@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from central import customers, journal_personal, ledger
+from central import customers, journal_personal, ledger, messages
 from central.alerts import raise_alert
 from central.clock import iso
 from central.db import Connection, Row, transaction
@@ -105,6 +105,7 @@ def erase(conn: Connection, customer_id: str, actor: object, reason: object,
             (iso(now), customer_id))
         cards = conn.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount
         conn.execute("DELETE FROM till_views WHERE customer_id = ?", (customer_id,))
+        messages.forget(conn, customer_id)  # e-mail and push token; nothing waiting is sent
         journal = journal_personal.forget(conn, customer_id)
         if journal["checked"] < journal["entries"]:
             # Sealed bytes that no longer give the entry's hash, or a stored body changed

@@ -269,6 +269,20 @@ async def test_an_erased_customer_gets_nothing(central, clock, aiohttp_server):
     assert gateway.received == [] and messages.counts(central.db)["skipped"] == 1
 
 
+def test_erasure_forgets_how_the_customer_is_reached_at_once(central, clock):
+    """Not when the triggers next look: the e-mail and push token go in erasure's own
+    transaction, and what waited is skipped before any sender could take it."""
+    cid = new_customer(central.db, central.secrets.card_keys, clock(), phone="+79008880002")
+    messages.set_contacts(central.db, cid, {"email": "ann@example.org", "push_token": "tok-1"},
+                          "support", "t", clock())
+    messages.enqueue(central.db, draft(cid, "e"), clock())
+    personal_data.erase(central.db, cid, "t", "request", clock())
+    assert central.db.execute("SELECT COUNT(*) FROM message_contacts WHERE customer_id = ?",
+                              (cid,)).fetchone()[0] == 0
+    assert central.db.execute("SELECT status FROM messages WHERE customer_id = ?",
+                              (cid,)).fetchone()[0] == "skipped"
+
+
 def test_backoff_doubles_up_to_an_hour():
     assert [messages.backoff(n).total_seconds() for n in (1, 2, 3, 8, 50)] == [
         30, 60, 120, 3600, 3600]
