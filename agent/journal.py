@@ -97,7 +97,7 @@ def hashes(db: sqlite_utils.Database, of_epoch: str, first_seq: int,
 
 
 def redact_acknowledged(db: sqlite_utils.Database, acked_seq: int,
-                        page: int = REDACT_PAGE) -> tuple[int, bool]:
+                        page: int | None = None) -> tuple[int, bool]:
     """One step of cutting personal values (protocol.personal) out of the current epoch's
     entries the central has acknowledged, at most `page` sequence numbers of them; returns
     (entries redacted, whether more acknowledged entries are left to look at).
@@ -109,7 +109,7 @@ def redact_acknowledged(db: sqlite_utils.Database, acked_seq: int,
     ep = epoch(db)
     checked_epoch, _, checked = (get_meta(db, "personal_checked") or "").partition(" ")
     done = int(checked) if checked_epoch == ep else 0
-    upto = min(acked_seq, done + page)
+    upto = min(acked_seq, done + (page or REDACT_PAGE))
     if upto <= done:
         return 0, False
     count = 0

@@ -6,14 +6,17 @@ still be returned; before, the entry keeps the exact bytes it signed."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from agent import journal
 from agent.central_client import CentralClient
-from agent.store import open_store
+from agent.service import Agent
+from agent.store import open_store, set_meta
 from agent.sync import SyncClient
 from protocol.journal import JournalEntry
 from protocol.wire import pack, unpack
@@ -155,3 +158,34 @@ def test_redaction_goes_in_bounded_steps_and_once_over_each_entry(tmp_path: Path
 
 def body_of_db(db, seq: int) -> bytes:
     return db.execute("SELECT body FROM journal WHERE seq = ?", [seq]).fetchone()[0]
+
+
+async def test_at_start_up_an_upgraded_till_redacts_in_steps_while_the_pos_is_served(
+        tmp_path: Path, monkeypatch):
+    # A till whose entries the central acknowledged before this version existed; offline now.
+    db = open_store(tmp_path / "agent.db")
+    for n in range(1, 51):
+        old_entry(db, n)
+    set_meta(db, "acked_seq", "40")
+    monkeypatch.setattr(journal, "REDACT_PAGE", 5)
+    # Offline: the pass never asks the central (the client is never called).
+    agent = SimpleNamespace(sync=SyncClient(db, SimpleNamespace()))  # type: ignore[arg-type]
+    served = 0
+
+    async def pos() -> None:  # what the event loop serves between steps
+        nonlocal served
+        while True:
+            served += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(pos())
+    try:
+        await Agent.redact_journal(agent)  # type: ignore[arg-type]
+    finally:
+        ticking.cancel()
+    assert served >= 40 // 5 - 1  # the POS ran between the steps
+    redacted = [r[0] for r in db.execute("SELECT seq FROM journal WHERE redacted = 1")]
+    assert redacted == list(range(1, 41))
+    assert all(BIRTHDAY.encode() in body_of_db(db, s) for s in range(41, 51))
+    assert journal.verify(db).ok
+    db.close()
