@@ -10,14 +10,22 @@ current epoch only.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
-from agent.store import get_meta
+from agent.store import get_meta, set_meta
 from protocol.journal import JournalEntry, genesis_hash
+from protocol.personal import PERSONAL_KEY, Unredactable, may_carry_personal, redact
 from protocol.wire import InvalidMessage, pack, unpack
+
+log = logging.getLogger(__name__)
+
+# Entries looked at per step of redaction: one step is one short transaction on the event
+# loop, so a till with a big journal keeps serving the POS between steps.
+REDACT_PAGE = 500
 
 
 def epoch(db: sqlite_utils.Database) -> str:
@@ -57,10 +65,15 @@ def sendable_from(db: sqlite_utils.Database, first_seq: int, limit: int,
                   ) -> tuple[list[JournalEntry], str | None]:
     """The entries from `first_seq` up to the first that does not fit the journal's schema
     (protocol.journal), and what is wrong with that one (None if all fit)."""
-    rows = db.execute("SELECT seq, body FROM journal WHERE epoch = ? AND seq >= ?"
+    rows = db.execute("SELECT seq, body, redacted FROM journal WHERE epoch = ? AND seq >= ?"
                       " ORDER BY seq LIMIT ?", [epoch(db), first_seq, limit]).fetchall()
     out: list[JournalEntry] = []
-    for seq, body in rows:
+    for seq, body, redacted in rows:
+        if redacted:
+            # Never sent: its bytes no longer give its hash. Only a central that lost what it
+            # had acknowledged asks for it again; it holds the signed bytes no more either.
+            return out, (f"entry {seq}: acknowledged before, and its personal values have"
+                         " been cut out since, so its signed bytes are gone")
         try:
             out.append(JournalEntry.from_wire(unpack(body)))
         except InvalidMessage as e:
@@ -83,6 +96,46 @@ def hashes(db: sqlite_utils.Database, of_epoch: str, first_seq: int,
         [of_epoch, first_seq, last_seq]).fetchall())
 
 
+def redact_acknowledged(db: sqlite_utils.Database, acked_seq: int,
+                        page: int | None = None) -> tuple[int, bool]:
+    """One step of cutting personal values (protocol.personal) out of the current epoch's
+    entries the central has acknowledged, at most `page` sequence numbers of them; returns
+    (entries redacted, whether more acknowledged entries are left to look at).
+
+    Only at or below `acked_seq`: until acknowledged, the till may have to send an entry
+    again, and then only its exact signed bytes will do. The hash and prev_hash columns
+    stay; `redacted` = 1 tells verification the body no longer gives the hash. How far it
+    has looked is kept in meta, so each entry is looked at once."""
+    ep = epoch(db)
+    checked_epoch, _, checked = (get_meta(db, "personal_checked") or "").partition(" ")
+    done = int(checked) if checked_epoch == ep else 0
+    upto = min(acked_seq, done + (page or REDACT_PAGE))
+    if upto <= done:
+        return 0, False
+    count = 0
+    # The old bytes do not stay in the file's free space: the store deletes securely
+    # (agent.store.open_store).
+    with db.atomic():
+        rows = db.execute(
+            "SELECT seq, body FROM journal WHERE epoch = ? AND seq > ? AND seq <= ?"
+            " AND redacted = 0 AND instr(body, ?) > 0", [ep, done, upto, PERSONAL_KEY]
+        ).fetchall()
+        for seq, body in rows:
+            if not may_carry_personal(body):
+                continue
+            try:
+                cut = redact(body)
+            except Unredactable as e:  # no till wrote one; the central refused it
+                log.error("journal entry %d keeps its body: %s", seq, e)
+                continue
+            if cut is not None:
+                db.execute("UPDATE journal SET body = ?, redacted = 1"
+                           " WHERE epoch = ? AND seq = ?", [cut, ep, seq])
+                count += 1
+        set_meta(db, "personal_checked", f"{ep} {upto}")
+    return count, upto < acked_seq
+
+
 @dataclass
 class VerifyReport:
     entries: int
@@ -100,14 +153,16 @@ class VerifyReport:
 
 
 def verify(db: sqlite_utils.Database) -> VerifyReport:
-    """Walk every epoch's chain: sequence, links, hashes, and the indexed columns vs the body."""
+    """Walk every epoch's chain: sequence, links, hashes (of bodies not redacted), and the
+    indexed columns vs the body."""
     problems: list[str] = []
     ep = epoch(db)
     epochs: list[dict[str, Any]] = []
     chains: dict[str, tuple[int, str]] = {}  # epoch -> (next expected seq, previous hash)
     count = 0
-    for row_epoch, seq, hash_, body in db.execute(
-            "SELECT epoch, seq, hash, body FROM journal ORDER BY epoch = ?, id", [ep]):
+    for row_epoch, seq, hash_, body, redacted in db.execute(
+            "SELECT epoch, seq, hash, body, redacted FROM journal ORDER BY epoch = ?, id",
+            [ep]):
         # Older epochs first, the current one last; each chains from its own genesis.
         if row_epoch not in chains:
             chains[row_epoch] = (1, genesis_hash(row_epoch))
@@ -130,7 +185,9 @@ def verify(db: sqlite_utils.Database) -> VerifyReport:
             problems.append(f"{where}: indexed columns differ from its body")
         if e.prev_hash != prev_hash:
             problems.append(f"{where}: does not chain to the entry before it")
-        if e.compute_hash() != e.hash:
+        # A redacted body (redact_acknowledged) no longer gives its hash; its links still
+        # verify, and the central holds the signed bytes sealed.
+        if not redacted and e.compute_hash() != e.hash:
             problems.append(f"{where}: content does not match its hash")
     last_seq = chains.get(ep, (1, ""))[0] - 1
     return VerifyReport(count, last_seq, ep, problems, epochs)

@@ -291,7 +291,15 @@ class Agent:
         log.info("till %s: POS API on http://%s:%d", self.identity.till_id, self.cfg.pos_host,
                  port)
         self._background.append(asyncio.create_task(self.first_customer_pull()))
+        # Entries acknowledged before this version redacted them (agent.journal), in steps
+        # between POS requests, online or not.
+        self._background.append(asyncio.create_task(self.redact_journal()))
         return runner
+
+    async def redact_journal(self) -> None:
+        count = await self.sync.redact_acknowledged()
+        if count:
+            log.info("cut personal values out of %d acknowledged journal entries", count)
 
     async def first_customer_pull(self) -> None:
         if self.sync.backing_off():

@@ -191,10 +191,23 @@ def m011_phones(db: sqlite_utils.Database) -> None:
         """)
 
 
+@migrations()
+def m012_journal_redacted(db: sqlite_utils.Database) -> None:
+    # Entries of earlier tills carried the customer's full birthday: once the central has
+    # acknowledged one (it keeps the signed bytes sealed), the till keeps its body with the
+    # personal values cut out (agent.journal.redact_acknowledged); its hash and prev_hash
+    # stay, and verification checks only its links. 1 marks such a body.
+    db.execute("ALTER TABLE journal ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0")
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()
     db.execute("PRAGMA synchronous=FULL")  # a till's journal must survive a power cut
+    # Deleted and rewritten rows are zeroed, not left in free space: a journal entry whose
+    # personal values were cut out (agent.journal.redact_acknowledged) must not keep them
+    # in the file, nor a copy left where SQLite moved the row before.
+    db.execute("PRAGMA secure_delete=ON")
     migrations.apply(db)
     return db
 

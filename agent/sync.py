@@ -181,6 +181,19 @@ class SyncClient:
         else:
             self._set_acked(verdict.acked_seq)
         self.position_checked = True
+        await self.redact_acknowledged()
+
+    async def redact_acknowledged(self) -> int:
+        """Cut personal values out of the entries the central has acknowledged (it keeps
+        their signed bytes sealed), a bounded step at a time so the POS API is served in
+        between (agent.journal.redact_acknowledged); returns how many were redacted."""
+        total = 0
+        while True:
+            count, more = journal.redact_acknowledged(self.db, self.acked_seq())
+            total += count
+            if not more:
+                return total
+            await asyncio.sleep(0)
 
     def _hold(self, first_seq: int, e: CentralError) -> None:
         """The central refused the batch as malformed: hold it, say so, offer it rarely."""
@@ -248,6 +261,7 @@ class SyncClient:
                 await self.check_epoch()
                 continue
             self._set_acked(new_acked)
+            await self.redact_acknowledged()
             if new_acked <= acked:
                 # No progress although we sent from what it holds: retry on the schedule.
                 return new_acked

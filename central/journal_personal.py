@@ -6,7 +6,8 @@ the bytes the till signed, and the next entry signed that hash, so the value can
 out of the bytes without leaving an entry whose content no longer gives its hash. At ingest
 such an entry is therefore kept in two parts:
 
-- `journal.body`: the entry with every personal value replaced by nil (`redact`). It is what
+- `journal.body`: the entry with every personal value replaced by nil (`redact`, from
+  protocol.personal: the till redacts its own copy by the same rule once acknowledged). It is what
   every reader of the journal reads (re-pricing, returns, campaign budgets, KPIs); none of
   them reads the birthday (re-pricing takes the one the central sent: central.deliveries).
   `journal.hash` and `journal.prev_hash` stay the till's, so the chain checks of ingest (the
@@ -54,64 +55,11 @@ from central.clock import iso
 from central.db import Connection
 from protocol.hash_chain import genesis_hash
 from protocol.journal import JournalEntry
-from protocol.wire import InvalidMessage, pack, unpack, unpack_map_skipping
+from protocol.personal import PERSONAL, Unredactable, may_carry_personal, redact
+from protocol.wire import InvalidMessage, unpack, unpack_map_skipping
 
-# Keys of an entry's body whose values identify a person. Segments and tier stay: pricing
-# used them, re-pricing reads them from the journal, and they name no one once erasure has
-# cut the id from the person (central.personal_data).
-PERSONAL = frozenset({"birthday"})
-# The msgpack of the key "birthday": an entry whose bytes hold it only followed by nil (every
-# entry of today's tills) is stored as signed, undecoded.
-_KEY = b"\xa8birthday"
 _NONCE = 12
 PAGE = 1000
-
-
-def may_carry_personal(raw: bytes) -> bool:
-    """Whether the entry's bytes may hold a personal value (a cheap test on the bytes: a
-    product named "birthday" makes it decode the entry for nothing, no more)."""
-    at = raw.find(_KEY)
-    while at != -1:
-        at += len(_KEY)
-        if raw[at:at + 1] != b"\xc0":  # not nil
-            return True
-        at = raw.find(_KEY, at)
-    return False
-
-
-def _redacted(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict):
-        changed = False
-        out = {}
-        for k, v in value.items():
-            if k in PERSONAL and v is not None:
-                out[k], changed = None, True
-            else:
-                out[k], inner = _redacted(v)
-                changed |= inner
-        return out, changed
-    if isinstance(value, list):
-        items = [_redacted(v) for v in value]
-        return [v for v, _ in items], any(c for _, c in items)
-    return value, False
-
-
-class Unredactable(ValueError):
-    """An entry whose personal value cannot be cut out: its body does not decode, or does
-    not encode again (a float, keys of two types, nesting past Python's stack). No till
-    writes one; ingest refuses it as an entry that does not fit the journal's schema,
-    rather than store the value in clear or fail the batch on every resend."""
-
-
-def redact(raw: bytes) -> bytes | None:
-    """The entry's bytes with every personal value made nil; None if it holds none.
-    Raises Unredactable."""
-    try:
-        body, changed = _redacted(unpack(raw))
-        return pack(body) if changed else None
-    except (InvalidMessage, TypeError, ValueError, RecursionError) as e:
-        raise Unredactable(f"its personal values cannot be cut out: {type(e).__name__}"
-                           ) from None
 
 
 def _aad(till_id: str, epoch: str, seq: int, hash_: str) -> bytes:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from central import journal_personal, kpi_counts, repricing
-from protocol import rules
+from central import kpi_counts, repricing
+from protocol import personal, rules
 from protocol.batches import Batch, encode_batch
 from protocol.wire import pack, unpack
 from tests.test_central_sync_api import enrolled_till, send
@@ -223,11 +223,11 @@ def test_only_entries_holding_a_personal_value_are_decoded_and_redacted():
     today = pack({"detail": {"customer": {**customer, "birthday": None}},
                   "lines": [{"name": "birthday"}]})
     old = pack({"detail": {"customer": {**customer, "birthday": BIRTHDAY}}})
-    assert not journal_personal.may_carry_personal(pack({"detail": {"customer": {
+    assert not personal.may_carry_personal(pack({"detail": {"customer": {
         **customer, "birthday": None}}}))
-    assert journal_personal.may_carry_personal(today)  # a product's name: decoded for naught
-    assert journal_personal.redact(today) is None
-    redacted = journal_personal.redact(old)
+    assert personal.may_carry_personal(today)  # a product's name: decoded for naught
+    assert personal.redact(today) is None
+    redacted = personal.redact(old)
     assert redacted is not None and BIRTHDAY.encode() not in redacted
     assert unpack(redacted) == {"detail": {"customer": {**customer, "birthday": None}}}
     assert ANNA["birthday"] == BIRTHDAY
@@ -245,10 +245,10 @@ VALUES = st.recursive(
 @given(st.dictionaries(st.sampled_from(["birthday", "detail", "seq"]), VALUES, max_size=3))
 def test_the_test_on_bytes_misses_no_personal_value(body):
     raw = pack(body)
-    redacted = journal_personal.redact(raw)
+    redacted = personal.redact(raw)
     if redacted is not None:
-        assert journal_personal.may_carry_personal(raw)  # never stored unredacted
-        assert journal_personal.redact(redacted) is None  # nothing personal left
+        assert personal.may_carry_personal(raw)  # never stored unredacted
+        assert personal.redact(redacted) is None  # nothing personal left
         assert not any(v is not None for v in _birthdays(unpack(redacted)))
     else:
         assert not any(v is not None for v in _birthdays(body))
