@@ -31,6 +31,7 @@ from central import (
     db,
     followers,
     metrics,
+    openapi,
     rulesets,
 )
 from central.auth_failures import Throttle
@@ -105,6 +106,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_campaigns.routes)
     app.router.add_routes(api_fraud.routes)
     app.router.add_routes(api_messages.routes)
+    app.router.add_routes(openapi.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

@@ -87,6 +87,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/message-contacts/{id}"): {A, S},
     ("PUT", "/api/v1/message-contacts/{id}"): {A, S},
     ("GET", "/api/v1/messages"): {A, S, U},
+    ("GET", "/api/v1/openapi.json"): set(ROLES),
 }
 
 
