@@ -71,8 +71,9 @@ class Op:
     """One route's description. `answer` is the JSON body of the success status `ok`;
     `also` other success statuses and their bodies (202 for an adjustment that waits);
     `body` the JSON request body, if it takes one (`body_required` False: it may be absent);
-    `media` other media types of the success answer (CSV). Path parameters come from the
-    route's `{name}`s, as strings."""
+    `media` other media types of the success answer (CSV); `example` a request body that
+    works (schemathesis sends it first). Path parameters come from the route's `{name}`s,
+    as strings."""
 
     summary: str
     answer: Schema
@@ -85,6 +86,7 @@ class Op:
     headers: Mapping[str, Schema] = field(default_factory=dict)
     public: bool = False  # no staff token (the sync API's enrolment)
     tag: str = ""
+    example: Any = None
 
 
 PROBLEM: Schema = obj(
@@ -107,8 +109,11 @@ def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
     if params:
         out["parameters"] = params
     if op.body is not None:
+        media: dict[str, Any] = {"schema": op.body}
+        if op.example is not None:
+            media["example"] = op.example
         out["requestBody"] = {"required": op.body_required,
-                              "content": {"application/json": {"schema": op.body}}}
+                              "content": {"application/json": media}}
     answers: dict[str, Any] = {}
     for status, schema in {op.ok: op.answer, **op.also}.items():
         answer: dict[str, Any] = {

@@ -12,6 +12,8 @@ A route that is not JSON (the signed msgpack sync API) goes in LEFT_OUT with the
 
 from __future__ import annotations
 
+from central.message_templates import KINDS as MESSAGE_KINDS
+from central.message_templates import LANGUAGES
 from central.openapi import (
     ANY_OBJ,
     BOOL,
@@ -24,6 +26,12 @@ from central.openapi import (
     null,
     obj,
 )
+from central.personal_data import CONSENT_KINDS
+
+
+def one_of(choices: tuple[str, ...] | list[str]) -> Schema:
+    return {"type": "string", "enum": list(choices)}
+
 
 # -- shared shapes -------------------------------------------------------------------------
 
@@ -36,7 +44,7 @@ BALANCE = obj({"available": INT, "pending": INT, "debt": INT})
 CUSTOMER = obj(
     {"id": STR, "name": null(STR), "phone": null(STR), "tier": null(STR),
      "segments": arr(STR), "birthday": null(STR), "cards": arr(STR), "balance": BALANCE},
-    {"offers": ANY_OBJ, "granted_offers": ANY_OBJ, "purchases": null(INT),
+    {"offers": arr(STR), "granted_offers": ANY_OBJ, "purchases": null(INT),
      "cards_to_relink": arr(STR), "history": arr(ANY_OBJ), "consents": ANY_OBJ})
 NEW_CUSTOMER = obj(
     {"card_number": STR},
@@ -82,21 +90,23 @@ CONTACTS = obj({}, {"email": null(STR), "phone": null(STR), "push_token": null(S
                     "language": null(STR), "home_store": null(STR),
                     "service_opt_out": BOOL})
 SETTINGS = obj({"quiet_from": STR, "quiet_to": STR, "expiring_days": INT, "idle_days": INT})
-TEMPLATE = obj({"kind": STR, "language": STR, "subject": null(STR), "body": STR})
+TEMPLATE = obj({"kind": STR, "language": STR, "subject": STR, "body": STR})
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     # -- the document itself (central.openapi) --
     ("GET", "/api/v1/openapi.json"): Op("This OpenAPI document", ANY_OBJ, tag="meta"),
 
     # -- customers (central.api_office) --
-    ("POST", "/api/v1/customers"): Op("Create a customer with a card", CUSTOMER, ok=201,
-                                      body=NEW_CUSTOMER, tag="customers"),
+    ("POST", "/api/v1/customers"): Op(
+        "Create a customer with a card", CUSTOMER, ok=201, body=NEW_CUSTOMER,
+        example={"card_number": "4111111111111111", "name": "Анна"}, tag="customers"),
     ("POST", "/api/v1/customers/lookup"): Op(
         "Find the customer of a card number (in the body, never the URL)", CUSTOMER,
-        body=obj({"card_number": STR}), tag="customers"),
+        body=obj({"card_number": STR}), example={"card_number": "4000000000000002"},
+        tag="customers"),
     ("POST", "/api/v1/customers/{id}/cards"): Op(
         "Link a card to a customer", ANY_OBJ, ok=201, body=obj({"card_number": STR}),
-        tag="customers"),
+        example={"card_number": "5555555555554444"}, tag="customers"),
     ("GET", "/api/v1/customers/{id}"): Op(
         "A customer: profile, balance, history and consents (audited read)", CUSTOMER,
         tag="customers"),
@@ -104,18 +114,23 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                                             body=CUSTOMER_CHANGE, tag="customers"),
     ("POST", "/api/v1/customers/{id}/consents"): Op(
         "Record a consent given or withdrawn", ANY_OBJ, ok=201,
-        body=obj({"kind": STR, "granted": BOOL}, {"source": STR}), tag="customers"),
+        body=obj({"kind": one_of(CONSENT_KINDS), "granted": BOOL}, {"source": STR}),
+        example={"kind": "advertising", "granted": True, "source": "form at store 42"},
+        tag="customers"),
     ("GET", "/api/v1/customers/{id}/personal-data"): Op(
         "Everything held about a customer (subject access request)", ANY_OBJ,
         tag="customers"),
     ("POST", "/api/v1/customers/{id}/erase"): Op(
         "Erase a customer's personal data; the account stays, pseudonymous", ANY_OBJ,
-        body=obj({"reason": STR}), tag="customers"),
+        body=obj({"reason": STR}), example={"reason": "the customer asked"},
+        tag="customers"),
     ("POST", "/api/v1/customers/{id}/offers"): Op(
-        "Activate a personal offer", ANY_OBJ, body=obj({"offer": STR}), tag="customers"),
+        "Activate a personal offer", CUSTOMER, body=obj({"offer": STR}),
+        example={"offer": "coffee-2-for-1"}, tag="customers"),
     ("POST", "/api/v1/customers/{id}/adjustments"): Op(
         "Adjust a customer's points; above the threshold it waits for approval (202)",
         obj({"balance": BALANCE}), body=obj({"points": INT, "reason": STR}),
+        example={"points": 50, "reason": "goodwill"},
         also={202: APPROVAL}, tag="customers"),
     ("POST", "/api/v1/customers/{id}/app-code"): Op(
         "The key of the customer's app codes, as an otpauth:// URI (TLS only)",
@@ -184,12 +199,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Create a campaign (a rule-set campaign with its dates and status)", CAMPAIGN,
         ok=201, body=obj({"id": STR}, {"status": STR, "from": null(INSTANT),
                                        "to": null(INSTANT)}),
+        example={"id": "autumn", "name": "Autumn 5%",
+                 "effect": {"type": "percent", "percent": 5}},
         headers=ETAG, tag="campaigns"),
     ("GET", "/api/v1/campaigns/{id}"): Op("A campaign", CAMPAIGN, headers=ETAG,
                                           tag="campaigns"),
     ("PATCH", "/api/v1/campaigns/{id}"): Op(
         "Edit a campaign against the version read (If-Match or `version`; stale: 409)",
-        CAMPAIGN, body=VERSIONED, headers=ETAG, tag="campaigns"),
+        CAMPAIGN, body=VERSIONED, example={"version": 1, "name": "Seeded 12%"},
+        headers=ETAG, tag="campaigns"),
     **{("POST", f"/api/v1/campaigns/{{id}}/{action}"): Op(
         f"{action.capitalize()} a campaign (If-Match or `version`)", CAMPAIGN,
         body=obj({}, {"version": {"type": "integer", "minimum": 1},
@@ -201,6 +219,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Price sample receipts with a draft campaign", ANY_OBJ,
         body={**DRY_RUN, "required": ["campaign"],
               "properties": {**DRY_RUN["properties"], "campaign": ANY_OBJ}},
+        example={"campaign": {"id": "try", "effect": {"type": "percent", "percent": 5}}},
         tag="campaigns"),
     ("POST", "/api/v1/campaigns/{id}/dry-run"): Op(
         "Price sample receipts with a change to a campaign", ANY_OBJ,
@@ -241,7 +260,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/staff/{id}/revoke"): Op("Revoke a staff account", STAFF, tag="staff"),
     ("POST", "/api/v1/staff/{id}/token"): Op(
         "Issue a new token (the old one stops working)", STAFF_WITH_TOKEN, ok=201,
-        body=TOKEN_DAYS, body_required=False, tag="staff"),
+        body=TOKEN_DAYS, body_required=False, example={"days": 30}, tag="staff"),
 
     # -- audit (central.api_audit) --
     ("GET", "/api/v1/audit"): Op(
@@ -283,7 +302,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                                              tag="messages"),
     ("PUT", "/api/v1/message-templates"): Op(
         "Save a template (rendered against sample values first)", TEMPLATE,
-        body=obj({"kind": STR, "language": STR, "body": STR}, {"subject": null(STR)}),
+        body=obj({"kind": one_of(tuple(MESSAGE_KINDS)), "language": one_of(LANGUAGES),
+                  "subject": STR, "body": STR}),
+        example={"kind": "welcome", "language": "en", "subject": "Welcome, ${name}",
+                 "body": "Your card is ready."},
         tag="messages"),
     ("GET", "/api/v1/message-settings"): Op("Quiet hours and the triggers' days", SETTINGS,
                                             tag="messages"),
@@ -297,6 +319,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Change how a customer is reached", CONTACTS,
         body=obj({}, {"email": null(STR), "push_token": null(STR), "language": null(STR),
                       "home_store": null(STR), "service_opt_out": BOOL, "source": STR}),
+        example={"email": "anna@example.com", "language": "ru", "source": "the app"},
         tag="messages"),
     ("GET", "/api/v1/messages"): Op(
         "The outbox, newest first, with counts by status",
