@@ -84,10 +84,16 @@ class Op:
     also: Mapping[int, Schema] = field(default_factory=dict)
     media: Mapping[str, Schema] = field(default_factory=dict)
     headers: Mapping[str, Schema] = field(default_factory=dict)
-    public: bool = False  # no staff token (the sync API's enrolment)
+    auth: str | None = "staffToken"  # a name in SECURITY_SCHEMES; None: no credential
     tag: str = ""
     example: Any = None
 
+
+# How callers prove who they are; an Op names one (or None).
+SECURITY_SCHEMES: dict[str, Schema] = {
+    "staffToken": {"type": "http", "scheme": "bearer",
+                   "description": "a staff token (docs/roles.md) or the admin token"},
+}
 
 PROBLEM: Schema = obj(
     {"type": STR, "title": STR, "status": {"type": "integer", "minimum": 100, "maximum": 599},
@@ -125,7 +131,7 @@ def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
         answers[str(status)] = answer
     answers["default"] = {"$ref": "#/components/responses/Problem"}
     out["responses"] = answers
-    out["security"] = [] if op.public else [{"staffToken": []}]
+    out["security"] = [] if op.auth is None else [{op.auth: []}]
     return out
 
 
@@ -153,7 +159,7 @@ def build(ops: Mapping[tuple[str, str], Op]) -> dict[str, Any]:
                                "Retry-After",
                 "headers": {"Retry-After": {"schema": INT}},
                 "content": {PROBLEM_JSON: {"schema": ref("Problem")}}}},
-            "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

@@ -3,11 +3,15 @@
 
 Adding a route: add one entry `("METHOD", "/path/{id}"): Op(summary, answer, ...)` to
 OPERATIONS below, under its module's heading. `answer` is the success body's JSON Schema
-(`obj(required, optional)` for objects, `null(...)` for what may be null); errors need no
-entry (every operation answers RFC 9457 problems as its default). tests/test_openapi.py
-fails until the route is here, and runs schemathesis against it.
+(`obj(required, optional)` for objects, `null(...)` for what may be null, `arr(...)`,
+`one_of(choices)`); `body` the request's, with an `example` that works; `query` its
+parameters; `ok` the success status if not 200; `auth` None for a route without a staff
+token (or another name added to central.openapi.SECURITY_SCHEMES). Errors need no entry:
+every operation answers RFC 9457 problems as its default. tests/test_openapi.py fails until
+the route is here, and runs schemathesis against it.
 
-A route that is not JSON (the signed msgpack sync API) goes in LEFT_OUT with the reason.
+A route that is not JSON (the signed msgpack sync API, an HTML page) goes in LEFT_OUT with
+the reason.
 """
 
 from __future__ import annotations
@@ -339,7 +343,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         obj({"till_id": STR, "store": STR, "central_public_key": STR},
             {"card_keys": ANY_OBJ, "card_keys_withheld": STR}),
         body=obj({"token": STR, "public_key": STR, "proof": STR}, {"name": STR}),
-        public=True, tag="sync"),
+        auth=None, tag="sync"),
 }
 
 # Routes the document leaves out, and why.
