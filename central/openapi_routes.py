@@ -44,19 +44,20 @@ BEFORE = Query("before", COUNT, "pages on: the `next_before` of the previous pag
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size")
 INSTANT: Schema = {"type": "string", "description": "ISO 8601 with its UTC offset"}
 
+CONSENT = obj({"granted": BOOL, "at": STR}, {"source": null(STR), "actor": null(STR)})
+CONSENTS = obj({kind: null(CONSENT) for kind in CONSENT_KINDS})
 BALANCE = obj({"available": INT, "pending": INT, "debt": INT})
 CUSTOMER = obj(
     {"id": STR, "name": null(STR), "phone": null(STR), "tier": null(STR),
      "segments": arr(STR), "birthday": null(STR), "cards": arr(STR), "balance": BALANCE},
     {"offers": arr(STR), "granted_offers": ANY_OBJ, "purchases": null(INT),
-     "cards_to_relink": arr(STR), "history": arr(ANY_OBJ), "consents": ANY_OBJ})
+     "cards_to_relink": arr(STR), "history": arr(ANY_OBJ), "consents": CONSENTS})
 NEW_CUSTOMER = obj(
     {"card_number": STR},
     {"name": STR, "phone": STR, "tier": STR, "segments": arr(STR), "birthday": STR,
      "welcome_bonus": INT})
 CUSTOMER_CHANGE = obj({}, {"name": STR, "phone": null(STR), "tier": null(STR),
                            "segments": arr(STR), "birthday": null(STR)})
-CONSENT = obj({"granted": BOOL, "at": STR}, {"source": null(STR), "actor": null(STR)})
 TILL = obj({"id": STR, "store": STR, "status": STR},
            {"name": null(STR), "enrolled_at": null(STR), "last_sync_at": null(STR),
             "current_epoch": null(STR), "acked_seq": null(INT),
@@ -67,8 +68,11 @@ JOURNAL_ENTRY = obj({"epoch": STR, "seq": INT, "hash": STR, "kind": STR, "receip
                      "personal": null({"type": "string", "enum": ["sealed", "erased"]})})
 VERIFIED = obj({"ok": BOOL, "problem": null(STR)})
 RULESET = obj({"version": INT, "activates_at": null(STR), "doc": ANY_OBJ})
-ALERT = obj({"id": INT, "kind": STR}, {"severity": null(STR), "acked_at": null(STR),
-                                       "acked_by": null(STR)})
+ALERT = obj({"id": INT, "at": STR, "kind": STR, "message": STR},
+            {"severity": null(STR), "till_id": null(STR), "customer_id": null(STR),
+             "source": null(STR), "count": null(INT), "last_at": null(STR),
+             "acked_at": null(STR), "acked_by": null(STR)})
+COUNTS: Schema = {"type": "object", "additionalProperties": INT}
 CAPS_FIELDS = {name: null(COUNT) for name in ("redeem_per_receipt", "redeem_per_card_day",
                                               "till_outstanding", "max_offline_s")}
 STAFF = obj({"id": STR, "name": STR, "role": STR, "created_at": STR},
@@ -93,6 +97,10 @@ HIT = obj({"id": INT, "rule": STR}, {"verdict": null(STR), "note": null(STR),
 CONTACTS = obj({}, {"email": null(STR), "phone": null(STR), "push_token": null(STR),
                     "language": null(STR), "home_store": null(STR),
                     "service_opt_out": BOOL})
+FRAUD_RULES: Schema = {"type": "object", "additionalProperties": obj({"enabled": BOOL})}
+RESULT_OF_DRY_RUN = obj({"campaign": STR, "receipts": arr(ANY_OBJ), "totals": obj(
+    {"receipts": INT, "changed": INT, "points_change": INT, "discount_change": INT})},
+    {"ruleset_version": INT, "source": STR})
 SETTINGS = obj({"quiet_from": STR, "quiet_to": STR, "expiring_days": INT, "idle_days": INT})
 TEMPLATE = obj({"kind": STR, "language": STR, "subject": STR, "body": STR})
 
@@ -109,7 +117,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         body=obj({"card_number": STR}), example={"card_number": "4000000000000002"},
         tag="customers"),
     ("POST", "/api/v1/customers/{id}/cards"): Op(
-        "Link a card to a customer", ANY_OBJ, ok=201, body=obj({"card_number": STR}),
+        "Link a card to a customer", CUSTOMER, ok=201, body=obj({"card_number": STR}),
         example={"card_number": "5555555555554444"}, tag="customers"),
     ("GET", "/api/v1/customers/{id}"): Op(
         "A customer: profile, balance, history and consents (audited read)", CUSTOMER,
@@ -117,15 +125,19 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("PATCH", "/api/v1/customers/{id}"): Op("Change a customer's profile", CUSTOMER,
                                             body=CUSTOMER_CHANGE, tag="customers"),
     ("POST", "/api/v1/customers/{id}/consents"): Op(
-        "Record a consent given or withdrawn", ANY_OBJ, ok=201,
+        "Record a consent given or withdrawn", CONSENTS, ok=201,
         body=obj({"kind": one_of(CONSENT_KINDS), "granted": BOOL}, {"source": STR}),
         example={"kind": "advertising", "granted": True, "source": "form at store 42"},
         tag="customers"),
     ("GET", "/api/v1/customers/{id}/personal-data"): Op(
-        "Everything held about a customer (subject access request)", ANY_OBJ,
+        "Everything held about a customer (subject access request)",
+        obj({"exported_at": STR, "customer": ANY_OBJ, "consents": arr(ANY_OBJ),
+             "ledger": arr(ANY_OBJ), "receipts": arr(ANY_OBJ), "journal": arr(ANY_OBJ)}),
         tag="customers"),
     ("POST", "/api/v1/customers/{id}/erase"): Op(
-        "Erase a customer's personal data; the account stays, pseudonymous", ANY_OBJ,
+        "Erase a customer's personal data; the account stays, pseudonymous",
+        obj({"id": STR, "erased_at": STR, "balance": BALANCE},
+            {"cards_removed": INT, "journal": ANY_OBJ}),
         body=obj({"reason": STR}), example={"reason": "the customer asked"},
         tag="customers"),
     ("POST", "/api/v1/customers/{id}/offers"): Op(
@@ -133,7 +145,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         example={"offer": "coffee-2-for-1"}, tag="customers"),
     ("POST", "/api/v1/customers/{id}/adjustments"): Op(
         "Adjust a customer's points; above the threshold it waits for approval (202)",
-        obj({"balance": BALANCE}), body=obj({"points": INT, "reason": STR}),
+        CUSTOMER, body=obj({"points": INT, "reason": STR}),
         example={"points": 50, "reason": "goodwill"},
         also={202: APPROVAL}, tag="customers"),
     ("POST", "/api/v1/customers/{id}/app-code"): Op(
@@ -169,7 +181,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/alerts/{id}/ack"): Op("Acknowledge an alert", ALERT, body=obj(),
                                             body_required=False, tag="alerts"),
     ("GET", "/api/v1/summary"): Op(
-        "Programme totals from the ledger", obj({"ledger": ANY_OBJ, "receipts": ANY_OBJ}),
+        "Programme totals from the ledger", obj({"ledger": COUNTS, "receipts": obj(
+            {"n": INT, "sales": INT, "returns": INT, "member_sales": INT})}),
         tag="reports"),
     ("GET", "/api/v1/offline-caps"): Op("What a till may redeem offline", obj(CAPS_FIELDS),
                                         tag="tills"),
@@ -182,7 +195,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 
     # -- KPIs (central.api_kpis) --
     ("GET", "/api/v1/kpis"): Op(
-        "The programme's KPIs for a period", ANY_OBJ,
+        "The programme's KPIs for a period, each figure with its definition",
+        obj({"period": obj({"from": STR, "to": STR}), "receipts": ANY_OBJ}),
         query=(Query("from", {"type": "string", "format": "date"}, required=True),
                Query("to", {"type": "string", "format": "date"}, required=True),
                Query("store", STR), Query("region", STR), Query("tier", STR),
@@ -220,24 +234,27 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         body_required=False, headers=ETAG, tag="campaigns")
        for action in ("schedule", "pause", "resume", "end")},
     ("POST", "/api/v1/campaigns/dry-run"): Op(
-        "Price sample receipts with a draft campaign", ANY_OBJ,
+        "Price sample receipts with a draft campaign", RESULT_OF_DRY_RUN,
         body={**DRY_RUN, "required": ["campaign"],
               "properties": {**DRY_RUN["properties"], "campaign": ANY_OBJ}},
         example={"campaign": {"id": "try", "effect": {"type": "percent", "percent": 5}}},
         tag="campaigns"),
     ("POST", "/api/v1/campaigns/{id}/dry-run"): Op(
-        "Price sample receipts with a change to a campaign", ANY_OBJ,
+        "Price sample receipts with a change to a campaign", RESULT_OF_DRY_RUN,
         body={**DRY_RUN, "properties": {**DRY_RUN["properties"], "change": null(ANY_OBJ)}},
         body_required=False, tag="campaigns"),
     ("GET", "/api/v1/campaigns/{id}/figures"): Op(
-        "A campaign's figures: receipts, points, discount, budget", ANY_OBJ,
+        "A campaign's figures: receipts, points, discount, budget",
+        obj({"campaign": STR, "receipts": INT, "points": INT, "discount": INT},
+            {"budget": null(ANY_OBJ), "behind": INT}),
         tag="campaigns"),
 
     # -- fraud (central.api_fraud) --
-    ("GET", "/api/v1/fraud-rules"): Op("The fraud rules and thresholds", ANY_OBJ,
+    ("GET", "/api/v1/fraud-rules"): Op("The fraud rules and thresholds", FRAUD_RULES,
                                        tag="fraud"),
-    ("PUT", "/api/v1/fraud-rules"): Op("Change fraud rules (only what changes)", ANY_OBJ,
-                                       body=ANY_OBJ, tag="fraud"),
+    ("PUT", "/api/v1/fraud-rules"): Op(
+        "Change fraud rules (only what changes)", FRAUD_RULES, body=ANY_OBJ,
+        example={"card-many-stores": {"minutes": 15}}, tag="fraud"),
     ("GET", "/api/v1/fraud-hits"): Op(
         "Fraud hits, newest first", obj({"hits": arr(HIT), "next_before": null(INT)}),
         query=(Query("rule", STR), Query("verdict", {"type": "string", "enum": [
@@ -301,9 +318,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         tag="approvals"),
 
     # -- messages to customers (central.api_messages) --
-    ("GET", "/api/v1/message-templates"): Op("Message templates",
-                                             obj({"templates": arr(ANY_OBJ)}),
-                                             tag="messages"),
+    ("GET", "/api/v1/message-templates"): Op(
+        "Every kind's template in every language",
+        obj({"templates": arr({**TEMPLATE, "properties": {
+            **TEMPLATE["properties"], "purpose": STR, "placeholders": arr(STR),
+            "updated_at": null(STR), "actor": null(STR)}})}), tag="messages"),
     ("PUT", "/api/v1/message-templates"): Op(
         "Save a template (rendered against sample values first)", TEMPLATE,
         body=obj({"kind": one_of(tuple(MESSAGE_KINDS)), "language": one_of(LANGUAGES),
@@ -327,7 +346,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         tag="messages"),
     ("GET", "/api/v1/messages"): Op(
         "The outbox, newest first, with counts by status",
-        obj({"messages": arr(obj({"id": INT})), "counts": ANY_OBJ,
+        obj({"messages": arr(obj({"id": INT})), "counts": COUNTS,
              "next_before": null(INT)}),
         query=(Query("status", {"type": "string", "enum": [
                    "pending", "sending", "sent", "skipped", "failed"]}),
