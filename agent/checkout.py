@@ -188,6 +188,9 @@ class Checkout:
         found = customers.view(self.db, customer_id, now)
         if found is None:
             raise CheckoutError(404, "customer is not known to this till")
+        if (block := customers.blocked(self.db, customer_id)) is not None:
+            # A blocked customer neither earns nor spends here: the POS sells without them.
+            raise CheckoutError(403, block.message(), blocked=True, reason=block.reason)
         allowed = offline_caps.allowance(
             offline_caps.load(self.db),
             offline_caps.usage(self.db, customer_id, now, store_zone))

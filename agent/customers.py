@@ -11,6 +11,7 @@ import sqlite_utils
 from agent import campaign_allowances
 from agent.store import without_fsync
 from protocol import balances
+from protocol.phones import is_phone_token
 from protocol.rules import birthday_from_wire
 from protocol.wire import unpack
 
@@ -27,6 +28,46 @@ class CustomerView:
     offers: frozenset[str] = field(default_factory=frozenset)
     purchases: int = 0  # sales so far, this till's unsynced ones included
     qualifying_spend: int = 0  # kopecks in the current tier window, as the central counts
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why the till refuses a customer or a card: head office blocked it (central.blocks)."""
+
+    reason: str
+    card: bool  # the card alone, not the customer
+
+    def message(self, last4: str | None = None) -> str:
+        what = f"card ****{last4}" if self.card and last4 else (
+            "this card" if self.card else "this customer")
+        return f"{what} is blocked by head office: {self.reason}"
+
+
+def blocked(db: sqlite_utils.Database, customer_id: str,
+            tokens: list[str] | tuple[str, ...] = ()) -> Blocked | None:
+    """The block that refuses this customer (or the card they were identified by, one of
+    `tokens`), as the last delta said; None if neither is blocked."""
+    row = db.execute("SELECT blocked FROM customers WHERE id = ?", [customer_id]).fetchone()
+    if row is not None and row[0] is not None:
+        return Blocked(row[0], card=False)
+    if tokens:
+        row = db.execute(
+            f"SELECT blocked FROM cards WHERE token IN ({','.join('?' * len(tokens))})"
+            " AND blocked IS NOT NULL LIMIT 1", list(tokens)).fetchone()
+        if row is not None:
+            return Blocked(row[0], card=True)
+    return None
+
+
+def by_phone_tokens(db: sqlite_utils.Database, tokens: list[str]) -> str | None:
+    """The customer whose phone has one of these tokens (a number's under each card key,
+    newest first)."""
+    if not tokens:
+        return None
+    found = dict(db.execute(
+        f"SELECT token, customer_id FROM phones WHERE token IN ({','.join('?' * len(tokens))})",
+        list(tokens)).fetchall())
+    return next((found[t] for t in tokens if t in found), None)
 
 
 def by_token(db: sqlite_utils.Database, token: str) -> str | None:
@@ -199,6 +240,8 @@ def apply_chunk(db: sqlite_utils.Database, delta: dict, chunk: list[dict]) -> No
     """Some customers of a page, in one transaction. A crash between chunks leaves the
     cursor where it was: the page comes again and is stored again, changing nothing."""
     rows = [(c["id"], c.get("tier"), _json_list(c.get("segments")), c["available"],
+             # the block's reason (central.blocks), shown to the cashier
+             _reason(c.get("blocked")),
              c["pending"], c["debt"], delta.get("epoch"), delta.get("acked_seq", 0),
              json.dumps({k: c[k] for k in PROFILE if k in c}),
              campaign_allowances.customer_figures(delta, c),
@@ -207,23 +250,45 @@ def apply_chunk(db: sqlite_utils.Database, delta: dict, chunk: list[dict]) -> No
              delta.get("budgets", {}).get("as_of_seq", 0),
              # The lots behind the balance, for agent.customers.view to replay.
              _lots_json(c)) for c in chunk]
-    cards = [(token, c["id"]) for c in chunk for token in c["cards"]]
+    cards = [(token, c["id"], _reason((c.get("blocked_cards") or {}).get(token)))
+             for c in chunk for token in c["cards"]]
+    phones = [(token, c["id"]) for c in chunk for token in c.get("phones") or ()
+              if is_phone_token(token)]
     with without_fsync(db):
-        _store_chunk(db, rows, chunk, cards)
+        _store_chunk(db, rows, chunk, cards, phones)
 
 
 def _store_chunk(db: sqlite_utils.Database, rows: list[tuple], chunk: list[dict],
-                 cards: list[tuple[str, str]]) -> None:
+                 cards: list[tuple[str, str, str | None]],
+                 phones: list[tuple[str, str]]) -> None:
     with db.atomic():
         db.conn.executemany(
-            "INSERT OR REPLACE INTO customers (id, tier, segments, available, pending, debt,"
-            " as_of_epoch, as_of_seq, profile, allowances, allowances_seq, lots)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "INSERT OR REPLACE INTO customers (id, tier, segments, available, blocked, pending,"
+            " debt, as_of_epoch, as_of_seq, profile, allowances, allowances_seq, lots)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         # By the index on cards(customer_id) (agent.store m008): a lookup, not a scan.
         db.conn.executemany("DELETE FROM cards WHERE customer_id = ?",
                             [(c["id"],) for c in chunk])
-        db.conn.executemany("INSERT OR REPLACE INTO cards (token, customer_id) VALUES (?, ?)",
-                            cards)
+        db.conn.executemany("INSERT OR REPLACE INTO cards (token, customer_id, blocked)"
+                            " VALUES (?, ?, ?)", cards)
+        db.conn.executemany("DELETE FROM phones WHERE customer_id = ?",
+                            [(c["id"],) for c in chunk])
+        # a number moved from one customer to another is the newer one's
+        db.conn.executemany("INSERT OR REPLACE INTO phones (token, customer_id) VALUES (?, ?)",
+                            phones)
+
+
+MAX_REASON = 200
+
+
+def _reason(value: object) -> str | None:
+    """A block's reason as the central sent it; a block whose reason is not text still
+    blocks (fail closed), with a reason that says so."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value[:MAX_REASON]
+    return "blocked by head office"
 
 
 def _json_list(values: list | None) -> str:

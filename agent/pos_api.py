@@ -34,7 +34,7 @@ from agent.pos_input import (
 )
 from agent.presence import PRESENCE_TTL_S, SmsDesk, TooManyCodes
 from agent.rules_cache import NoRuleSet
-from protocol import app_codes, bounds
+from protocol import app_codes, bounds, pars, phones
 from protocol import presence as proofs
 from protocol.card_keys import CardKeyError, CardKeyring
 from protocol.cards import InvalidCardNumber, card_kind, normalize_card_number
@@ -143,22 +143,22 @@ async def status(request: web.Request) -> web.Response:
 
 @routes.post("/pos/v1/identify")
 async def identify(request: web.Request) -> web.Response:
-    """By a card number the POS sends, or else by the card last presented at the reader."""
+    """By a card number or a phone number the POS sends, or else by the card last presented
+    at the reader."""
     till = request.app[TILL]
     body = await _body(request)
     number = body.get("card_number")
+    if len({"card_number", "phone", "par"} & set(body)) > 1:
+        raise BadRequest("send one of card_number, phone and par")
+    if "phone" in body:
+        return await _identify_by_phone(till, body["phone"])
+    if "par" in body:
+        return await _identify_by_par(till, body["par"])
     if number is not None:
         if not isinstance(number, str):
             raise BadRequest("card_number must be a string")
-        wait = till.typed_limit.retry_after()
-        if wait is not None:
-            till.guessing.refused()
-            till.report_guessing()
-            return web.json_response(
-                {"error": f"too many typed card numbers at this till: try again in {wait} s,"
-                          " or present the card at the reader", "retry_after": wait},
-                status=429, headers={"Retry-After": str(wait)})
-        till.typed_limit.take()
+        if (refused := _typed_refusal(till)) is not None:
+            return refused
         digits = normalize_card_number(number)
         tokens = [t for _, t in till.card_keys.tokens(digits)]
         last4 = digits[-4:]
@@ -181,6 +181,11 @@ async def identify(request: web.Request) -> web.Response:
             till.guessing.missed()
         raise CheckoutError(404, f"unknown card ****{last4}: not registered in the programme",
                             card_last4=last4)
+    if (block := customers.blocked(db, customer_id, tokens)) is not None:
+        # Refused as head office said, with its reason for the cashier; the customer is not
+        # taken as present, so nothing is earned or spent on this identification.
+        raise CheckoutError(403, block.message(last4), blocked=True, reason=block.reason,
+                            card_blocked=block.card, card_last4=last4)
     view = customers.view(db, customer_id, till.checkout.clock())
     assert view is not None
     present = None
@@ -191,6 +196,83 @@ async def identify(request: web.Request) -> web.Response:
         "customer_id": customer_id, "card_last4": last4, "card_kind": kind, "tier": view.tier,
         "balance": {"available": view.available, "pending": view.pending},
         "present": present,
+    })
+
+
+def _typed_refusal(till: Till) -> web.Response | None:
+    """429 if the till has taken its share of typed numbers (card or phone, one budget:
+    agent.card_lookup), else None and the attempt is counted."""
+    wait = till.typed_limit.retry_after()
+    if wait is not None:
+        till.guessing.refused()
+        till.report_guessing()
+        return web.json_response(
+            {"error": f"too many typed card or phone numbers at this till: try again in"
+                      f" {wait} s, or present the card at the reader", "retry_after": wait},
+            status=429, headers={"Retry-After": str(wait)})
+    till.typed_limit.take()
+    return None
+
+
+async def _identify_by_phone(till: Till, typed: Any) -> web.Response:
+    """The customer whose phone the cashier typed. The number is put in E.164 and hashed
+    under each card key (protocol.phones), as the central hashed the phone it sent: the
+    till holds tokens, never numbers. Like a typed card number it is rate-limited and
+    earns but does not spend (agent.presence): anyone can read a phone number out."""
+    if not isinstance(typed, str):
+        raise BadRequest("field 'phone' must be a string")
+    if (refused := _typed_refusal(till)) is not None:
+        return refused
+    try:
+        number = phones.e164(typed)
+    except phones.InvalidPhone as e:
+        raise BadRequest(str(e)) from None
+    tokens = [t for _, t in phones.tokens(till.app_keys(), number)]
+    return await _typed_answer(till, tokens, customers.by_phone_tokens, "phone", None,
+                               "unknown phone number: no member of the programme has it")
+
+
+async def _identify_by_par(till: Till, typed: Any) -> web.Response:
+    """The customer whose bank card the payment terminal reported by its payment account
+    reference (protocol.pars): no card number at all. Only the POS vouches for where it
+    came from, so, like a typed number, it is rate-limited and earns but does not spend."""
+    if not isinstance(typed, str):
+        raise BadRequest("field 'par' must be a string")
+    if (refused := _typed_refusal(till)) is not None:
+        return refused
+    try:
+        par = pars.normalize_par(typed)
+    except pars.InvalidPar as e:
+        raise BadRequest(str(e)) from None
+    tokens = [t for _, t in pars.tokens(till.app_keys(), par)]
+    return await _typed_answer(till, tokens, customers.by_tokens, "par", par[-4:],
+                               f"unknown payment account reference ...{par[-4:]}: no"
+                               " member's card")
+
+
+async def _typed_answer(till: Till, tokens: list[str],
+                        find: Callable[[Any, list[str]], str | None], how: str,
+                        last4: str | None, unknown: str) -> web.Response:
+    """Who a typed phone or a PAR names: asked of the central on a miss within its budget,
+    refused with the reason if blocked, never taken as present (it earns, not spends)."""
+    db = till.checkout.db
+    till.checkout.presence.forget()  # a new identification: whoever was present is not now
+    customer_id = find(db, tokens)
+    if customer_id is None and await till.refresher.after_miss():
+        customer_id = find(db, tokens)
+    if customer_id is None:
+        till.guessing.missed()
+        raise CheckoutError(404, unknown)
+    if (block := customers.blocked(db, customer_id, tokens)) is not None:
+        raise CheckoutError(403, block.message(last4), blocked=True, reason=block.reason,
+                            card_blocked=block.card)
+    view = customers.view(db, customer_id, till.checkout.clock())
+    assert view is not None
+    return web.json_response({
+        "customer_id": customer_id, "card_last4": last4, "card_kind": how if last4 else None,
+        "identified_by": how, "tier": view.tier,
+        "balance": {"available": view.available, "pending": view.pending},
+        "present": None,
     })
 
 
@@ -281,6 +363,9 @@ def _present_customer(till: Till, body: dict[str, Any]) -> str:
         raise BadRequest("customer_id is required: the customer identified for this checkout")
     if customers.view(till.checkout.db, customer_id) is None:
         raise CheckoutError(404, "customer is not known to this till")
+    if (block := customers.blocked(till.checkout.db, customer_id)) is not None:
+        # no codes for a customer who may neither earn nor spend here
+        raise CheckoutError(403, block.message(), blocked=True, reason=block.reason)
     return customer_id
 
 

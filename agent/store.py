@@ -171,6 +171,26 @@ def m009_campaign_leases(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE campaign_budgets ADD COLUMN lease_expires TEXT")
 
 
+@migrations()
+def m010_blocks(db: sqlite_utils.Database) -> None:
+    # Customers and cards head office blocked, with the reason the cashier is shown
+    # (central.blocks); NULL where not blocked.
+    db.executescript("""
+        ALTER TABLE customers ADD COLUMN blocked TEXT;
+        ALTER TABLE cards ADD COLUMN blocked TEXT;
+        """)
+
+
+@migrations()
+def m011_phones(db: sqlite_utils.Database) -> None:
+    # Customers' phones as keyed tokens only (protocol.phones), for identification by a
+    # phone number the cashier types; by customer, as a delta replaces a customer's phones.
+    db.executescript("""
+        CREATE TABLE phones (token TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
+        CREATE INDEX phones_customer ON phones(customer_id);
+        """)
+
+
 def open_store(path: Path | str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.enable_wal()

@@ -40,6 +40,7 @@ from central.web_common import (
 )
 from protocol import app_codes, bounds
 from protocol.cards import InvalidCardNumber
+from protocol.pars import InvalidPar
 from protocol.rules import RuleSetError
 from protocol.wire import unpack
 
@@ -91,17 +92,26 @@ async def lookup_customer(request: web.Request) -> web.Response:
 @routes.post("/api/v1/customers/{id}/cards")
 @admits(R.ADMIN, R.SUPPORT)
 async def link_card(request: web.Request) -> web.Response:
-    """Link a card to an account, e.g. one whose key retired; the customer has proved the
-    phone on the account first (README: relinking a card)."""
+    """Link a card to an account (`card_number`, optionally its `kind`: loyalty, bank,
+    virtual), e.g. one whose key retired, for which the customer has proved the phone on the
+    account first (README: relinking a card); or a bank card by its payment account
+    reference (`par`) alone."""
     body = await json_body(request)
     cid = request.match_info["id"]
     try:
         with audited(request, "customer.card.link", _customer(cid)) as change:
-            linked = customers.link_card(request.app[DB], request.app[SECRETS].card_keys,
-                                         cid, field(body, "card_number", str),
-                                         request.app[CLOCK]())
+            if "par" in body and "card_number" in body:
+                raise ApiError(400, "send 'card_number' or 'par', not both")
+            if "par" in body:
+                linked = customers.link_par(request.app[DB], request.app[SECRETS].card_keys,
+                                            cid, field(body, "par", str, max_len=64),
+                                            request.app[CLOCK]())
+            else:
+                linked = customers.link_card(request.app[DB], request.app[SECRETS].card_keys,
+                                             cid, field(body, "card_number", str),
+                                             request.app[CLOCK](), body.get("kind"))
             change.after = linked
-    except InvalidCardNumber as e:
+    except (InvalidCardNumber, InvalidPar) as e:
         raise ApiError(400, str(e)) from None
     return web.json_response(linked, status=201)
 

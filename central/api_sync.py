@@ -181,8 +181,10 @@ async def card_keys(request: web.Request) -> web.Response:
 async def customers(request: web.Request) -> web.Response:
     till_id = await _calling_till(request)
     cursor = query_int(request, "since", 0)
+    now = request.app[CLOCK]()
     return web.Response(body=deltas.customer_deltas_json(request.app[DB], till_id, cursor,
-                                                         request.app[CLOCK]()),
+                                                         now, request.app[SECRETS].card_keys
+                                                         .active(now)),
                         content_type="application/json")
 
 

@@ -18,9 +18,12 @@ import sdnotify
 from aiohttp import web
 
 from central import (
+    api_account,
     api_approvals,
     api_audit,
     api_campaigns,
+    api_channel,
+    api_customers,
     api_fraud,
     api_kpis,
     api_messages,
@@ -28,6 +31,8 @@ from central import (
     api_staff,
     api_sync,
     card_keys,
+    customer_phones,
+    dashboard,
     db,
     followers,
     metrics,
@@ -92,6 +97,8 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     retired = card_keys.retire_cards(conn, app[SECRETS].card_keys, clock())
     if retired:
         log.warning("%d cards' key has retired: their customers link them again", retired)
+    if customer_phones.follow_key(conn, app[SECRETS].card_keys):
+        log.warning("a new card key: customers' phone tokens go to the tills again")
     app[CLOCK] = clock
     app[TRUSTED_PROXIES] = trusted_proxies
     app[THROTTLE] = Throttle()
@@ -99,6 +106,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app[METRICS].watch(lambda: app[DB], clock, lambda: app[api_sync.WRITER].depth)
     app.router.add_routes(api_sync.routes)
     app.router.add_routes(api_office.routes)
+    app.router.add_routes(api_customers.routes)
     app.router.add_routes(api_staff.routes)
     app.router.add_routes(api_audit.routes)
     app.router.add_routes(api_approvals.routes)
@@ -106,6 +114,11 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     app.router.add_routes(api_campaigns.routes)
     app.router.add_routes(api_fraud.routes)
     app.router.add_routes(api_messages.routes)
+    app.router.add_routes(api_channel.routes)
+    app.router.add_routes(dashboard.routes)
+    # the customer's own account; its sign-in codes leave by the same channels (without
+    # any: a development central, codes to the log)
+    api_account.setup(app, channels)
     app.router.add_routes(openapi.routes)
 
     async def close_db(app: web.Application) -> None:

@@ -88,6 +88,10 @@ def build_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--message-push-gateway", metavar="URL",
                      help="send customers' push messages through this HTTP gateway, as for"
                           " SMS; without a channel, messages wait in the outbox")
+    run.add_argument("--messages-to-log", action="store_true",
+                     help="development only: messages to customers and the sign-in codes of"
+                          " their account (/account) are written to the log, on every channel"
+                          " no server or gateway is given for")
     run.set_defaults(func=_run)
 
     ck = csub.add_parser("card-key", help="the card keys that key card tokens")
@@ -193,6 +197,12 @@ def _message_channels(args: argparse.Namespace) -> Channels:
         channels.sms = HttpGatewayChannel(args.message_sms_gateway, token)
     if args.message_push_gateway:
         channels.push = HttpGatewayChannel(args.message_push_gateway, token)
+    if args.messages_to_log:
+        from central.message_channels import LogChannel
+
+        channels.email = channels.email or LogChannel("email")
+        channels.sms = channels.sms or LogChannel("sms")
+        channels.push = channels.push or LogChannel("push")
     return channels
 
 

@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime
 
 from central import ledger, rulesets, tiers
 from central.clock import iso
+from central.customer_search import name_key
 from central.db import Connection, transaction
 from central.errors import Refused
-from protocol import bounds, lots
+from protocol import bounds, lots, pars, phones
 from protocol.card_keys import CardKeyring
-from protocol.cards import masked, normalize_card_number
+from protocol.cards import card_kind, masked, normalize_card_number
 
 
 class CustomerError(Refused):
@@ -48,9 +49,10 @@ def create(
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ?", (phone,)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
         conn.execute(
-            "INSERT INTO customers (id, name, phone, tier, segments, birthday, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (customer_id, name, phone, tier, json.dumps(segments), birthday, iso(now)),
+            "INSERT INTO customers (id, name, name_key, phone, tier, segments, birthday,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (customer_id, name, name_key(name), phone, tier, json.dumps(segments), birthday,
+             iso(now)),
         )
         _insert_card(conn, card_keys, customer_id, digits, now)
         if welcome_bonus:
@@ -81,8 +83,8 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
     if row is None:
         raise CustomerError(404, "no such customer")
     cards = conn.execute(
-        "SELECT last4, retired_at FROM cards WHERE customer_id = ? ORDER BY created_at",
-        (customer_id,)).fetchall()
+        "SELECT last4, retired_at, blocked, blocked_at, kind FROM cards WHERE customer_id = ?"
+        " ORDER BY created_at", (customer_id,)).fetchall()
     return {
         "id": row["id"],
         "name": row["name"],
@@ -94,8 +96,17 @@ def read(conn: Connection, customer_id: str, now: datetime | None = None) -> dic
         "granted_offers": json.loads(row["granted_offers"]),
         "purchases": row["purchases"],
         "cards": ["****" + c["last4"] for c in cards if c["retired_at"] is None],
+        # each live card's kind: loyalty, bank, virtual, par (a bank card by its payment
+        # account reference), or None for one linked before kinds were kept
+        "card_details": [{"last4": c["last4"], "kind": c["kind"]}
+                         for c in cards if c["retired_at"] is None],
         # cards whose key retired before they were seen again: the customer links them anew
         "cards_to_relink": ["****" + c["last4"] for c in cards if c["retired_at"]],
+        # head office's blocks (central.blocks): the tills refuse these, showing the reason
+        "blocked": None if row["blocked"] is None else {"reason": row["blocked"],
+                                                        "at": row["blocked_at"]},
+        "blocked_cards": [{"last4": c["last4"], "reason": c["blocked"], "at": c["blocked_at"]}
+                          for c in cards if c["blocked"] is not None and not c["retired_at"]],
         "balance": ledger.balance(conn, customer_id, now).to_dict(),
     }
 
@@ -111,14 +122,26 @@ def _card_owner(conn: Connection, card_keys: CardKeyring,
     return None
 
 
+CARD_KINDS = ("loyalty", "bank", "virtual")
+
+
 def _insert_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
-                 digits: str, now: datetime) -> None:
+                 digits: str, now: datetime, kind: str | None = None) -> None:
     version, token = card_keys.token(digits)
     conn.execute(
-        "INSERT INTO cards (token, customer_id, last4, created_at, key_version)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (token, customer_id, masked(digits)[-4:], iso(now), version),
+        "INSERT INTO cards (token, customer_id, last4, created_at, key_version, kind)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (token, customer_id, masked(digits)[-4:], iso(now), version,
+         kind or card_kind(digits)),
     )
+
+
+def _kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if value not in CARD_KINDS:
+        raise CustomerError(400, f"field 'kind' must be one of {', '.join(CARD_KINDS)}")
+    return str(value)
 
 
 def by_card(conn: Connection, card_keys: CardKeyring, card_number: str) -> str:
@@ -139,11 +162,13 @@ def by_card(conn: Connection, card_keys: CardKeyring, card_number: str) -> str:
 
 
 def link_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
-              card_number: str, now: datetime) -> dict:
-    """Link a card to an existing account: a new card, or one whose key retired (then its
-    old record, kept for display, goes). The caller has made sure of the customer (README:
-    relinking a card)."""
+              card_number: str, now: datetime, kind: object = None) -> dict:
+    """Link a card to an existing account: a new card (of `kind`: loyalty, bank or virtual;
+    by default told from its number), or one whose key retired (then its old record, kept
+    for display, goes). The caller has made sure of the customer (README: relinking a
+    card)."""
     digits = normalize_card_number(card_number)
+    kind = _kind(kind)
     with transaction(conn):
         read(conn, customer_id)
         owner = _card_owner(conn, card_keys, digits)
@@ -153,7 +178,60 @@ def link_card(conn: Connection, card_keys: CardKeyring, customer_id: str,
             raise CustomerError(409, "this card belongs to another customer")
         conn.execute("DELETE FROM cards WHERE customer_id = ? AND last4 = ?"
                      " AND retired_at IS NOT NULL", (customer_id, digits[-4:]))
-        _insert_card(conn, card_keys, customer_id, digits, now)
+        _insert_card(conn, card_keys, customer_id, digits, now, kind)
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def _par_owner(conn: Connection, card_keys: CardKeyring, par: str) -> str | None:
+    for version, token in pars.tokens(card_keys, par):
+        row = conn.execute("SELECT customer_id FROM cards WHERE token = ? AND key_version = ?"
+                           " AND retired_at IS NULL", (token, version)).fetchone()
+        if row is not None:
+            return str(row["customer_id"])
+    return None
+
+
+def link_par(conn: Connection, card_keys: CardKeyring, customer_id: str, par: object,
+             now: datetime) -> dict:
+    """Link a bank card by its payment account reference (protocol.pars): the till then
+    identifies the customer from what the payment terminal reports."""
+    par = pars.normalize_par(par)
+    with transaction(conn):
+        read(conn, customer_id)
+        owner = _par_owner(conn, card_keys, par)
+        if owner is not None:
+            raise CustomerError(409, "this payment account reference is already linked"
+                                     + (" to this customer" if owner == customer_id
+                                        else " to another customer"))
+        version, token = pars.token(card_keys, par)
+        conn.execute(
+            "INSERT INTO cards (token, customer_id, last4, created_at, key_version, kind)"
+            " VALUES (?, ?, ?, ?, ?, 'par')",
+            (token, customer_id, par[-4:], iso(now), version))
+        ledger.touch(conn, customer_id)
+    return read(conn, customer_id)
+
+
+def unlink_card(conn: Connection, card_keys: CardKeyring, customer_id: str, last4: str,
+                card_number: object = None, par: object = None) -> dict:
+    """Remove one of the customer's cards, named by its last four characters, or where two
+    end alike by its whole `card_number` or `par`. Tills drop it with their next delta."""
+    with transaction(conn):
+        read(conn, customer_id)
+        rows = conn.execute("SELECT token, key_version FROM cards WHERE customer_id = ?"
+                            " AND last4 = ?", (customer_id, last4)).fetchall()
+        if card_number is not None or par is not None:
+            named = (set(pars.tokens(card_keys, pars.normalize_par(par))) if par is not None
+                     else set(card_keys.tokens(normalize_card_number(str(card_number)))))
+            rows = [r for r in rows if (r["key_version"], r["token"]) in named]
+        if not rows:
+            raise CustomerError(404, f"the customer has no card ending {last4}"
+                                     + (" with this number" if card_number or par else ""))
+        if len(rows) > 1:
+            raise CustomerError(409, f"the customer has {len(rows)} cards ending {last4}:"
+                                     " name the one to remove by its 'card_number' or 'par'")
+        conn.execute("DELETE FROM cards WHERE token = ?", (rows[0]["token"],))
         ledger.touch(conn, customer_id)
     return read(conn, customer_id)
 
@@ -231,19 +309,15 @@ def _birthday(value: object) -> str | None:
 
 
 def _phone(value: object) -> str | None:
-    """A phone number as digits with an optional leading '+'; empty means none (a second
-    customer without a phone is no duplicate of the first)."""
-    if value is None:
+    """A phone number in E.164 (protocol.phones), so one number typed two ways is one
+    customer's; empty means none (a second customer without a phone is no duplicate of
+    the first)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not isinstance(value, str) or len(value) > 32:
-        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
-    compact = "".join(ch for ch in value if ch not in " -().")
-    if not compact:
-        return None
-    digits = compact.removeprefix("+")
-    if not bounds.ascii_digits(digits) or not 5 <= len(digits) <= 15:
-        raise CustomerError(400, "field 'phone' must be a phone number of 5 to 15 digits")
-    return compact
+    try:
+        return phones.e164(value)
+    except phones.InvalidPhone as e:
+        raise CustomerError(400, str(e)) from None
 
 
 # What head office may change of a customer, and how each value is checked.
@@ -276,6 +350,10 @@ def update(conn: Connection, customer_id: str, changes: dict,
         if phone and conn.execute("SELECT 1 FROM customers WHERE phone = ? AND id != ?",
                                   (phone, customer_id)).fetchone():
             raise CustomerError(409, "a customer with this phone number already exists")
+        if "name" in values:
+            values["name_key"] = name_key(values["name"])
+        if "phone" in values:
+            values["phone_review"] = None  # a number given anew settles the migration's doubt
         sets = ", ".join(f"{k} = ?" for k in values)  # keys come from _EDITABLE only
         conn.execute(f"UPDATE customers SET {sets} WHERE id = ?", (*values.values(), customer_id))
         ledger.touch(conn, customer_id)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from central.clock import iso, utcnow
@@ -38,6 +39,7 @@ __all__ = [
     "PerDialect",
     "Row",
     "Unavailable",
+    "WithData",
     "connect",
     "is_url",
     "migrate",
@@ -45,6 +47,22 @@ __all__ = [
     "redacted",
     "transaction",
 ]
+
+@dataclass(frozen=True)
+class WithData:
+    """A migration step whose schema change is followed by data that only Python can work
+    out (phone numbers in E.164), in the same transaction."""
+
+    schema: str | PerDialect
+    data: Callable[[Connection], None]
+
+
+def _customer_search_backfill(conn: Connection) -> None:
+    # Imported here: central.customer_search itself works through this module.
+    from central import customer_search
+
+    customer_search.backfill(conn, utcnow())
+
 
 def _backfill_deliveries(now: str) -> str:
     """Migration 20's SQL, with `now` the database's expression for the time (as iso())."""
@@ -67,7 +85,7 @@ def _backfill_deliveries(now: str) -> str:
     """
 
 
-MIGRATIONS: list[str | PerDialect] = [
+MIGRATIONS: list[str | PerDialect | WithData] = [
     # 1: the walking skeleton's schema
     """
     CREATE TABLE tills (
@@ -658,6 +676,72 @@ MIGRATIONS: list[str | PerDialect] = [
     INSERT INTO message_cursors VALUES ('expiring', '');
     INSERT INTO message_cursors VALUES ('days', '');
     """,
+    # 29: customers found by name, card and phone (central.customer_search), and blocked
+    # (central.blocks). The name as searches compare it, indexed (in PostgreSQL in code point
+    # order, so a prefix is a range of it as in SQLite); cards by their last four digits;
+    # phones in E.164, with those that could not be (a number two customers had typed two
+    # ways, or no valid number) kept as typed and marked for review; a block's reason on a
+    # customer or a card, and when; a card's kind (loyalty, bank, virtual, or par: a bank
+    # card known by its payment account reference; NULL for cards linked before kinds).
+    WithData(PerDialect(
+        sqlite="""
+    ALTER TABLE customers ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE customers ADD COLUMN phone_review TEXT;
+    ALTER TABLE customers ADD COLUMN blocked TEXT;
+    ALTER TABLE customers ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN blocked TEXT;
+    ALTER TABLE cards ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN kind TEXT;
+    CREATE INDEX customers_name_key ON customers(name_key, id);
+    CREATE INDEX cards_last4 ON cards(last4, customer_id);
+    """,
+        postgresql="""
+    ALTER TABLE customers ADD COLUMN name_key TEXT COLLATE "C" NOT NULL DEFAULT '';
+    ALTER TABLE customers ADD COLUMN phone_review TEXT;
+    ALTER TABLE customers ADD COLUMN blocked TEXT;
+    ALTER TABLE customers ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN blocked TEXT;
+    ALTER TABLE cards ADD COLUMN blocked_at TEXT;
+    ALTER TABLE cards ADD COLUMN kind TEXT;
+    CREATE INDEX customers_name_key ON customers(name_key, id);
+    CREATE INDEX cards_last4 ON cards(last4, customer_id);
+    """), data=_customer_search_backfill),
+    # 30: sales channels (central.channels): a credential per web shop or app, each with the
+    # virtual till its orders are journalled under; each confirm and return kept by the
+    # channel's own key (order id, return id) for idempotent repeats (central.channel_orders)
+    """
+    CREATE TABLE channels (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('web', 'app')), store TEXT NOT NULL,
+        till_id TEXT NOT NULL UNIQUE REFERENCES tills(id), token_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL, created_by TEXT NOT NULL, revoked_at TEXT
+    );
+    CREATE TABLE channel_requests (
+        channel_id TEXT NOT NULL REFERENCES channels(id), request_key TEXT NOT NULL,
+        order_id TEXT NOT NULL, body_hash TEXT NOT NULL, receipt_id TEXT NOT NULL,
+        answer TEXT NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY (channel_id, request_key)
+    );
+    CREATE INDEX channel_requests_order ON channel_requests(channel_id, order_id);
+    """,
+    # 31: the customer's own account (central.account_sign_in): one-time sign-in codes and
+    # sessions, each kept only as a hash; a code names the contact it went to by a keyed hash
+    # and says what it proves (signing in, or a new e-mail address being the customer's)
+    """
+    CREATE TABLE account_codes (
+        id TEXT PRIMARY KEY, contact_hash TEXT NOT NULL, customer_id TEXT,
+        code_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL
+            CHECK (status IN ('open', 'used', 'void')),
+        purpose TEXT NOT NULL CHECK (purpose IN ('sign-in', 'email'))
+    );
+    CREATE INDEX account_codes_contact ON account_codes(contact_hash, created_at);
+    CREATE TABLE account_sessions (
+        token_hash TEXT PRIMARY KEY, customer_id TEXT NOT NULL, created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, ended_at TEXT
+    );
+    CREATE INDEX account_sessions_customer ON account_sessions(customer_id);
+    """,
 ]
 
 
@@ -704,8 +788,12 @@ def migrate(conn: Connection, upto: int | None = None) -> int:
             version = conn.dialect.schema_version(conn)
             if version >= last:
                 return applied
-            for statement in statements(conn.dialect.script(MIGRATIONS[version])):
+            step = MIGRATIONS[version]
+            schema = step.schema if isinstance(step, WithData) else step
+            for statement in statements(conn.dialect.script(schema)):
                 conn.execute(statement)
+            if isinstance(step, WithData):
+                step.data(conn)
             conn.dialect.set_schema_version(conn, version + 1, iso(utcnow()))
         applied += 1
 

@@ -35,7 +35,7 @@ CLOCK_TOLERANCE = timedelta(minutes=5)
 # the customer backs it: time for even a till offline across the upgrade to pull again.
 LEGACY_GRACE = timedelta(days=1)
 VIEW_FIELDS = ("tier", "segments", "birthday", "offers", "granted_offers", "purchases",
-               "qualifying_spend", "available", "pending")
+               "qualifying_spend", "available", "pending", "blocked", "blocked_cards")
 
 
 def record_ruleset(conn: Connection, till_id: str, version: int, now: datetime) -> None:

@@ -22,28 +22,30 @@ from central import (
 )
 from central.alerts import raise_alert
 from central.db import Connection, DatabaseError, Row, transaction
-from protocol import balances, bounds, rules
+from protocol import balances, bounds, phones, rules
+from protocol.card_keys import CardKeyring
 
 MAX_DELTA = 1000
 
 
 def customer_deltas(conn: Connection, till_id: str, cursor: int,
-                    now: datetime) -> dict:
-    """One page of changes since `cursor`, as a dict."""
-    head, customers, _ = _page(conn, till_id, cursor, now)
+                    now: datetime, keys: CardKeyring | None = None) -> dict:
+    """One page of changes since `cursor`, as a dict. `keys`: the card keys, whose newest
+    makes the phone tokens (protocol.phones); without them no phone goes."""
+    head, customers, _ = _page(conn, till_id, cursor, now, keys)
     return {**head, "customers": customers}
 
 
 def customer_deltas_json(conn: Connection, till_id: str, cursor: int,
-                         now: datetime) -> bytes:
+                         now: datetime, keys: CardKeyring | None = None) -> bytes:
     """The same page as the JSON a till receives, made of each customer's text as it was
     checked: a page is encoded once."""
-    head, _, texts = _page(conn, till_id, cursor, now)
+    head, _, texts = _page(conn, till_id, cursor, now, keys)
     return (json.dumps(head)[:-1] + ', "customers": [' + ", ".join(texts) + "]}").encode()
 
 
-def _page(conn: Connection, till_id: str, cursor: int,
-          now: datetime) -> tuple[dict, list[dict], list[str]]:
+def _page(conn: Connection, till_id: str, cursor: int, now: datetime,
+          keys: CardKeyring | None) -> tuple[dict, list[dict], list[str]]:
     with conn.snapshot():  # one read snapshot for the balances and the acknowledgement
         till = conn.execute(
             "SELECT current_epoch, acked_seq FROM tills WHERE id = ?", (till_id,)
@@ -54,7 +56,8 @@ def _page(conn: Connection, till_id: str, cursor: int,
         budgets = campaign_budgets.budgets(conn)
         rows = conn.execute(
             "SELECT id, tier, segments, birthday, offers, purchases, window_start,"
-            " window_spend, granted_offers, change_seq, debt FROM customers"
+            " window_spend, granted_offers, change_seq, debt, blocked, phone, phone_review"
+            " FROM customers"
             " WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
             (cursor, MAX_DELTA),
         ).fetchall()
@@ -69,10 +72,11 @@ def _page(conn: Connection, till_id: str, cursor: int,
         withheld: list[tuple[str, str]] = []
         for r in rows:
             try:
-                customer = _customer(r, cards.get(r["id"], []), points[r["id"]],
+                customer = _customer(r, cards.get(r["id"], {}), points[r["id"]],
                                      allowances[r["id"]], tier_rules, now)
                 if r["id"] in waiting:  # absent: none (a till's profile is replaced whole)
                     customer["receipt_lines"] = waiting[r["id"]]
+                customer["phones"] = _phones(r, keys)
                 texts.append(_encoded(customer))
                 customers.append(customer)
             except (bounds.OutOfBounds, DatabaseError, ValueError, TypeError) as e:
@@ -111,20 +115,29 @@ def _page(conn: Connection, till_id: str, cursor: int,
     }, customers, texts
 
 
-def _cards(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
-    """Each customer's live card tokens: a card whose key retired is of no use to a till,
-    it waits to be linked again."""
-    out: dict[str, list[str]] = {}
+def _cards(conn: Connection, ids: list[str]) -> dict[str, dict[str, str | None]]:
+    """Each customer's live card tokens, with the reason of each blocked one (else None): a
+    card whose key retired is of no use to a till, it waits to be linked again."""
+    out: dict[str, dict[str, str | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        for customer_id, token in conn.execute(
-                "SELECT customer_id, token FROM cards WHERE customer_id IN"
+        for customer_id, token, blocked in conn.execute(
+                "SELECT customer_id, token, blocked FROM cards WHERE customer_id IN"
                 f" ({','.join('?' * len(chunk))}) AND retired_at IS NULL", chunk):
-            out.setdefault(customer_id, []).append(token)
+            out.setdefault(customer_id, {})[token] = blocked
     return out
 
 
-def _customer(r: Row, cards: list[str], points: balances.State,
+def _phones(r: Row, keys: CardKeyring | None) -> list[str]:
+    """The customer's phone as tills hold it: its token under the newest card key, for
+    identification by phone (agent.pos_api). None for a number the phone migration left
+    for review (central.customer_search.backfill): another customer holds it."""
+    if not keys or r["phone"] is None or r["phone_review"] is not None:
+        return []
+    return [phones.phone_token(keys.newest.secret, r["phone"])]
+
+
+def _customer(r: Row, cards: dict[str, str | None], points: balances.State,
               allowances: dict[str, int], tier_rules: dict | None, now: datetime) -> dict:
     """One customer as tills receive them, checked to be within bounds before it goes.
 
@@ -134,7 +147,11 @@ def _customer(r: Row, cards: list[str], points: balances.State,
                                   r["window_spend"], now)
     out = {
         "id": r["id"],
-        "cards": cards,
+        "cards": list(cards),
+        # A block, with the reason the till shows (central.blocks): the customer's, and each
+        # blocked card's by its token. Tills refuse them.
+        "blocked": r["blocked"],
+        "blocked_cards": {token: why for token, why in cards.items() if why is not None},
         "tier": tier,
         "segments": json.loads(r["segments"]),
         # Month and day: what the rules need, not the year (152-FZ).

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from central import ingest_log, journal_personal, ledger, presence, returns, settlement
 from central.alerts import raise_alert, raise_or_count
+from central.channels import is_virtual_till
 from central.clock import iso, parse_iso
 from central.db import Connection, transaction
 from central.tills import TillRefused, public_key_of
@@ -199,8 +200,10 @@ def apply(conn: Connection, batch: Batch, now: datetime,
                                till_id=batch.till_id, bad_entry=True) from None
         settlement.apply_entries(conn, batch.till_id, [e for e, _ in fresh], now)
         # Spent points need the customer's presence: each proof re-checked, one alert for
-        # those that fail (the receipts are printed: journalled all the same).
-        presence.check_entries(conn, batch.till_id, [e for e, _ in fresh], now, keys)
+        # those that fail (the receipts are printed: journalled all the same). A channel's
+        # orders have none: the channel signed its customer in (central.channel_orders).
+        if not is_virtual_till(batch.till_id):
+            presence.check_entries(conn, batch.till_id, [e for e, _ in fresh], now, keys)
         # Returns are few: their detail (lines returned, the lease) is decoded here, so the
         # central knows what of each sale is back, whichever till took it.
         returned = [JournalEntry.from_encoded_body(raw) for e, raw in fresh

@@ -14,12 +14,16 @@ can drop the repeat itself.
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
 import aiohttp
 import aiosmtplib
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,22 @@ class HttpGatewayChannel:
             raise MaybeSent(f"no answer from the gateway: {type(e).__name__}") from None
         except aiohttp.ClientError as e:
             raise NotSent(f"the gateway failed: {type(e).__name__}") from None
+
+
+class LogChannel:
+    """For development, where no gateway runs: each message is written to the central's log
+    as the gateway would have been given it, and the last few are kept for tests to read.
+    Never for production: the log would hold what was meant for the customer alone."""
+
+    def __init__(self, name: str = "log", keep: int = 100) -> None:
+        self.name = name
+        self.sent: deque[Outgoing] = deque(maxlen=keep)
+
+    async def send(self, message: Outgoing) -> str:
+        log.warning("development %s channel, to %s: %s: %s", self.name, message.to,
+                    message.subject, message.body)
+        self.sent.append(message)
+        return ""
 
 
 @dataclass

@@ -101,7 +101,8 @@ def erase(conn: Connection, customer_id: str, actor: object, reason: object,
         ledger.lock_customers(conn, {customer_id})
         conn.execute(
             "UPDATE customers SET name = '', phone = NULL, birthday = NULL, segments = '[]',"
-            " erased_at = COALESCE(erased_at, ?) WHERE id = ?", (iso(now), customer_id))
+            " name_key = '', erased_at = COALESCE(erased_at, ?) WHERE id = ?",
+            (iso(now), customer_id))
         cards = conn.execute("DELETE FROM cards WHERE customer_id = ?", (customer_id,)).rowcount
         conn.execute("DELETE FROM till_views WHERE customer_id = ?", (customer_id,))
         journal = journal_personal.forget(conn, customer_id)

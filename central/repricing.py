@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from central import credits, deliveries, fraud_watch, ingest_log, ledger, quarantine
+from central import blocks, credits, deliveries, fraud_watch, ingest_log, ledger, quarantine
 from central.alerts import raise_alert
+from central.channels import is_virtual_till
 from central.clock import parse_iso
 from central.db import Connection, Row, Unavailable, transaction
 from protocol import rules
@@ -114,6 +115,14 @@ def _judge(conn: Connection, cache: RuleSets, till_id: str, entry: dict[str, Any
     return check_entry(entry, cache.get(entry["ruleset_version"]), customer, sold_at)
 
 
+def _presented_card(entry: dict[str, Any]) -> list[str]:
+    """The tokens of the card the entry's proof of presence names (none without one)."""
+    proof = entry.get("presence")
+    if isinstance(proof, dict) and proof.get("method") == "card":
+        return [t for t in proof.get("tokens") or () if isinstance(t, str)]
+    return []
+
+
 def _spent(conn: Connection, till_id: str, receipt_id: str) -> int:
     """What the ledger debited for this sale (its redemption), from the ledger itself: the
     body of an entry that did not re-price is not to be trusted, nor perhaps readable."""
@@ -182,7 +191,13 @@ def _reprice_one(conn: Connection, cache: RuleSets, r: Row,
     else:
         if entry.get("kind") != "sale" or entry.get("customer_id") is None:
             return None  # returns are priced from their sale; non-members earn nothing
+        if is_virtual_till(r["till_id"]):
+            return None  # a channel's order: priced and credited by the central itself
         sold_at = parse_iso(r["sold_at"] or entry["at"])
+        if why := blocks.sale_refusal(conn, r["till_id"], entry["customer_id"], sold_at,
+                                      _presented_card(entry)):
+            _not_credited(conn, r, why, now)
+            return False
         verdict = _judge(conn, cache, r["till_id"], entry, sold_at)
     if verdict.ok:
         credits.confirm(conn, r["till_id"], r["receipt_id"], list(verdict.lots), now,
@@ -204,6 +219,16 @@ def _mismatch(conn: Connection, r: Row, why: str, now: datetime) -> None:
                           spent, why, now)
     quarantine.quarantine(conn, r["till_id"], message, now)
     fraud_watch.note_mismatch(conn, r["till_id"], r["receipt_id"], now)  # rule f
+
+
+def _not_credited(conn: Connection, r: Row, why: str, now: datetime) -> None:
+    """A blocked customer's sale (central.blocks): nothing credited, with an alert of its
+    own. The till is not quarantined, since its pricing is not in doubt; what the sale
+    spent stays spent, as the goods went with it."""
+    raise_alert(conn, now, "blocked-customer-sale",
+                f"entry {r['seq']} (receipt {r['receipt_id']}) not credited: {why}",
+                till_id=r["till_id"], customer_id=r["customer_id"])
+    credits.withhold(conn, r["till_id"], r["seq"], r["receipt_id"], why, now)
 
 
 def _failed(conn: Connection, r: Row, why: str, now: datetime) -> bool:

@@ -27,7 +27,12 @@ A, M, N, S, Y, U = (Role.ADMIN, Role.MARKETING, Role.ANALYST, Role.SUPPORT, Role
 EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/customers"): {A, S},
     ("POST", "/api/v1/customers/lookup"): {A, S, Y},
+    ("GET", "/api/v1/customers"): {A, S, Y},
+    ("POST", "/api/v1/customers/search"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/block"): {A, S, Y},
+    ("POST", "/api/v1/customers/{id}/unblock"): {A, S, Y},
     ("POST", "/api/v1/customers/{id}/cards"): {A, S},
+    ("DELETE", "/api/v1/customers/{id}/cards/{card}"): {A, S},
     ("GET", "/api/v1/customers/{id}"): {A, S, Y},
     ("PATCH", "/api/v1/customers/{id}"): {A, S},
     ("POST", "/api/v1/customers/{id}/consents"): {A, S},
@@ -69,6 +74,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/fraud-hits/{id}/hold"): {A, Y},
     ("GET", "/api/v1/repricing"): {A, Y, N, U},
     ("GET", "/api/v1/staff/me"): set(ROLES),
+    ("GET", "/api/v1/dashboard"): set(ROLES),
     ("GET", "/api/v1/staff"): {A, Y, U},
     ("POST", "/api/v1/staff"): {A},
     ("POST", "/api/v1/staff/{id}/revoke"): {A, Y},
@@ -87,6 +93,9 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/message-contacts/{id}"): {A, S},
     ("PUT", "/api/v1/message-contacts/{id}"): {A, S},
     ("GET", "/api/v1/messages"): {A, S, U},
+    ("GET", "/api/v1/channels"): {A},
+    ("POST", "/api/v1/channels"): {A},
+    ("POST", "/api/v1/channels/{id}/revoke"): {A},
     ("GET", "/api/v1/openapi.json"): set(ROLES),
 }
 
@@ -128,7 +137,7 @@ async def test_every_route_admits_exactly_its_roles(proxied, clock):
     headers = tokens_by_role(central, clock)
     sources = 0
     for (method, path), roles in EXPECTED.items():
-        url = re.sub(r"\{id\}", "nobody1", path)
+        url = re.sub(r"\{\w+\}", "nobody1", path)  # every path parameter
         for role in ROLES:
             resp = await central.request(method, url, headers=headers[role], json={})
             said = (await resp.json()).get("error", "")
