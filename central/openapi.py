@@ -93,6 +93,11 @@ class Op:
 SECURITY_SCHEMES: dict[str, Schema] = {
     "staffToken": {"type": "http", "scheme": "bearer",
                    "description": "a staff token (docs/roles.md) or the admin token"},
+    "channelToken": {"type": "http", "scheme": "bearer",
+                     "description": "a sales channel's token (POST /api/v1/channels)"},
+    "accountSession": {"type": "http", "scheme": "bearer",
+                       "description": "a customer's session (POST /account/v1/sign-in), as"
+                                      " a bearer token or the HttpOnly cookie"},
 }
 
 PROBLEM: Schema = obj(
@@ -122,10 +127,10 @@ def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
                               "content": {"application/json": media}}
     answers: dict[str, Any] = {}
     for status, schema in {op.ok: op.answer, **op.also}.items():
-        answer: dict[str, Any] = {
-            "description": "success",
-            "content": {"application/json": {"schema": schema},
-                        **{media: {"schema": s} for media, s in op.media.items()}}}
+        answer: dict[str, Any] = {"description": "success"}
+        if status != 204:  # no content
+            answer["content"] = {"application/json": {"schema": schema},
+                                 **{media: {"schema": s} for media, s in op.media.items()}}
         if op.headers:
             answer["headers"] = {name: {"schema": s} for name, s in op.headers.items()}
         answers[str(status)] = answer
@@ -149,8 +154,9 @@ def build(ops: Mapping[tuple[str, str], Op]) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": TITLE, "version": VERSION,
                  "description": "The head-office API (staff token: `Authorization: Bearer "
-                                "<token>`, roles in docs/roles.md) and the sync API's "
-                                "enrolment. Every error is an RFC 9457 problem."},
+                                "<token>`, roles in docs/roles.md), the sales channels' API, "
+                                "the customer's own account and the tills' enrolment. Every "
+                                "error is an RFC 9457 problem."},
         "paths": paths,
         "components": {
             "schemas": {"Problem": PROBLEM},

@@ -101,6 +101,17 @@ FRAUD_RULES: Schema = {"type": "object", "additionalProperties": obj({"enabled":
 RESULT_OF_DRY_RUN = obj({"campaign": STR, "receipts": arr(ANY_OBJ), "totals": obj(
     {"receipts": INT, "changed": INT, "points_change": INT, "discount_change": INT})},
     {"ruleset_version": INT, "source": STR})
+CUSTOMER_PAGE = obj({"customers": arr(obj({"id": STR})), "next_after": null(STR)})
+ORDER = obj({"lines": arr(obj({"sku": STR, "qty": INT, "price": INT},
+                              {"category": STR, "brand": STR, "flags": arr(STR)}))},
+            {"customer_id": null(STR), "redeem": null(INT)})
+ORDER_EXAMPLE = {"lines": [{"sku": "tea", "qty": 1000, "price": 25000}]}
+SENT_CODE = obj({"challenge": STR, "channel": STR, "expires_at": STR},
+                {"resend_after": null(INT)})
+ME = obj({"id": STR}, {"name": null(STR), "phone": null(STR), "email": null(STR),
+                       "language": null(STR), "service_opt_out": BOOL, "tier": null(STR),
+                       "cards": arr(STR), "blocked": null(ANY_OBJ), "consents": CONSENTS})
+ACCOUNT_OFFERS = obj({"offers": arr(ANY_OBJ)}, {"earned": arr(ANY_OBJ)})
 SETTINGS = obj({"quiet_from": STR, "quiet_to": STR, "expiring_days": INT, "idle_days": INT})
 TEMPLATE = obj({"kind": STR, "language": STR, "subject": STR, "body": STR})
 
@@ -356,6 +367,111 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                Query("before", {"type": "integer", "minimum": 1}), LIMIT),
         tag="messages"),
 
+    # -- finding and blocking customers (central.api_customers) --
+    ("GET", "/api/v1/customers"): Op(
+        "Find customers (audited read); a whole card number goes to /customers/search",
+        CUSTOMER_PAGE,
+        query=(Query("id", STR), Query("card", STR, "the card's last four digits"),
+               Query("phone", STR), Query("name", STR), Query("after", STR,
+                                                            "the `next_after` of a page"),
+               Query("limit", {"type": "integer", "minimum": 1})), tag="customers"),
+    ("POST", "/api/v1/customers/search"): Op(
+        "Find customers by any filter, a whole card number too (audited read)",
+        CUSTOMER_PAGE, body=obj({}, {"id": STR, "card": STR, "card_number": STR, "phone": STR,
+                                     "name": STR, "after": STR, "limit": INT}),
+        example={"card_number": "4000000000000002"}, tag="customers"),
+    **{("POST", f"/api/v1/customers/{{id}}/{verb}"): Op(
+        f"{verb.capitalize()} a customer, or one card (`card` or `card_number`)",
+        obj({"customer_id": STR}), body=obj({}, {"reason": STR, "card": STR,
+                                                 "card_number": STR}),
+        example={"reason": "card reported stolen"}, tag="customers")
+       for verb in ("block", "unblock")},
+    ("DELETE", "/api/v1/customers/{id}/cards/{card}"): Op(
+        "Remove a card, named by its last four characters (the body tells apart two alike)",
+        ANY_OBJ, body=obj({}, {"card_number": STR, "par": STR}), body_required=False,
+        tag="customers"),
+
+    # -- the dashboard's own API (central.dashboard) --
+    ("GET", "/api/v1/dashboard"): Op(
+        "The caller and the dashboard's sections their role may read",
+        obj({"account": obj({"id": STR, "role": STR}), "sections": {}}), tag="meta"),
+
+    # -- sales channels' credentials (central.api_channel) --
+    ("GET", "/api/v1/channels"): Op("Every sales channel", obj({"channels": arr(ANY_OBJ)}),
+                                    tag="channels"),
+    ("POST", "/api/v1/channels"): Op(
+        "Add a sales channel; its token is in this answer only",
+        obj({"channel": ANY_OBJ, "token": STR}), ok=201,
+        body=obj({"name": STR, "kind": one_of(["web", "app"]), "store": STR}),
+        example={"name": "Web shop", "kind": "web", "store": "web"}, tag="channels"),
+    ("POST", "/api/v1/channels/{id}/revoke"): Op("Revoke a sales channel's token", ANY_OBJ,
+                                                 tag="channels"),
+
+    # -- the channel API, for the web shop and the app (central.api_channel) --
+    ("POST", "/channel/v1/price"): Op(
+        "Price an order; moves nothing", ANY_OBJ, body=ORDER, auth="channelToken",
+        example=ORDER_EXAMPLE, tag="channel"),
+    ("POST", "/channel/v1/orders/{order_id}/confirm"): Op(
+        "Confirm an order, with a redemption (idempotent by order id: another body 409)",
+        obj({"order_id": STR}), body=ORDER, auth="channelToken", example=ORDER_EXAMPLE,
+        tag="channel"),
+    ("POST", "/channel/v1/orders/{order_id}/returns/{return_id}"): Op(
+        "Return lines of an order (idempotent by return id)", obj({"order_id": STR}),
+        body=obj({"lines": arr(obj({"index": INT, "qty": INT}))}), auth="channelToken",
+        tag="channel"),
+    ("GET", "/channel/v1/orders/{order_id}"): Op(
+        "An order as confirmed, with its returns", obj({"order_id": STR}),
+        auth="channelToken", tag="channel"),
+
+    # -- the customer's own account (central.api_account) --
+    ("POST", "/account/v1/sign-in/code"): Op(
+        "Send a one-time sign-in code to a phone or an e-mail address", SENT_CODE, ok=202,
+        body=obj({}, {"phone": STR, "email": STR}), auth=None, tag="account"),
+    ("POST", "/account/v1/sign-in"): Op(
+        "Sign in with the code: a session cookie, or a bearer token",
+        obj({"customer_id": STR, "expires_at": STR}, {"token": STR}),
+        body=obj({"challenge": STR, "code": STR}, {"session": one_of(["cookie", "bearer"])}),
+        auth=None, tag="account"),
+    ("POST", "/account/v1/sign-out"): Op("End the session", {}, ok=204,
+                                         auth="accountSession", tag="account"),
+    ("GET", "/account/v1/me"): Op("The signed-in customer", ME, auth="accountSession",
+                                  tag="account"),
+    ("GET", "/account/v1/balance"): Op(
+        "Balance: available, pending with dates, expiring within 30 days, debt",
+        obj({"available": INT, "pending": INT, "debt": INT}), auth="accountSession",
+        tag="account"),
+    ("GET", "/account/v1/history"): Op(
+        "Receipts with their goods, and point movements",
+        obj({"receipts": arr(ANY_OBJ)}, {"movements": arr(ANY_OBJ)}),
+        query=(Query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),),
+        auth="accountSession", tag="account"),
+    ("GET", "/account/v1/offers"): Op("Personal offers", ACCOUNT_OFFERS,
+                                      auth="accountSession", tag="account"),
+    ("POST", "/account/v1/offers"): Op("Activate a personal offer", ACCOUNT_OFFERS,
+                                       body=obj({"offer": STR}), auth="accountSession",
+                                       tag="account"),
+    ("PATCH", "/account/v1/contacts"): Op(
+        "Change language, advertising opt-out, or drop the e-mail address", ME,
+        body=obj({}, {"email": null(STR), "language": STR, "service_opt_out": BOOL}),
+        auth="accountSession", tag="account"),
+    ("POST", "/account/v1/contacts/email"): Op(
+        "Send a code to a new e-mail address", SENT_CODE, ok=202, body=obj({"email": STR}),
+        auth="accountSession", tag="account"),
+    ("POST", "/account/v1/contacts/email/confirm"): Op(
+        "Save the new address with the code sent to it", ME,
+        body=obj({"challenge": STR, "code": STR, "email": STR}), auth="accountSession",
+        tag="account"),
+    ("POST", "/account/v1/consents"): Op(
+        "Give or withdraw a consent", CONSENTS, ok=201,
+        body=obj({"kind": one_of(CONSENT_KINDS), "granted": BOOL}), auth="accountSession",
+        tag="account"),
+    ("GET", "/account/v1/personal-data"): Op(
+        "Everything held about the customer, as a download", ANY_OBJ,
+        auth="accountSession", tag="account"),
+    ("POST", "/account/v1/erase"): Op(
+        "Erase the customer's personal data; the session ends", obj({"erased_at": STR}),
+        body=obj({"confirm": one_of(["erase"])}), auth="accountSession", tag="account"),
+
     # -- the sync API's JSON route (central.api_sync) --
     ("POST", "/sync/v1/enroll"): Op(
         "Enrol a till with a one-time token and its Ed25519 key (no staff token)",
@@ -367,7 +483,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 
 # Routes the document leaves out, and why.
 _SIGNED = "the tills' signed sync API: msgpack or signed requests, specified in protocol/"
+_PAGE = "an HTML page or its static files (tested in headless Chromium), not JSON"
 LEFT_OUT: dict[tuple[str, str], str] = {
+    ("GET", "/account"): _PAGE,
+    ("GET", "/account/assets/{name}"): _PAGE,
+    ("GET", "/dashboard"): _PAGE,
+    ("GET", "/dashboard/{name}"): _PAGE,
     ("POST", "/sync/v1/batches"): _SIGNED,
     ("GET", "/sync/v1/ruleset"): _SIGNED,
     ("GET", "/sync/v1/card-keys"): _SIGNED,
