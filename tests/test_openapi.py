@@ -5,7 +5,7 @@ The schemathesis run sends every described operation generated requests, valid a
 (a fixed seed, EXAMPLES each), with a staff admin token (a channel's or a customer's
 session on their APIs), to a central on each database, and
 checks: no 5xx, every status, content type, header and body as the document says. About
-90 s for both databases, hence `slow`.
+two minutes for both databases (91 operations), hence `slow`.
 """
 
 from __future__ import annotations
