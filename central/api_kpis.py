@@ -19,6 +19,7 @@ from central.roles import admits
 from central.web_common import DB, ApiError, query_int
 
 routes = web.RouteTableDef()
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 def _day(request: web.Request, name: str) -> date:
@@ -26,9 +27,14 @@ def _day(request: web.Request, name: str) -> date:
     if value is None:
         raise ApiError(400, f"query '{name}' is required (YYYY-MM-DD)")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(400, f"query '{name}' must be a day, YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        # The report reaches a period back (churn) and days past the end: near the
+        # calendar's ends that arithmetic would overflow.
+        raise ApiError(400, f"query '{name}' must be a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def _text(request: web.Request, name: str) -> str | None:

@@ -298,6 +298,8 @@ async def verify_till_journal(request: web.Request) -> web.Response:
 async def enrolment_token(request: web.Request) -> web.Response:
     body = await json_body(request)
     store = field(body, "store", str)
+    if not store.strip():
+        raise ApiError(400, "field 'store' must name the store the till is for")
     hours = field(body, "ttl_hours", int, required=False, default=24, within=TOKEN_HOURS)
     with audited(request, "enrolment-token.create", f"store:{store}") as change:
         token = tills.create_enrolment_token(

@@ -37,6 +37,7 @@ from central import (
     db,
     followers,
     metrics,
+    openapi,
     rulesets,
 )
 from central.auth_failures import Throttle
@@ -120,6 +121,7 @@ def make_app(data_dir: Path, clock: Callable[[], datetime] = utcnow,
     # any: a development central, codes to the log)
     api_account.setup(app, channels)
     app.router.add_routes(api_costs.routes)
+    app.router.add_routes(openapi.routes)
 
     async def close_db(app: web.Application) -> None:
         # Batches still queued were never applied: their tills get an error and resend.

@@ -88,9 +88,10 @@ def _render(template: str, params: dict[str, Any], field: str) -> str:
 def check(kind: object, language: object, subject: object, body: object) -> Text:
     """A template as head office gives it, rendered against its kind's sample parameters;
     Refused naming the field that is wrong."""
-    if kind not in KINDS:
+    # Tested as text first: a dict or a list is not hashable, and `in` a dict would raise.
+    if not isinstance(kind, str) or kind not in KINDS:
         raise Refused(400, f"field 'kind' must be one of {', '.join(KINDS)}")
-    if language not in LANGUAGES:
+    if not isinstance(language, str) or language not in LANGUAGES:
         raise Refused(400, f"field 'language' must be one of {', '.join(LANGUAGES)}")
     subject = bounds.text(subject, "subject", max_len=MAX_SUBJECT, required=True)
     body = bounds.text(body, "body", max_len=MAX_BODY, required=True)

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -47,8 +48,26 @@ class ApiError(Refused):
     """A refusal decided by the web layer itself (bad JSON, a missing field, no token)."""
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, message: str) -> dict[str, Any]:
+    """An RFC 9457 problem: `type` about:blank, so `title` is the status's own phrase and
+    `detail` says what is wrong. `error` repeats the detail: clients written before the
+    problem format read it, and keep working."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    return {"type": "about:blank", "title": title, "status": status, "detail": message,
+            "error": message}
+
+
+def error_response(status: int, message: str, **extra: Any) -> web.Response:
+    """Every error the central answers, as application/problem+json (`extra` adds members,
+    e.g. retry_after)."""
+    return web.json_response({**problem(status, message), **extra}, status=status,
+                             content_type=PROBLEM_JSON)
 
 
 # Retry-After while the database is unavailable: spread over a range, so that when it returns
@@ -83,9 +102,10 @@ def unavailable_response() -> web.Response:
     """503 with Retry-After: the database cannot serve now; nothing of the request was kept.
     Why is in the central's log only: the driver's text names hosts and statements."""
     wait = random.randint(*RETRY_AFTER_S)
-    return web.json_response(
-        {"error": f"the central's database is unavailable: try again in {wait} s",
-         "retry_after": wait}, status=503, headers={"Retry-After": str(wait)})
+    refused = error_response(503, f"the central's database is unavailable: try again in"
+                                  f" {wait} s", retry_after=wait)
+    refused.headers["Retry-After"] = str(wait)
+    return refused
 
 
 @web.middleware

@@ -32,6 +32,8 @@ TEMPLATE = {"kind": "expiring", "language": "en", "subject": "Hurry, ${name}",
     ({"body": 5}, "field 'body' must be a string"),
     ({"kind": "spam"}, "field 'kind' must be one of"),
     ({"language": "xx"}, "field 'language' must be one of"),
+    ({"kind": {}}, "field 'kind' must be one of"),  # unhashable: was a 500 (schemathesis)
+    ({"language": ["ru"]}, "field 'language' must be one of"),
     ({"colour": "red"}, "field 'colour' is not part of a template"),
 ])
 async def test_a_template_that_would_not_render_is_refused_at_save(central, clock, change,

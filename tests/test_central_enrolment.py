@@ -89,3 +89,13 @@ async def test_a_key_enrolment_found_sound_is_not_checked_again_at_each_start(ce
         till.sale(None)
         assert (await send(central, till.batch(seq, seq))).status == 200
     assert tills._weakness.cache_info().misses == 1
+
+
+async def test_an_enrolment_token_names_its_store(central):
+    for body, named in [({}, "store"), ({"store": ""}, "store"), ({"store": "  "}, "store"),
+                        ({"store": 7}, "store"), ({"store": "s1", "ttl_hours": 0}, "hours")]:
+        resp = await central.post("/api/v1/enrolment-tokens", json=body, headers=central.admin)
+        assert resp.status == 400 and named in (await resp.json())["error"], body
+    resp = await central.post("/api/v1/enrolment-tokens", json={"store": "s1"},
+                              headers=central.admin)
+    assert resp.status == 201 and (await resp.json())["store"] == "s1"

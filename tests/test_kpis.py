@@ -181,6 +181,11 @@ async def test_kpi_queries_that_cannot_be_answered_say_which_field(live_central)
     assert "'from'" in await refused({"to": "2026-11-30"})
     assert "'to'" in await refused({"from": "2026-11-01", "to": "30.11.2026"})
     assert "before" in await refused({"from": "2026-11-30", "to": "2026-11-01"})
+    # Near the calendar's ends the period before (churn) would overflow: was a 500
+    assert "'from' must be a day from 1970" in await refused({"from": "0001-01-01",
+                                                             "to": "0002-01-01"})
+    assert "'to' must be a day from" in await refused({"from": "9998-01-01",
+                                                      "to": "9999-12-31"})
     assert "region" in await refused({**month, "region": "atlantis"})
     assert "'store' or 'region'" in await refused({**month, "store": "a", "region": "b"})
     assert "active_days" in await refused({**month, "active_days": "0"})

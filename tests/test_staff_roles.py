@@ -99,6 +99,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/channels"): {A},
     ("POST", "/api/v1/channels"): {A},
     ("POST", "/api/v1/channels/{id}/revoke"): {A},
+    ("GET", "/api/v1/openapi.json"): set(ROLES),
 }
 
 
