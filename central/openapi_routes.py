@@ -259,6 +259,30 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         obj({"campaign": STR, "receipts": INT, "points": INT, "discount": INT},
             {"budget": null(ANY_OBJ), "behind": INT}),
         tag="campaigns"),
+    ("GET", "/api/v1/campaigns/{id}/roi"): Op(
+        "A campaign's ROI over store-local days: treated against its held-out control group,"
+        " with every input",
+        obj({"campaign": STR, "period": ANY_OBJ, "treated": ANY_OBJ, "control": ANY_OBJ,
+             "incremental_margin": ANY_OBJ},
+            {"basis": null(STR), "cost": ANY_OBJ, "roi_bp": null(INT), "roi": null(STR)}),
+        query=(Query("from", {"type": "string", "format": "date"}, required=True),
+               Query("to", {"type": "string", "format": "date"}, required=True)),
+        tag="campaigns"),
+
+    # -- product costs (central.api_costs) --
+    ("PUT", "/api/v1/product-costs"): Op(
+        "Replace the product cost feed (JSON here; also CSV `sku,cost` as text/csv)",
+        obj({"skus": INT, "digest": STR}, {"uploaded_at": null(STR), "uploaded_by": null(STR)}),
+        body=obj({"costs": arr(obj({"sku": STR, "cost": COUNT}))}),
+        example={"costs": [{"sku": "shoe-1", "cost": 90_000}]}, tag="campaigns"),
+    ("GET", "/api/v1/product-costs"): Op(
+        "The product cost feed: its count, digest and who uploaded it, and a page of costs",
+        obj({"skus": INT, "digest": STR, "costs": arr(obj({"sku": STR, "cost": INT}))},
+            {"uploaded_at": null(STR), "uploaded_by": null(STR)}),
+        query=(Query("after", STR, "pages on: the last sku of the previous page"),
+               Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                     "page size")),
+        tag="campaigns"),
 
     # -- fraud (central.api_fraud) --
     ("GET", "/api/v1/fraud-rules"): Op("The fraud rules and thresholds", FRAUD_RULES,
